@@ -1,0 +1,116 @@
+/**
+ * WebGPU in Node through Dawn (the `webgpu` npm package), for the CLI and the tests.
+ *
+ * Tries the machine's own Vulkan drivers first. When they give no adapter, or one that cannot run a
+ * trivial compute shader (e.g. a Mesa lavapipe Dawn rejects), it switches the Vulkan loader to the
+ * SwiftShader driver that Debian's `chromium` package ships and tries again: no variable to set.
+ */
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GpuError, openDevice, withGpuErrors, type GpuContext, type OpenGpuOptions } from './gpu-context';
+
+/** Where SwiftShader's Vulkan ICD manifest lives in common Chromium/Chrome packages. */
+export const SWIFTSHADER_ICD_CANDIDATES = [
+  '/usr/lib/chromium/vk_swiftshader_icd.json',
+  '/usr/lib/chromium-browser/vk_swiftshader_icd.json',
+  '/usr/lib64/chromium-browser/vk_swiftshader_icd.json',
+  '/opt/google/chrome/vk_swiftshader_icd.json',
+];
+
+export interface NodeGpuOptions extends OpenGpuOptions {
+  /** 'auto' (default): hardware first, then SwiftShader; 'swiftshader': SwiftShader only. */
+  adapter?: 'auto' | 'swiftshader';
+}
+
+type DawnModule = { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+let dawn: DawnModule | null = null;
+
+async function loadDawn(): Promise<DawnModule> {
+  if (!dawn) {
+    dawn = (await import('webgpu')) as unknown as DawnModule;
+    // GPUBufferUsage and friends, as a browser has them.
+    Object.assign(globalThis, dawn.globals);
+  }
+  return dawn;
+}
+
+/** Dawn toggles: exact timestamps (Dawn quantizes them by default). */
+const DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+
+/**
+ * Every Dawn instance we created. Dawn-node frees an instance when its JS object is collected, even
+ * while adapters and devices made from it live on, and then crashes in ProcessEvents: keep them all.
+ */
+const liveInstances: GPU[] = [];
+
+async function tryAdapter(options: OpenGpuOptions): Promise<GpuContext | null> {
+  const { create } = await loadDawn();
+  const instance = create(DAWN_FLAGS);
+  liveInstances.push(instance);
+  const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) return null;
+  try {
+    const ctx = await openDevice(adapter, options);
+    await smokeTest(ctx.device);
+    return ctx;
+  } catch {
+    return null;
+  }
+}
+
+/** Runs a one-invocation compute shader and checks what it wrote. */
+async function smokeTest(device: GPUDevice): Promise<void> {
+  await withGpuErrors(device, 'adapter smoke test', async () => {
+    const module = device.createShaderModule({
+      code: '@group(0) @binding(0) var<storage, read_write> out: array<u32>;\n@compute @workgroup_size(1) fn main() { out[0] = 0x1234567u; }',
+    });
+    const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    const storage = device.createBuffer({ size: 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+    const readback = device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: storage } }] }));
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    encoder.copyBufferToBuffer(storage, 0, readback, 0, 4);
+    device.queue.submit([encoder.finish()]);
+    await readback.mapAsync(GPUMapMode.READ);
+    const value = new Uint32Array(readback.getMappedRange())[0];
+    readback.unmap();
+    storage.destroy();
+    readback.destroy();
+    if (value !== 0x1234567) throw new Error('smoke test wrote the wrong value');
+  });
+}
+
+function useSwiftShader(): void {
+  const icd = SWIFTSHADER_ICD_CANDIDATES.find((path) => existsSync(path));
+  if (!icd) {
+    throw new GpuError(
+      'No usable GPU adapter, and no SwiftShader to fall back to. Install Debian/Ubuntu packages ' +
+        '`chromium` (ships SwiftShader) and `libvulkan1` (the Vulkan loader Dawn needs).',
+      'no-webgpu',
+    );
+  }
+  process.env.VK_ICD_FILENAMES = icd;
+  process.env.VK_DRIVER_FILES = icd;
+}
+
+/** Opens the best Node WebGPU device: hardware if usable, else SwiftShader. */
+export async function openNodeGpu(options: NodeGpuOptions = {}): Promise<GpuContext> {
+  // The Vulkan loader complains on every start without it.
+  process.env.XDG_RUNTIME_DIR ??= mkdtempSync(join(tmpdir(), 'xdg-'));
+  if (options.adapter !== 'swiftshader') {
+    const hardware = await tryAdapter(options);
+    if (hardware) return hardware;
+  }
+  useSwiftShader();
+  const software = await tryAdapter(options);
+  if (software) return software;
+  throw new GpuError(
+    'SwiftShader gave no usable adapter either. Is `libvulkan1` installed (Dawn loads libvulkan.so.1)?',
+    'no-webgpu',
+  );
+}

@@ -1,0 +1,117 @@
+/**
+ * Layout facts of the paged KV cache: the one source of truth for the host code, the CPU reference,
+ * the tests and (through {@link wgslLayoutConstants}) the WGSL kernels. Never retype these numbers.
+ *
+ * A cache holds one attention layer. K and V live in two buffers of identical layout; each buffer is
+ * a pool of pages, a page holds `pageSize` tokens of one sequence for all kv heads:
+ *
+ *   int4 / int4-hadamard, per page (u32 words):
+ *     codes     [numKvHeads, pageSize, headDim/8] u32   8 nibbles per word, see NIBBLE ORDER
+ *     scaleMin  [numKvHeads, pageSize]           u32   pack2x16float(scale, min): scale low half
+ *   fp16, per page (u32 words):
+ *     halves    [numKvHeads, pageSize, headDim/2] u32   pack2x16float(x[2i], x[2i+1]): even element low
+ *
+ * NIBBLE ORDER: word w of a row holds elements 8w..8w+7; element 8w+j sits in byte (j mod 4), in the
+ * low nibble for j < 4 and in the high nibble for j >= 4. So `unpack4xU8(w & 0x0F0F0F0F)` yields
+ * elements 8w..8w+3 and `unpack4xU8((w >> 4) & 0x0F0F0F0F)` yields 8w+4..8w+7, in order.
+ */
+
+export const KV_METHODS = ['fp16', 'int4', 'int4-hadamard'] as const;
+export type KvMethod = (typeof KV_METHODS)[number];
+
+export const HADAMARD_BLOCKS = [16, 32, 64, 128] as const;
+export const HEAD_DIMS = [64, 128, 256] as const;
+export const MIN_PAGE_SIZE = 8;
+export const MAX_PAGE_SIZE = 128;
+export const DEFAULT_PAGE_SIZE = 16;
+export const DEFAULT_HADAMARD_BLOCK = 128;
+
+/** Largest INT4 code: codes are 0..INT4_MAX_CODE. */
+export const INT4_MAX_CODE = 15;
+export const NIBBLES_PER_WORD = 8;
+export const HALVES_PER_WORD = 2;
+export const BYTES_PER_WORD = 4;
+/** Marks an unused block-table entry. */
+export const NO_PAGE = 0xffffffff;
+
+export interface CacheShape {
+  method: KvMethod;
+  headDim: number;
+  numKvHeads: number;
+  pageSize: number;
+  numPages: number;
+}
+
+export interface CacheLayout extends CacheShape {
+  /** u32 words of one (token, kv head) row of codes (int4) or halves (fp16). */
+  rowWords: number;
+  /** u32 words of scale/min per (token, kv head): 1 for int4, 0 for fp16. */
+  scaleMinWords: number;
+  /** u32 words of one page of one of the K or V buffers. */
+  pageWords: number;
+  /** Word offset, inside a page, of the scale/min region (int4 only). */
+  scaleMinRegionOffset: number;
+  /** Bytes of one of the K or V buffers. */
+  bufferBytes: number;
+  /** Bytes that one token occupies in the cache, K and V, all kv heads, scale/min included. */
+  bytesPerToken: number;
+}
+
+export function isKvMethod(name: string): name is KvMethod {
+  return (KV_METHODS as readonly string[]).includes(name);
+}
+
+export function isQuantized(method: KvMethod): boolean {
+  return method !== 'fp16';
+}
+
+/** Derives every size and offset of a cache from its shape (validated by the caller). */
+export function cacheLayout(shape: CacheShape): CacheLayout {
+  const quantized = isQuantized(shape.method);
+  const rowWords = quantized ? shape.headDim / NIBBLES_PER_WORD : shape.headDim / HALVES_PER_WORD;
+  const scaleMinWords = quantized ? 1 : 0;
+  const tokenHeads = shape.numKvHeads * shape.pageSize;
+  const scaleMinRegionOffset = tokenHeads * rowWords;
+  const pageWords = tokenHeads * (rowWords + scaleMinWords);
+  return {
+    ...shape,
+    rowWords,
+    scaleMinWords,
+    pageWords,
+    scaleMinRegionOffset,
+    bufferBytes: pageWords * shape.numPages * BYTES_PER_WORD,
+    bytesPerToken: 2 * shape.numKvHeads * (rowWords + scaleMinWords) * BYTES_PER_WORD,
+  };
+}
+
+/** Word index of the first code/half word of (page, kv head, slot) in a K or V buffer. */
+export function rowWordIndex(layout: CacheLayout, page: number, kvHead: number, slot: number): number {
+  return page * layout.pageWords + (kvHead * layout.pageSize + slot) * layout.rowWords;
+}
+
+/** Word index of the scale/min word of (page, kv head, slot) in a K or V buffer (int4 only). */
+export function scaleMinWordIndex(layout: CacheLayout, page: number, kvHead: number, slot: number): number {
+  return page * layout.pageWords + layout.scaleMinRegionOffset + kvHead * layout.pageSize + slot;
+}
+
+/** Bit offset of element j (0..7) inside its u32 word: see NIBBLE ORDER. */
+export function nibbleShift(j: number): number {
+  return 8 * (j % 4) + (j < 4 ? 0 : 4);
+}
+
+/**
+ * WGSL `const` declarations for a layout, prepended to every kernel that reads or writes the cache,
+ * so kernels and host agree by construction.
+ */
+export function wgslLayoutConstants(layout: CacheLayout): string {
+  return [
+    `const HEAD_DIM: u32 = ${layout.headDim}u;`,
+    `const NUM_KV_HEADS: u32 = ${layout.numKvHeads}u;`,
+    `const PAGE_SIZE: u32 = ${layout.pageSize}u;`,
+    `const ROW_WORDS: u32 = ${layout.rowWords}u;`,
+    `const PAGE_WORDS: u32 = ${layout.pageWords}u;`,
+    `const SCALE_MIN_REGION_OFFSET: u32 = ${layout.scaleMinRegionOffset}u;`,
+    `const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`,
+    `const NO_PAGE: u32 = ${NO_PAGE}u;`,
+  ].join('\n');
+}
