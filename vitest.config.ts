@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', ...(process.env.SCRATCH ? ['scratch/**/*.test.ts'] : [])],
     // GPU suites share one Dawn device per worker; SwiftShader is slow, so allow generous timeouts.
     testTimeout: 120_000,
     hookTimeout: 180_000,

@@ -8,6 +8,7 @@
  *   int4 / int4-hadamard, per page (u32 words):
  *     codes     [numKvHeads, pageSize, headDim/8] u32   8 nibbles per word, see NIBBLE ORDER
  *     scaleMin  [numKvHeads, pageSize]           u32   pack2x16float(scale, min): scale low half
+ *     (padding to a multiple of 4 words, so every page and row starts on a 16-byte boundary)
  *   fp16, per page (u32 words):
  *     halves    [numKvHeads, pageSize, headDim/2] u32   pack2x16float(x[2i], x[2i+1]): even element low
  *
@@ -72,7 +73,8 @@ export function cacheLayout(shape: CacheShape): CacheLayout {
   const scaleMinWords = quantized ? 1 : 0;
   const tokenHeads = shape.numKvHeads * shape.pageSize;
   const scaleMinRegionOffset = tokenHeads * rowWords;
-  const pageWords = tokenHeads * (rowWords + scaleMinWords);
+  // Pages start on 16-byte boundaries so kernels can read rows as vec4<u32>.
+  const pageWords = Math.ceil((tokenHeads * (rowWords + scaleMinWords)) / 4) * 4;
   return {
     ...shape,
     rowWords,

@@ -82,3 +82,8 @@ export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, buf
     entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
 }
+
+/** Uploads f32 data at the start of `buffer`. */
+export function writeFloats(device: GPUDevice, buffer: GPUBuffer, data: Float32Array): void {
+  device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+}

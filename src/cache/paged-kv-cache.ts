@@ -1,0 +1,372 @@
+/**
+ * The host API: a paged KV cache of one attention layer on the GPU, under one KV method.
+ *
+ *   const cache = await PagedKvCache.create(ctx, { method: 'int4-hadamard', headDim: 128,
+ *     numQueryHeads: 32, numKvHeads: 8, numPages: 1024 });
+ *   const seq = cache.createSequence();
+ *   await cache.append([seq], [promptLen], k, v);     // prefill: k, v [promptLen, Hkv, D] f32
+ *   const out = await cache.attention([seq], q);       // q [1, Hq, D] f32 → out [1, Hq, D] f32
+ *
+ * Every input is validated and every buffer checked against the device's limits before anything is
+ * dispatched or allocated; a failed call changes nothing (no pages taken, no cache bytes written).
+ */
+import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
+import {
+  BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isKvMethod, isQuantized,
+  KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type CacheLayout, type KvMethod,
+} from '../layout';
+import { randomSigns, signBits } from '../reference/hadamard';
+import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
+import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
+import { chooseSplits, decodeParams, headsPerWorkgroup, mergeParams, prepareDecode, type DecodeShape, type SplitPlan } from '../kernels/paged-decode';
+import { KvCacheFullError, PageAllocator } from './page-allocator';
+
+/** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
+export const MAX_HEAD_DIM = 256;
+
+export interface KvCacheConfig {
+  method: KvMethod;
+  headDim: number;
+  numQueryHeads: number;
+  numKvHeads: number;
+  /** Pages in the pool; capacity is numPages × pageSize tokens over all sequences. */
+  numPages: number;
+  /** Tokens per page (default 16). */
+  pageSize?: number;
+  /** Hadamard block B for int4-hadamard (default min(128, headDim)). */
+  hadamardBlock?: number;
+  /** Rotate V as well as K (int4-hadamard only; default false). */
+  rotateV?: boolean;
+  /** Seed of random ±1 signs before the rotation ("randomized" Hadamard); null/undefined: no signs. */
+  hadamardSignSeed?: number | null;
+  /** Shuffle the physical page order with this seed (tests; default: no shuffle). */
+  pageShuffleSeed?: number;
+  /** Use the subgroup kernels when the device has `subgroups` (default true). */
+  useSubgroups?: boolean;
+}
+
+export type ResolvedKvCacheConfig = Required<Omit<KvCacheConfig, 'pageShuffleSeed' | 'hadamardSignSeed'>> & {
+  pageShuffleSeed?: number;
+  hadamardSignSeed: number | null;
+};
+
+/** A configuration or input the cache cannot take; thrown before any GPU work. */
+export class KvConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KvConfigError';
+  }
+}
+
+function requireInt(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new KvConfigError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+}
+
+/** Fills defaults and rejects every unsupported combination with a message saying what would work. */
+export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConfig {
+  if (!isKvMethod(config.method)) {
+    throw new KvConfigError(`unknown method '${String(config.method)}'; known methods: ${KV_METHODS.join(', ')}`);
+  }
+  requireInt('headDim', config.headDim, 32, MAX_HEAD_DIM);
+  if (config.headDim % 32 !== 0) throw new KvConfigError(`headDim ${config.headDim} must be a multiple of 32 (8 nibbles per word, rows read as vec4<u32>)`);
+  requireInt('numKvHeads', config.numKvHeads, 1, 1024);
+  requireInt('numQueryHeads', config.numQueryHeads, 1, 4096);
+  if (config.numQueryHeads % config.numKvHeads !== 0) {
+    throw new KvConfigError(`numQueryHeads ${config.numQueryHeads} is not a multiple of numKvHeads ${config.numKvHeads}`);
+  }
+  const pageSize = config.pageSize ?? DEFAULT_PAGE_SIZE;
+  requireInt('pageSize', pageSize, MIN_PAGE_SIZE, MAX_PAGE_SIZE);
+  requireInt('numPages', config.numPages, 1);
+  const hadamardBlock = config.hadamardBlock ?? Math.min(DEFAULT_HADAMARD_BLOCK, config.headDim);
+  const rotating = config.method === 'int4-hadamard';
+  if (rotating) {
+    if (!Number.isInteger(hadamardBlock) || hadamardBlock < 1 || (hadamardBlock & (hadamardBlock - 1)) !== 0) {
+      throw new KvConfigError(`Hadamard block ${hadamardBlock} is not a power of two; use one of ${HADAMARD_BLOCKS.join(', ')}`);
+    }
+    if (hadamardBlock < 2 || hadamardBlock > config.headDim || config.headDim % hadamardBlock !== 0) {
+      throw new KvConfigError(`Hadamard block ${hadamardBlock} must be ≥ 2 and divide headDim ${config.headDim}`);
+    }
+  }
+  if (config.rotateV && !rotating) throw new KvConfigError(`rotateV needs method int4-hadamard (method is ${config.method})`);
+  const seed = config.hadamardSignSeed ?? null;
+  if (seed !== null && !rotating) throw new KvConfigError(`hadamardSignSeed needs method int4-hadamard (method is ${config.method})`);
+  return {
+    method: config.method,
+    headDim: config.headDim,
+    numQueryHeads: config.numQueryHeads,
+    numKvHeads: config.numKvHeads,
+    numPages: config.numPages,
+    pageSize,
+    hadamardBlock,
+    rotateV: Boolean(config.rotateV),
+    hadamardSignSeed: seed,
+    pageShuffleSeed: config.pageShuffleSeed,
+    useSubgroups: config.useSubgroups ?? true,
+  };
+}
+
+export interface AttentionOptions {
+  /** Softmax scale (default 1/√headDim). */
+  scale?: number;
+  /** Force a split-K count (default: chosen from the work size). */
+  numSplits?: number;
+}
+
+/** A bound attention dispatch over fixed sequences, for repeated runs (benchmarks, decode loops). */
+export interface PreparedAttention {
+  plan: SplitPlan;
+  /** [S, Hq, D] f32 query buffer: write new queries here between runs. */
+  queryBuffer: GPUBuffer;
+  /** [S, Hq, D] f32 output buffer. */
+  outputBuffer: GPUBuffer;
+  /** Bytes the kernels must read: K/V rows and scale/min, block tables, context lengths, q. */
+  bytesRead: number;
+  encode(pass: GPUComputePassEncoder): void;
+  read(): Promise<Float32Array>;
+  destroy(): void;
+}
+
+export class PagedKvCache {
+  readonly layout: CacheLayout;
+  readonly allocator: PageAllocator;
+  /** ±1 per element, or null. */
+  readonly signs: Int8Array | null;
+  /** [numPages * pageWords] u32 K pages (see src/layout.ts) */
+  readonly kBuffer: GPUBuffer;
+  /** [numPages * pageWords] u32 V pages */
+  readonly vBuffer: GPUBuffer;
+  private readonly signBitWords: Uint32Array;
+  private destroyed = false;
+
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly config: ResolvedKvCacheConfig,
+  ) {
+    this.layout = cacheLayout(config);
+    checkBufferFits(ctx, `the ${config.method} K cache (${config.numPages} pages of ${config.pageSize} tokens)`, this.layout.bufferBytes);
+    this.allocator = new PageAllocator(config.numPages, config.pageSize, config.pageShuffleSeed === undefined ? {} : { shuffleSeed: config.pageShuffleSeed });
+    this.signs = config.hadamardSignSeed === null ? null : randomSigns(config.headDim, config.hadamardSignSeed);
+    this.signBitWords = signBits(this.signs, MAX_HEAD_DIM);
+    this.kBuffer = storageBuffer(ctx, 'K cache', this.layout.bufferBytes);
+    this.vBuffer = storageBuffer(ctx, 'V cache', this.layout.bufferBytes);
+  }
+
+  /** Validates `config` against the method rules and the device limits, then allocates the pools. */
+  static async create(ctx: GpuContext, config: KvCacheConfig): Promise<PagedKvCache> {
+    const resolved = resolveKvCacheConfig(config);
+    return withGpuErrors(ctx.device, 'creating the KV cache', () => new PagedKvCache(ctx, resolved));
+  }
+
+  /** Pages that fit in `budgetBytes` for a config (K and V, scale/min included). */
+  static pagesForBudget(config: Omit<KvCacheConfig, 'numPages'>, budgetBytes: number): number {
+    const layout = cacheLayout({ ...resolveKvCacheConfig({ ...config, numPages: 1 }) });
+    return Math.floor(budgetBytes / (2 * layout.pageWords * BYTES_PER_WORD));
+  }
+
+  get rotatesK(): boolean {
+    return this.config.method === 'int4-hadamard';
+  }
+
+  get rotatesV(): boolean {
+    return this.rotatesK && this.config.rotateV;
+  }
+
+  private checkAlive(): void {
+    if (this.destroyed) throw new KvConfigError('this KV cache was destroyed');
+    if (this.ctx.lostReason) throw new GpuError(this.ctx.lostReason, 'device-lost');
+  }
+
+  createSequence(): number {
+    this.checkAlive();
+    return this.allocator.createSequence();
+  }
+
+  /** Frees a sequence's pages for reuse (their bytes stay until overwritten). */
+  freeSequence(seqId: number): void {
+    this.allocator.freeSequence(seqId);
+  }
+
+  contextLength(seqId: number): number {
+    return this.allocator.contextLength(seqId);
+  }
+
+  /**
+   * Appends tokens to sequences through the cache-write kernel (fused rotate + quantize for int4).
+   * @param seqIds sequences, each at most once
+   * @param counts [seqIds.length] tokens per sequence
+   * @param k [Σcounts, Hkv, D] f32: the new tokens of seqIds[0], then of seqIds[1], …
+   * @param v [Σcounts, Hkv, D] f32
+   */
+  async append(seqIds: number[], counts: number[], k: Float32Array, v: Float32Array): Promise<void> {
+    const numTokens = counts.reduce((a, b) => a + (Number.isInteger(b) ? b : NaN), 0);
+    this.checkRows('k', k, numTokens);
+    this.checkRows('v', v, numTokens);
+    const prepared = await this.prepareAppend(seqIds, counts);
+    try {
+      writeFloats(this.ctx.device, prepared.kInput, k);
+      writeFloats(this.ctx.device, prepared.vInput, v);
+      await withGpuErrors(this.ctx.device, 'cache write', () => this.submit((pass) => prepared.encode(pass)));
+    } finally {
+      prepared.destroy();
+    }
+  }
+
+  private checkRows(name: string, rows: Float32Array, numTokens: number): void {
+    const want = numTokens * this.config.numKvHeads * this.config.headDim;
+    if (rows.length !== want) {
+      throw new KvConfigError(`${name} has ${rows.length} values; [${numTokens} tokens, ${this.config.numKvHeads} kv heads, ${this.config.headDim}] needs ${want}`);
+    }
+  }
+
+  /**
+   * Reserves slots for the new tokens (atomically: all or nothing) and binds a cache write. The
+   * caller fills `kInput`/`vInput` ([N, Hkv, D] f32) and encodes. Throws KvCacheFullError (nothing
+   * reserved) when the pool is short.
+   */
+  async prepareAppend(seqIds: number[], counts: number[]): Promise<{ numTokens: number; kInput: GPUBuffer; vInput: GPUBuffer; encode(pass: GPUComputePassEncoder): void; destroy(): void }> {
+    this.checkAlive();
+    if (seqIds.length !== counts.length) throw new KvConfigError(`append: ${seqIds.length} sequences but ${counts.length} counts`);
+    if (new Set(seqIds).size !== seqIds.length) throw new KvConfigError('append: a sequence appears twice; pass each once with its total count');
+    counts.forEach((c, i) => requireInt(`append count for sequence ${seqIds[i]}`, c, 0));
+    seqIds.forEach((id) => this.allocator.contextLength(id)); // unknown ids throw here
+    const numTokens = counts.reduce((a, b) => a + b, 0);
+    const inputBytes = numTokens * this.config.numKvHeads * this.config.headDim * 4;
+    checkBufferFits(this.ctx, `the append input (${numTokens} tokens)`, inputBytes);
+    const pagesNeeded = seqIds.reduce((n, id, i) => n + this.allocator.pagesNeeded(id, counts[i]), 0);
+    if (pagesNeeded > this.allocator.freePageCount) {
+      // Nothing is reserved: the whole batch is refused.
+      const seqId = seqIds.length === 1 ? seqIds[0] : null;
+      const fit = seqIds.length === 1 ? this.allocator.maxReservableTokens(seqIds[0]) : this.allocator.freePageCount * this.config.pageSize;
+      throw new KvCacheFullError(seqId, numTokens, pagesNeeded, this.allocator.freePageCount, fit);
+    }
+    const slots = new Uint32Array(Math.max(1, numTokens));
+    let next = 0;
+    seqIds.forEach((id, i) => {
+      const mapping = this.allocator.reserveTokens(id, counts[i]);
+      for (let t = 0; t < mapping.pageIds.length; t++) slots[next++] = mapping.pageIds[t] * this.config.pageSize + mapping.offsets[t];
+    });
+    const ctx = this.ctx;
+    const kInput = storageBuffer(ctx, 'append K', inputBytes);
+    const vInput = storageBuffer(ctx, 'append V', inputBytes);
+    const slotBuffer = storageBufferFrom(ctx, 'append slots', slots);
+    const params = uniformBufferFrom(ctx, 'append params', writeParams(numTokens, this.signBitWords));
+    const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV };
+    const write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params }, numTokens);
+    return {
+      numTokens,
+      kInput,
+      vInput,
+      encode: (pass) => write.encode(pass),
+      destroy: () => [kInput, vInput, slotBuffer, params].forEach((b) => b.destroy()),
+    };
+  }
+
+  /**
+   * Decode attention for one query token per sequence.
+   * @param q [seqIds.length, Hq, D] f32
+   * @returns [seqIds.length, Hq, D] f32
+   */
+  async attention(seqIds: number[], q: Float32Array, options: AttentionOptions = {}): Promise<Float32Array> {
+    const prepared = await this.prepareAttention(seqIds, options);
+    try {
+      const want = seqIds.length * this.config.numQueryHeads * this.config.headDim;
+      if (q.length !== want) throw new KvConfigError(`q has ${q.length} values; [${seqIds.length}, ${this.config.numQueryHeads}, ${this.config.headDim}] needs ${want}`);
+      writeFloats(this.ctx.device, prepared.queryBuffer, q);
+      await withGpuErrors(this.ctx.device, 'paged decode attention', () => this.submit((pass) => prepared.encode(pass)));
+      return await prepared.read();
+    } finally {
+      prepared.destroy();
+    }
+  }
+
+  /** Binds attention over `seqIds` at their current lengths (see PreparedAttention). */
+  async prepareAttention(seqIds: number[], options: AttentionOptions = {}): Promise<PreparedAttention> {
+    this.checkAlive();
+    if (seqIds.length === 0) throw new KvConfigError('attention needs at least one sequence');
+    if (seqIds.length > this.ctx.limits.maxComputeWorkgroupsPerDimension) throw new KvConfigError(`at most ${this.ctx.limits.maxComputeWorkgroupsPerDimension} sequences per attention call`);
+    const scale = options.scale ?? 1 / Math.sqrt(this.config.headDim);
+    if (!Number.isFinite(scale)) throw new KvConfigError(`softmax scale must be finite, got ${scale}`);
+    if (options.numSplits !== undefined) requireInt('numSplits', options.numSplits, 1, 4096);
+    const packed = this.allocator.packBlockTables(seqIds);
+    packed.contextLens.forEach((len, i) => {
+      if (len === 0) throw new KvConfigError(`sequence ${seqIds[i]} is empty: append at least one token before attention`);
+    });
+    const { numQueryHeads: hq, headDim: d, numKvHeads: hkv } = this.config;
+    const numSeqs = seqIds.length;
+    const maxContext = Math.max(...packed.contextLens);
+    const groupSize = hq / hkv;
+    const baseWorkgroups = numSeqs * hkv * (groupSize / headsPerWorkgroup(groupSize, d));
+    const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits);
+    const ctx = this.ctx;
+    const qBytes = numSeqs * hq * d * 4;
+    const partialBytes = plan.numSplits > 1 ? qBytes * plan.numSplits : 4;
+    checkBufferFits(ctx, `split-K partial results (${plan.numSplits} splits)`, partialBytes);
+    const buffers = {
+      q: storageBuffer(ctx, 'q', qBytes),
+      kCache: this.kBuffer,
+      vCache: this.vBuffer,
+      blockTables: storageBufferFrom(ctx, 'block tables', packed.blockTables),
+      contextLens: storageBufferFrom(ctx, 'context lens', packed.contextLens),
+      out: storageBuffer(ctx, 'attention out', qBytes),
+      partialAcc: storageBuffer(ctx, 'partial acc', partialBytes),
+      partialMl: storageBuffer(ctx, 'partial ml', plan.numSplits > 1 ? numSeqs * hq * plan.numSplits * 8 : 8),
+      decodeParams: uniformBufferFrom(ctx, 'decode params', new Uint32Array(decodeParams(packed.maxPagesPerSeq, plan, scale, this.signBitWords))),
+      mergeParams: uniformBufferFrom(ctx, 'merge params', mergeParams(plan, this.signBitWords)),
+    };
+    const shape: DecodeShape = {
+      layout: this.layout,
+      numQueryHeads: hq,
+      hadamardBlock: this.config.hadamardBlock,
+      rotateQ: this.rotatesK,
+      rotateOut: this.rotatesV,
+      useSubgroups: this.config.useSubgroups && ctx.features.subgroups,
+    };
+    const decode = await prepareDecode(ctx, shape, buffers, numSeqs, plan);
+    const tokens = packed.contextLens.reduce((a, b) => a + b, 0);
+    const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
+    const readsPerKvHead = baseWorkgroups / (numSeqs * hkv); // head groups re-read K/V
+    return {
+      plan,
+      queryBuffer: buffers.q,
+      outputBuffer: buffers.out,
+      bytesRead: 2 * tokens * hkv * rowBytes * readsPerKvHead + packed.blockTables.byteLength + packed.contextLens.byteLength + qBytes,
+      encode: (pass) => decode.encode(pass),
+      read: async () => new Float32Array(await readBuffer(ctx, buffers.out, qBytes)),
+      destroy: () => {
+        for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
+      },
+    };
+  }
+
+  /** The raw K and V cache words (tests and debugging). */
+  async readCacheWords(): Promise<{ k: Uint32Array; v: Uint32Array }> {
+    this.checkAlive();
+    return {
+      k: new Uint32Array(await readBuffer(this.ctx, this.kBuffer)),
+      v: new Uint32Array(await readBuffer(this.ctx, this.vBuffer)),
+    };
+  }
+
+  /** Human-readable capacity, for messages. */
+  describeCapacity(): string {
+    return `${this.config.numPages} pages × ${this.config.pageSize} tokens, ${formatBytes(2 * this.layout.bufferBytes)} (${isQuantized(this.config.method) ? 'INT4' : 'FP16'})`;
+  }
+
+  private submit(encodeWork: (pass: GPUComputePassEncoder) => void): Promise<void> {
+    const encoder = this.ctx.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    encodeWork(pass);
+    pass.end();
+    this.ctx.device.queue.submit([encoder.finish()]);
+    return this.ctx.device.queue.onSubmittedWorkDone();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.kBuffer.destroy();
+    this.vBuffer.destroy();
+  }
+}

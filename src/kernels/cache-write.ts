@@ -1,0 +1,114 @@
+/**
+ * Host side of the cache-write kernels: shaders/cache-write-int4.wgsl (fused rotate + INT4 quantize +
+ * pack + paged store; plain INT4 when not rotating) and shaders/cache-write-fp16.wgsl (the baseline).
+ */
+import writeFp16Wgsl from '../../shaders/cache-write-fp16.wgsl?raw';
+import writeInt4Wgsl from '../../shaders/cache-write-int4.wgsl?raw';
+import { INT4_MAX_CODE, isQuantized, type CacheLayout } from '../layout';
+import type { GpuContext } from '../gpu/gpu-context';
+import { bindBuffers } from './gpu-buffers';
+import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
+import { getPipeline, type ShaderVariant } from './pipeline-cache';
+
+/** Invocations per workgroup of both write kernels. */
+export const CACHE_WRITE_WORKGROUP_SIZE = 64;
+/** Workgroups along x before the grid wraps into z (WebGPU guarantees 65535 per dimension). */
+const MAX_GRID_X = 32768;
+
+export interface CacheWriteOptions {
+  /** Hadamard block B, or 1 for no rotation. */
+  hadamardBlock: number;
+  rotateK: boolean;
+  rotateV: boolean;
+}
+
+export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOptions): ShaderVariant {
+  const common = {
+    HEAD_DIM: layout.headDim,
+    NUM_KV_HEADS: layout.numKvHeads,
+    PAGE_SIZE: layout.pageSize,
+    ROW_WORDS: layout.rowWords,
+    PAGE_WORDS: layout.pageWords,
+  };
+  if (!isQuantized(layout.method)) {
+    return {
+      key: `cache-write-fp16/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}`,
+      code: () => assembleWgsl({ constants: { ...common, WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE }, sources: [WGSL_LIBRARIES.f16, writeFp16Wgsl] }),
+    };
+  }
+  const rowsPerWorkgroup = CACHE_WRITE_WORKGROUP_SIZE / layout.rowWords;
+  const block = options.rotateK || options.rotateV ? options.hadamardBlock : 1;
+  const constants = {
+    ...common,
+    SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
+    HADAMARD_BLOCK: block,
+    ROTATE_K: options.rotateK ? 1 : 0,
+    ROTATE_V: options.rotateV ? 1 : 0,
+    ROT_VECTORS: rowsPerWorkgroup,
+    WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE,
+  };
+  return {
+    key: `cache-write-int4/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}`,
+    code: () =>
+      assembleWgsl({
+        constants,
+        sources: [`const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.hadamard, writeInt4Wgsl],
+      }),
+  };
+}
+
+/** Grid for `workgroups` along x (wrapping into z), with y = 2 (K and V). */
+export function writeGrid(workgroups: number): [number, number, number] {
+  const x = Math.min(workgroups, MAX_GRID_X);
+  return [Math.max(1, x), 2, Math.max(1, Math.ceil(workgroups / MAX_GRID_X))];
+}
+
+export interface CacheWriteBuffers {
+  /** [N, Hkv, D] f32 */
+  newK: GPUBuffer;
+  /** [N, Hkv, D] f32 */
+  newV: GPUBuffer;
+  /** [N] u32 page * pageSize + offset */
+  slots: GPUBuffer;
+  kCache: GPUBuffer;
+  vCache: GPUBuffer;
+  /** WriteParams: num_tokens, 3 pad, sign_bits[8] (48 bytes) */
+  params: GPUBuffer;
+}
+
+export interface PreparedCacheWrite {
+  encode(pass: GPUComputePassEncoder): void;
+}
+
+/** Binds a write of `numTokens` rows; `encode` records its dispatch. */
+export async function prepareCacheWrite(
+  ctx: GpuContext,
+  layout: CacheLayout,
+  options: CacheWriteOptions,
+  buffers: CacheWriteBuffers,
+  numTokens: number,
+): Promise<PreparedCacheWrite> {
+  const pipeline = await getPipeline(ctx.device, cacheWriteVariant(layout, options));
+  const bindGroup = bindBuffers(ctx.device, pipeline, [buffers.newK, buffers.newV, buffers.slots, buffers.kCache, buffers.vCache, buffers.params], 'cache write');
+  const rows = numTokens * layout.numKvHeads;
+  const workgroups = isQuantized(layout.method)
+    ? Math.ceil(rows / (CACHE_WRITE_WORKGROUP_SIZE / layout.rowWords))
+    : Math.ceil((rows * layout.rowWords) / CACHE_WRITE_WORKGROUP_SIZE);
+  const grid = writeGrid(workgroups);
+  return {
+    encode(pass) {
+      if (numTokens === 0) return;
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(...grid);
+    },
+  };
+}
+
+/** The 48-byte WriteParams uniform. */
+export function writeParams(numTokens: number, signBits: Uint32Array): Uint32Array {
+  const params = new Uint32Array(12);
+  params[0] = numTokens;
+  params.set(signBits.subarray(0, 8), 4);
+  return params;
+}

@@ -1,0 +1,15 @@
+/**
+ * Assembles kernel WGSL: optional `enable` directives, the generated `const` header, library files,
+ * then the kernel. All shader text comes from shaders/ (imported as text), the constants from the
+ * host, so the same numbers are never typed twice.
+ */
+import f16Wgsl from '../../shaders/lib/f16.wgsl?raw';
+import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
+import { wgslU32Constants } from './pipeline-cache';
+
+export const WGSL_LIBRARIES = { f16: f16Wgsl, hadamard: hadamardWgsl } as const;
+
+export function assembleWgsl(parts: { enables?: string[]; constants: Record<string, number>; sources: string[] }): string {
+  const enables = (parts.enables ?? []).map((e) => `enable ${e};`).join('\n');
+  return [enables, wgslU32Constants(parts.constants), ...parts.sources].filter(Boolean).join('\n\n');
+}
