@@ -19,6 +19,8 @@ export interface KernelCase {
   /** Multiply K channel `outlierChannel` by this (outlier keys). */
   outlierScale?: number;
   numSplits?: number;
+  /** Put NaN into K of this (token, kv head), token counted over all sequences. */
+  poison?: { token: number; kvHead: number };
 }
 
 export interface KernelRun {
@@ -40,6 +42,7 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   const k = rng.normalArray(total * hkv * d);
   const v = rng.normalArray(total * hkv * d);
   if (c.outlierScale) for (let i = 3; i < k.length; i += d) k[i] *= c.outlierScale;
+  if (c.poison) k[(c.poison.token * hkv + c.poison.kvHead) * d + 5] = NaN;
   const q = rng.normalArray(c.contextLens.length * hq * d);
   const pagesNeeded = c.contextLens.reduce((n, len) => n + Math.ceil(len / pageSize), 0);
   const cache = await PagedKvCache.create(ctx, { ...c.config, numPages: pagesNeeded + 3, pageShuffleSeed: c.seed });
@@ -47,15 +50,18 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   // Prefill in two appends per sequence batch (a prefix, then the rest) to exercise appends at offsets.
   const firstPart = c.contextLens.map((len) => Math.floor(len / 2));
   const rest = c.contextLens.map((len, i) => len - firstPart[i]);
+  /** Rows [parts[i]] of each sequence i, starting offsetParts[i] tokens into it. */
   const gather = (x: Float32Array, parts: number[], offsetParts: number[]) => {
-    const out: number[] = [];
+    const out = new Float32Array(parts.reduce((a, b) => a + b, 0) * hkv * d);
     let first = 0;
+    let next = 0;
     c.contextLens.forEach((len, i) => {
       const from = (first + offsetParts[i]) * hkv * d;
-      out.push(...x.subarray(from, from + parts[i] * hkv * d));
+      out.set(x.subarray(from, from + parts[i] * hkv * d), next);
+      next += parts[i] * hkv * d;
       first += len;
     });
-    return Float32Array.from(out);
+    return out;
   };
   const zeros = c.contextLens.map(() => 0);
   await cache.append(seqIds, firstPart, gather(k, firstPart, zeros), gather(v, firstPart, zeros));
@@ -68,7 +74,6 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
     rotateV: cache.config.rotateV,
     signs: cache.signs,
   };
-  void pageSize;
   return { cache, seqIds, q, k, v, out, cacheWords, methodConfig };
 }
 

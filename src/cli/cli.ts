@@ -1,0 +1,181 @@
+/**
+ * The headless CLI (Node + Dawn): `npm run cli -- <command> [flags]`, or `node dist-cli/cli.mjs …`
+ * after `npm run build:cli`. Parses the global flags, dispatches to a command of src/cli/commands.ts,
+ * prints the adapter it opened to stderr, maps errors to exit codes and always leaves through
+ * process.exit after destroying the device (Dawn keeps the process alive otherwise).
+ *
+ * Exit codes: 0 success; 1 GPU or internal failure; 2 bad arguments, input or metadata.
+ */
+import { KvCacheFullError } from '../cache/page-allocator';
+import { KvConfigError } from '../cache/paged-kv-cache';
+import { describeGpu, GpuError, OPTIONAL_FEATURES, type GpuContext } from '../gpu/gpu-context';
+import { openNodeGpu, type NodeGpuOptions } from '../gpu/node-gpu';
+import { TensorFileError } from '../io/safetensors';
+import { COMMANDS, type CliCommand, type CliEnv } from './commands';
+
+const ADAPTERS = ['auto', 'swiftshader'] as const;
+type AdapterChoice = (typeof ADAPTERS)[number];
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+/** A bad command line; exits 2 with the message. */
+class UsageError extends Error {}
+
+const GLOBAL_FLAGS: ReadonlyArray<readonly [string, string]> = [
+  [`--adapter ${ADAPTERS.join('|')}`, "auto (default): this machine's GPU if usable, else SwiftShader"],
+  ['--disable-feature NAME', `leave an optional WebGPU feature off (repeatable): ${OPTIONAL_FEATURES.join(', ')}`],
+  ['-h, --help', "this text; '<command> --help' for a command's flags"],
+];
+const FLAG_WIDTH = Math.max(...GLOBAL_FLAGS.map(([flag]) => flag.length));
+const GLOBAL_FLAGS_TEXT = ['Global flags (anywhere on the line):', ...GLOBAL_FLAGS.map(([flag, text]) => `  ${flag.padEnd(FLAG_WIDTH)}  ${text}`)].join('\n');
+
+function usageText(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const commands = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'Usage: npm run cli -- <command> [flags]      (or: node dist-cli/cli.mjs <command> [flags])',
+    '',
+    'Commands:',
+    ...commands,
+    '',
+    GLOBAL_FLAGS_TEXT,
+    '',
+    'Exit codes: 0 success, 1 GPU or internal failure, 2 bad arguments or input.',
+  ].join('\n');
+}
+
+interface CommandLine {
+  help: boolean;
+  gpuOptions: NodeGpuOptions;
+  /** The command name and its own arguments, global flags removed. */
+  rest: string[];
+}
+
+/** Takes the global flags out of `argv` wherever they are (`--flag value` or `--flag=value`). */
+function parseCommandLine(argv: readonly string[]): CommandLine {
+  let help = false;
+  let adapter: AdapterChoice = 'auto';
+  const disableFeatures: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    if (arg === '-h' || arg === '--help') {
+      help = true;
+      continue;
+    }
+    const match = /^(--adapter|--disable-feature)(?:=(.*))?$/.exec(arg);
+    if (!match) {
+      rest.push(arg);
+      continue;
+    }
+    const flag = match[1];
+    let value = match[2];
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined || value.startsWith('-')) {
+        throw new UsageError(`${flag} needs a value: ${flag === '--adapter' ? ADAPTERS.join(' or ') : `one of ${OPTIONAL_FEATURES.join(', ')}`}`);
+      }
+      i++;
+    }
+    if (flag === '--adapter') {
+      if (!(ADAPTERS as readonly string[]).includes(value)) throw new UsageError(`--adapter ${JSON.stringify(value)} is not known; expected ${ADAPTERS.join(' or ')}`);
+      adapter = value as AdapterChoice;
+    } else {
+      if (!(OPTIONAL_FEATURES as readonly string[]).includes(value)) {
+        throw new UsageError(`--disable-feature ${JSON.stringify(value)} is not an optional feature the kernels use; expected one of ${OPTIONAL_FEATURES.join(', ')}`);
+      }
+      disableFeatures.push(value);
+    }
+  }
+  return { help, gpuOptions: { adapter, disableFeatures }, rest };
+}
+
+/** Exit code and stderr text for an error thrown by a command. */
+function describeFailure(name: string, err: unknown): { code: number; text: string } {
+  if (err instanceof UsageError) return { code: EXIT_USAGE, text: `${name}: ${err.message}` };
+  const parseCode = (err as { code?: unknown } | null)?.code;
+  if (typeof parseCode === 'string' && parseCode.startsWith('ERR_PARSE_ARGS_')) {
+    return { code: EXIT_USAGE, text: `${name}: ${(err as Error).message}\n\n${COMMANDS[name]?.usage ?? ''}` };
+  }
+  if (err instanceof KvConfigError || err instanceof TensorFileError || err instanceof KvCacheFullError) {
+    return { code: EXIT_USAGE, text: `${name}: ${err.message}` };
+  }
+  if (err instanceof GpuError) return { code: EXIT_FAILURE, text: `${name}: GPU failure (${err.kind}): ${err.message}` };
+  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  return { code: EXIT_FAILURE, text: `${name}: internal error: ${text}` };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let line: CommandLine;
+  try {
+    line = parseCommandLine(argv);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${usageText()}\n`);
+    return EXIT_USAGE;
+  }
+  const [name, ...args] = line.rest;
+  if (name === undefined) {
+    if (line.help) {
+      process.stdout.write(`${usageText()}\n`);
+      return EXIT_OK;
+    }
+    process.stderr.write(`no command given\n\n${usageText()}\n`);
+    return EXIT_USAGE;
+  }
+  if (name.startsWith('-')) {
+    process.stderr.write(`unknown flag ${JSON.stringify(name)} before the command; flags of a command go after its name\n\n${usageText()}\n`);
+    return EXIT_USAGE;
+  }
+  const command: CliCommand | undefined = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (command === undefined) {
+    process.stderr.write(`unknown command ${JSON.stringify(name)}; commands: ${Object.keys(COMMANDS).join(', ')}\n\n${usageText()}\n`);
+    return EXIT_USAGE;
+  }
+  if (line.help) {
+    process.stdout.write(`${command.usage}\n\n${GLOBAL_FLAGS_TEXT}\n`);
+    return EXIT_OK;
+  }
+
+  // Set by env.gpu() inside the command (a cast, so TypeScript does not narrow it to null here).
+  let device = null as Promise<GpuContext> | null;
+  const env: CliEnv = {
+    gpu: () =>
+      (device ??= openNodeGpu({
+        ...line.gpuOptions,
+        onDeviceLost: (reason) => process.stderr.write(`${name}: ${reason}\n`),
+      }).then((ctx) => {
+        process.stderr.write(`adapter: ${describeGpu(ctx)}\n`);
+        return ctx;
+      })),
+  };
+  let code: number;
+  try {
+    code = await command.run(args, env);
+  } catch (err) {
+    const failure = describeFailure(name, err);
+    process.stderr.write(`${failure.text}\n`);
+    code = failure.code;
+  }
+  if (device !== null) {
+    try {
+      (await device).device.destroy();
+    } catch {
+      // Opening failed: the command already reported it.
+    }
+  }
+  return code;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(EXIT_FAILURE);
+  },
+);

@@ -1,0 +1,114 @@
+/** The cache-write kernels' bytes against the reference encoding (DESIGN.md §3, layout in src/layout.ts). */
+import { describe, expect, it } from 'vitest';
+import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
+import { scaleMinWordIndex, rowWordIndex } from '../src/layout';
+import { f16FromBits, roundToF16 } from '../src/reference/f16';
+import type { MethodConfig } from '../src/reference/kv-methods';
+import { SeededRandom } from '../src/reference/random';
+import { compareCacheRows, type RowLocation } from './cache-check';
+import { testGpu } from './gpu-harness';
+
+interface WriteCase {
+  config: Omit<KvCacheConfig, 'numPages'>;
+  tokens: number;
+  outlierScale?: number;
+}
+
+async function writeAndRead(c: WriteCase, mutate?: (k: Float32Array, v: Float32Array) => void) {
+  const ctx = await testGpu();
+  const { headDim: d, numKvHeads: hkv } = c.config;
+  const pageSize = c.config.pageSize ?? 16;
+  const rng = new SeededRandom(c.tokens * 31 + d);
+  const k = rng.normalArray(c.tokens * hkv * d);
+  const v = rng.normalArray(c.tokens * hkv * d);
+  if (c.outlierScale) for (let i = 5; i < k.length; i += d) k[i] *= c.outlierScale;
+  mutate?.(k, v);
+  const cache = await PagedKvCache.create(ctx, { ...c.config, numPages: Math.ceil(c.tokens / pageSize) + 2, pageShuffleSeed: 17 });
+  const seq = cache.createSequence();
+  await cache.append([seq], [c.tokens], k, v);
+  const words = await cache.readCacheWords();
+  const table = cache.allocator.blockTable(seq);
+  const rowsOf = (x: Float32Array): RowLocation[] =>
+    Array.from({ length: c.tokens }, (_, t) => ({ page: table[Math.floor(t / pageSize)], slot: t % pageSize, values: x.subarray(t * hkv * d, (t + 1) * hkv * d) }));
+  const cfg: MethodConfig = { method: cache.config.method, hadamardBlock: cache.config.hadamardBlock, rotateV: cache.config.rotateV, signs: cache.signs };
+  cache.destroy();
+  return { cache, words, k, v, rowsOf, cfg };
+}
+
+const CASES: WriteCase[] = [
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 2, numKvHeads: 2, pageSize: 8 }, tokens: 19 },
+  { config: { method: 'fp16', headDim: 256, numQueryHeads: 1, numKvHeads: 1, pageSize: 16 }, tokens: 5 },
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 4, numKvHeads: 2, pageSize: 8 }, tokens: 21, outlierScale: 20 },
+  { config: { method: 'int4', headDim: 128, numQueryHeads: 8, numKvHeads: 1, pageSize: 32 }, tokens: 40 },
+  { config: { method: 'int4', headDim: 256, numQueryHeads: 2, numKvHeads: 2, pageSize: 16 }, tokens: 9 },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 2, numKvHeads: 2, pageSize: 8, hadamardBlock: 16 }, tokens: 17, outlierScale: 20 },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 4, numKvHeads: 2, pageSize: 16, hadamardBlock: 32, rotateV: true }, tokens: 33 },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 4, numKvHeads: 4, pageSize: 128, hadamardBlock: 128, hadamardSignSeed: 7 }, tokens: 30, outlierScale: 20 },
+  { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 2, numKvHeads: 1, pageSize: 8, hadamardBlock: 64, rotateV: true, hadamardSignSeed: 3 }, tokens: 11 },
+];
+
+describe('cache-write kernels: bytes equal the reference encoding', () => {
+  for (const c of CASES) {
+    const cfg = c.config;
+    const name = `${cfg.method} D=${cfg.headDim} Hkv=${cfg.numKvHeads} P=${cfg.pageSize} B=${cfg.hadamardBlock ?? '-'} rotateV=${cfg.rotateV ?? false} signs=${cfg.hadamardSignSeed ?? 'none'} N=${c.tokens}`;
+    it(name, async () => {
+      const { words, k, v, rowsOf, cache, cfg: methodCfg } = await writeAndRead(c);
+      expect(compareCacheRows(cache.layout, methodCfg, words.k, rowsOf(k), true)).toEqual([]);
+      expect(compareCacheRows(cache.layout, methodCfg, words.v, rowsOf(v), false)).toEqual([]);
+    });
+  }
+
+  it('a corrupted cache word is reported (the comparison bites)', async () => {
+    const { words, k, rowsOf, cache, cfg } = await writeAndRead(CASES[6]);
+    const table = rowsOf(k);
+    words.k[rowWordIndex(cache.layout, table[3].page, 1, table[3].slot) + 2] ^= 0x10;
+    expect(compareCacheRows(cache.layout, cfg, words.k, rowsOf(k), true).length).toBeGreaterThan(0);
+    const fp16 = await writeAndRead(CASES[0]);
+    fp16.words.v[rowWordIndex(fp16.cache.layout, fp16.rowsOf(fp16.v)[0].page, 0, 0)] ^= 1;
+    expect(compareCacheRows(fp16.cache.layout, fp16.cfg, fp16.words.v, fp16.rowsOf(fp16.v), false).length).toBeGreaterThan(0);
+  });
+
+  it('a constant vector quantizes without NaN: scale 0, codes 0, min = f16(value)', async () => {
+    const c = CASES[7];
+    const { words, cache, rowsOf, k } = await writeAndRead(c, (kk) => kk.fill(0.3, 0, 4 * 128));
+    const row = rowsOf(k)[0];
+    for (let h = 0; h < 4; h++) {
+      const sm = words.k[scaleMinWordIndex(cache.layout, row.page, h, row.slot)];
+      // rotating a constant vector with random signs is not constant; without signs only element 0 survives
+      expect(Number.isFinite(f16FromBits(sm & 0xffff))).toBe(true);
+    }
+    const plain = await writeAndRead(CASES[2], (kk) => kk.fill(-1.25, 0, 2 * 64));
+    const r = plain.rowsOf(plain.k)[0];
+    for (let h = 0; h < 2; h++) {
+      const sm = plain.words.k[scaleMinWordIndex(plain.cache.layout, r.page, h, r.slot)];
+      expect(f16FromBits(sm & 0xffff)).toBe(0);
+      expect(f16FromBits(sm >>> 16)).toBe(roundToF16(-1.25));
+      const start = rowWordIndex(plain.cache.layout, r.page, h, r.slot);
+      expect(Array.from(plain.words.k.subarray(start, start + 8))).toEqual(new Array(8).fill(0));
+    }
+  });
+
+  it('NaN and Inf in one token change no other token or head', async () => {
+    for (const c of [CASES[3], CASES[7]]) {
+      const clean = await writeAndRead(c);
+      const dirty = await writeAndRead(c, (kk, vv) => {
+        const d = c.config.headDim;
+        kk[(5 * c.config.numKvHeads + 0) * d + 3] = NaN; // token 5, kv head 0
+        vv[(6 * c.config.numKvHeads + 0) * d + 1] = Infinity; // token 6, kv head 0
+      });
+      const d = c.config.headDim;
+      const hkv = c.config.numKvHeads;
+      const rows = clean.rowsOf(clean.k);
+      for (let t = 0; t < c.tokens; t++) {
+        for (let h = 0; h < hkv; h++) {
+          const start = rowWordIndex(clean.cache.layout, rows[t].page, h, rows[t].slot);
+          const sm = scaleMinWordIndex(clean.cache.layout, rows[t].page, h, rows[t].slot);
+          const span = (w: Uint32Array) => Array.from(w.subarray(start, start + clean.cache.layout.rowWords)).concat(w[sm]);
+          if (!(t === 5 && h === 0)) expect(span(dirty.words.k), `K token ${t} head ${h}`).toEqual(span(clean.words.k));
+          if (!(t === 6 && h === 0)) expect(span(dirty.words.v), `V token ${t} head ${h}`).toEqual(span(clean.words.v));
+        }
+      }
+      void d;
+    }
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * Paged decode attention (shaders/paged-decode.wgsl + merge) through Dawn, against float64 references:
+ *  1. against attention over exactly the bytes the GPU cached (isolates the attention kernel):
+ *     |error| ≤ ATTENTION_F32_TOL · max|V̂|;
+ *  2. against the fully independent reference (its own quantization): the GPU agrees to within
+ *     QUANT_AGREEMENT of the scheme's own quantization error (rare rounding ties may flip a code).
+ */
+import { describe, expect, it } from 'vitest';
+import { referenceDecode, exactDecode } from '../src/reference/saw-int4';
+import { maxAbsError, relativeL2 } from '../src/reference/metrics';
+import { testGpu } from './gpu-harness';
+import { gpuDecodedRows, referenceOverGpuCache, runKernelCase, type KernelCase } from './kernel-case';
+
+/**
+ * f32 has 2^-24 ≈ 6e-8 relative precision; a D ≤ 256 dot product, an exp2 (≤ 3 ulp in WGSL) and a
+ * softmax-weighted sum over ≤ 32k tokens stay orders of magnitude below 1e-4 of the output's scale.
+ */
+const ATTENTION_F32_TOL = 1e-4;
+/** The GPU's distance to the independent reference must be ≤ 1 % of the reference's own quantization error. */
+const QUANT_AGREEMENT = 0.01;
+/** FP16's own error is ~1e-3 relative; f32 noise on top must stay ≤ 1e-5 absolute. */
+const FP16_AGREEMENT_ABS = 1e-5;
+
+function maxAbs(x: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]));
+  return m;
+}
+
+interface Case extends KernelCase {
+  subgroups: boolean;
+}
+
+function label(c: Case): string {
+  const k = c.config;
+  return `${k.method}${k.method === 'int4-hadamard' ? `-B${k.hadamardBlock ?? Math.min(128, k.headDim)}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''}` : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 6 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'} ${c.subgroups ? 'subgroups' : 'workgroup-reduce'}`;
+}
+
+const GRID: Case[] = [
+  // method × head_dim × page size × GQA ratio, ragged lengths including 1 and non-multiples of P
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 4, numKvHeads: 4, pageSize: 8 }, contextLens: [1, 9, 23], seed: 1, subgroups: true },
+  { config: { method: 'fp16', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 16 }, contextLens: [17, 130], seed: 2, subgroups: false },
+  { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 1, pageSize: 32 }, contextLens: [5, 300], seed: 3, subgroups: true, numSplits: 3 },
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 8 }, contextLens: [1, 2, 129], seed: 4, subgroups: true },
+  { config: { method: 'int4', headDim: 128, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [33, 7], seed: 5, subgroups: false, outlierScale: 15 },
+  { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 2, pageSize: 32 }, contextLens: [70], seed: 6, subgroups: true },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 16 }, contextLens: [1, 12, 40], seed: 7, subgroups: true, outlierScale: 15 },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 2, numKvHeads: 2, pageSize: 16, hadamardBlock: 64, rotateV: true }, contextLens: [8, 31], seed: 8, subgroups: false },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 1, pageSize: 16, hadamardBlock: 128 }, contextLens: [3, 257], seed: 9, subgroups: true, numSplits: 2 },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 32, numKvHeads: 4, pageSize: 32, hadamardBlock: 32, rotateV: true, hadamardSignSeed: 5 }, contextLens: [45, 1], seed: 10, subgroups: false },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 4, numKvHeads: 4, pageSize: 128, hadamardBlock: 64, rotateV: true }, contextLens: [200, 129], seed: 11, subgroups: true, numSplits: 2 },
+  { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 8, numKvHeads: 2, pageSize: 8, hadamardBlock: 128, rotateV: true, hadamardSignSeed: 9 }, contextLens: [19, 64], seed: 12, subgroups: false },
+  { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 16, hadamardBlock: 16 }, contextLens: [100], seed: 13, subgroups: true, numSplits: 1 },
+  // MQA (32 query heads on one kv head: 4 head groups per kv head)
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 32, numKvHeads: 1, pageSize: 16, hadamardBlock: 64 }, contextLens: [50], seed: 14, subgroups: true },
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 32, numKvHeads: 1, pageSize: 16 }, contextLens: [50], seed: 15, subgroups: false },
+  // many sequences (batch 256), short ragged lengths
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 64, rotateV: true }, contextLens: Array.from({ length: 256 }, (_, i) => 1 + ((i * 7) % 19)), seed: 16, subgroups: true },
+  // long context through split-K (automatic split choice), both reduction paths
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 1, numKvHeads: 1, pageSize: 16, hadamardBlock: 64 }, contextLens: [4099], seed: 17, subgroups: true },
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 1, numKvHeads: 1, pageSize: 16 }, contextLens: [3000, 77], seed: 18, subgroups: false },
+];
+
+describe('paged decode attention vs float64 references', () => {
+  for (const c of GRID) {
+    it(label(c), async () => {
+      const ctx = await testGpu(c.subgroups ? {} : { disableFeatures: ['subgroups'] });
+      if (c.subgroups) expect(ctx.features.subgroups, 'this adapter has no subgroups: the subgroup path cannot be tested here').toBe(true);
+      else expect(ctx.features.subgroups).toBe(false);
+      const run = await runKernelCase(ctx, c);
+      try {
+        const overCache = referenceOverGpuCache(run);
+        const vScale = maxAbs(gpuDecodedRows(run, false));
+        const err = maxAbsError(run.out, overCache);
+        expect(err.value, `worst at index ${err.index}: got ${run.out[err.index]}, want ${overCache[err.index]}`).toBeLessThanOrEqual(ATTENTION_F32_TOL * vScale);
+
+        const shape = { numQueryHeads: c.config.numQueryHeads, numKvHeads: c.config.numKvHeads, headDim: c.config.headDim, contextLens: c.contextLens, q: run.q, k: run.k, v: run.v };
+        const independent = referenceDecode(run.methodConfig, shape).out;
+        if (c.config.method === 'fp16') {
+          expect(maxAbsError(run.out, independent).value).toBeLessThanOrEqual(FP16_AGREEMENT_ABS);
+        } else {
+          const exact = exactDecode(shape);
+          const schemeError = relativeL2(independent, exact);
+          expect(relativeL2(run.out, independent)).toBeLessThanOrEqual(QUANT_AGREEMENT * schemeError);
+        }
+      } finally {
+        run.cache.destroy();
+      }
+    });
+  }
+
+  it('a corrupted output fails the attention check (the tolerance bites)', async () => {
+    const ctx = await testGpu();
+    const run = await runKernelCase(ctx, GRID[6]);
+    const overCache = referenceOverGpuCache(run);
+    const tol = ATTENTION_F32_TOL * maxAbs(gpuDecodedRows(run, false));
+    expect(maxAbsError(run.out, overCache).value).toBeLessThanOrEqual(tol);
+    // Off by one quantization step of one V element in one output: far below INT4's own error.
+    run.out[17] += 0.01;
+    expect(maxAbsError(run.out, overCache).value).toBeGreaterThan(tol);
+    run.cache.destroy();
+  });
+
+  it('NaN in one token of one (sequence, kv head) leaves every other sequence and kv head unchanged', async () => {
+    const ctx = await testGpu();
+    const base: KernelCase = { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 2, pageSize: 8, hadamardBlock: 64, rotateV: true }, contextLens: [20, 13], seed: 21 };
+    const clean = await runKernelCase(ctx, base);
+    const dirty = await runKernelCase(ctx, { ...base, poison: { token: 20 + 4, kvHead: 1 } });
+    const d = 64;
+    for (let s = 0; s < 2; s++) {
+      for (let h = 0; h < 4; h++) {
+        const slice = (x: Float32Array) => Array.from(x.subarray((s * 4 + h) * d, (s * 4 + h + 1) * d));
+        if (s === 1 && h >= 2) expect(slice(dirty.out).some(Number.isNaN)).toBe(true); // heads 2, 3 read kv head 1
+        else expect(slice(dirty.out), `sequence ${s} head ${h}`).toEqual(slice(clean.out));
+      }
+    }
+    clean.cache.destroy();
+    dirty.cache.destroy();
+  });
+});
