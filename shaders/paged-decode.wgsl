@@ -1,6 +1,6 @@
 // Decode attention over a paged KV cache (one new query token per sequence), INT4 or FP16: the
 // format file included before this one (lib/kv-format-int4.wgsl or lib/kv-format-fp16.wgsl) supplies
-// k_scores(), v_values() and v_scale_min().
+// k_scores(), the V word type VWord with load_v_word() and decode_v_word(), and v_scale_min().
 //
 // Grid: workgroup (split, kv_head × HEAD_GROUPS + head_group, seq). A workgroup owns HEADS_PER_WG
 // query heads that share one kv head (GQA), so each K/V byte of its chunk is read once for all of
@@ -21,7 +21,7 @@
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
-// V_LANES (= HEAD_DIM/8), TOKEN_LANES (= WORKGROUP_SIZE/V_LANES), HADAMARD_BLOCK, ROTATE_Q,
+// V_LANES (= HEAD_DIM/8), TOKEN_LANES (= WORKGROUP_SIZE/V_LANES), V_PREFETCH_MAX, HADAMARD_BLOCK, ROTATE_Q,
 // ROTATE_OUT, ROT_VECTORS (= HEADS_PER_WG), SCRATCH_LEN.
 
 struct DecodeParams {
@@ -53,6 +53,10 @@ var<workgroup> tile_max_key: array<atomic<u32>, HEADS_PER_WG>;    // order_key(m
 var<workgroup> lane_sums: array<vec2<f32>, TOKEN_LANES>;          // (Σp, Σp·min) per token lane
 var<workgroup> head_sum: array<f32, HEADS_PER_WG>;                // softmax denominators
 var<workgroup> context_len_shared: u32;
+
+// Tokens of a tile each (token lane) invocation accumulates, and how many V loads it keeps in flight.
+const TOKENS_PER_LANE: u32 = WORKGROUP_SIZE / TOKEN_LANES;
+const V_PREFETCH: u32 = min(V_PREFETCH_MAX, TOKENS_PER_LANE);
 
 // Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
 const NEG_HUGE: f32 = -3.0e38;
@@ -164,17 +168,31 @@ fn main(@builtin(local_invocation_index) lid: u32,
       sum_p[g] *= alpha[g];
       sum_p_min[g] *= alpha[g];
     }
+    // Loads of V_PREFETCH tokens are issued together, then consumed, to keep several in flight.
     let tile_len = min(WORKGROUP_SIZE, chunk_end - tile_start);
-    for (var j = token_lane; j < tile_len; j += TOKEN_LANES) {
-      let values = v_values(token_row[j], value_lane);
-      let scale_min = v_scale_min(token_scale_min[j]);
-      for (var g = 0u; g < HEADS_PER_WG; g++) {
-        let p = scratch[g * WORKGROUP_SIZE + j];
-        let p_scaled = p * scale_min.x;
-        acc[2u * g] += p_scaled * values[0];
-        acc[2u * g + 1u] += p_scaled * values[1];
-        sum_p[g] += p;
-        sum_p_min[g] += p * scale_min.y;
+    for (var group = 0u; group < TOKENS_PER_LANE; group += V_PREFETCH) {
+      var words: array<VWord, V_PREFETCH>;
+      var scale_mins: array<vec2<f32>, V_PREFETCH>;
+      for (var i = 0u; i < V_PREFETCH; i++) {
+        let j = token_lane + (group + i) * TOKEN_LANES;
+        if (j < tile_len) {
+          words[i] = load_v_word(token_row[j], value_lane);
+          scale_mins[i] = v_scale_min(token_scale_min[j]);
+        }
+      }
+      for (var i = 0u; i < V_PREFETCH; i++) {
+        let j = token_lane + (group + i) * TOKEN_LANES;
+        if (j < tile_len) {
+          let values = decode_v_word(words[i]);
+          for (var g = 0u; g < HEADS_PER_WG; g++) {
+            let p = scratch[g * WORKGROUP_SIZE + j];
+            let p_scaled = p * scale_mins[i].x;
+            acc[2u * g] += p_scaled * values[0];
+            acc[2u * g + 1u] += p_scaled * values[1];
+            sum_p[g] += p;
+            sum_p_min[g] += p * scale_mins[i].y;
+          }
+        }
       }
     }
     workgroupBarrier();

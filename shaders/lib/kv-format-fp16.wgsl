@@ -20,9 +20,15 @@ fn k_scores(row: u32, scale_min_index: u32, score: ptr<function, array<f32, HEAD
   }
 }
 
-// V values 8·lane .. 8·lane+7 of a row (4 words = one vec4).
-fn v_values(row: u32, lane: u32) -> array<vec4<f32>, 2> {
-  return halves8(v_cache[row / 4u + lane]);
+// V values 8·lane .. 8·lane+7 of a row: 4 words, one vec4.
+alias VWord = vec4<u32>;
+
+fn load_v_word(row: u32, lane: u32) -> VWord {
+  return v_cache[row / 4u + lane];
+}
+
+fn decode_v_word(w: VWord) -> array<vec4<f32>, 2> {
+  return halves8(w);
 }
 
 fn v_scale_min(scale_min_index: u32) -> vec2<f32> {

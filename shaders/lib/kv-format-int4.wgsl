@@ -2,12 +2,18 @@
 // 8 nibbles in NIBBLE ORDER (word w: elements 8w..8w+3 in the low nibbles of bytes 0..3, 8w+4..8w+7
 // in the high nibbles), plus one scale/min word = pack2x16float(scale, min).
 
+// Codes to floats without an integer→float conversion (a slow instruction on many GPUs): a code c
+// placed in the low mantissa bits of 2^23 is the float 2^23 + c exactly; subtracting 2^23 is exact.
+const CODE_FLOAT_BIAS: f32 = 8388608.0;
+
 fn codes_low(w: u32) -> vec4<f32> {
-  return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu));
+  let bits = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu)) | vec4<u32>(0x4b000000u);
+  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
 }
 
 fn codes_high(w: u32) -> vec4<f32> {
-  return vec4<f32>((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu));
+  let bits = ((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu)) | vec4<u32>(0x4b000000u);
+  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
 }
 
 fn cache_word(buffer_is_v: bool, index: u32) -> u32 {
@@ -37,9 +43,14 @@ fn k_scores(row: u32, scale_min_index: u32, score: ptr<function, array<f32, HEAD
   }
 }
 
-// The 8 codes of V values 8·lane .. 8·lane+7 of a row, as floats.
-fn v_values(row: u32, lane: u32) -> array<vec4<f32>, 2> {
-  let w = cache_word(true, row + lane);
+// One V word holds the 8 codes of values 8·lane .. 8·lane+7 of a row.
+alias VWord = u32;
+
+fn load_v_word(row: u32, lane: u32) -> VWord {
+  return cache_word(true, row + lane);
+}
+
+fn decode_v_word(w: VWord) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(codes_low(w), codes_high(w));
 }
 

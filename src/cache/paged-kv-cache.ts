@@ -18,7 +18,7 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeParams, headsPerWorkgroup, mergeParams, prepareDecode, type DecodeShape, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, decodeParams, headsPerWorkgroup, mergeParams, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -112,6 +112,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Force a split-K count (default: chosen from the work size). */
   numSplits?: number;
+  /** Decode kernel tuning for this GPU (default DEFAULT_DECODE_TUNING). */
+  tuning?: Partial<DecodeTuning>;
 }
 
 /** A bound attention dispatch over fixed sequences, for repeated runs (benchmarks, decode loops). */
@@ -297,8 +299,14 @@ export class PagedKvCache {
     const numSeqs = seqIds.length;
     const maxContext = Math.max(...packed.contextLens);
     const groupSize = hq / hkv;
-    const baseWorkgroups = numSeqs * hkv * (groupSize / headsPerWorkgroup(groupSize, d));
-    const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits);
+    let tuning: DecodeTuning;
+    try {
+      tuning = resolveTuning(options.tuning);
+    } catch (e) {
+      throw new KvConfigError((e as Error).message);
+    }
+    const baseWorkgroups = numSeqs * hkv * (groupSize / headsPerWorkgroup(groupSize, d, tuning.maxHeadsPerWorkgroup));
+    const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning.workgroupSize);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
     const partialBytes = plan.numSplits > 1 ? qBytes * plan.numSplits : 4;
@@ -322,16 +330,17 @@ export class PagedKvCache {
       rotateQ: this.rotatesK,
       rotateOut: this.rotatesV,
       useSubgroups: this.config.useSubgroups && ctx.features.subgroups,
+      tuning,
     };
     const decode = await prepareDecode(ctx, shape, buffers, numSeqs, plan);
     const tokens = packed.contextLens.reduce((a, b) => a + b, 0);
     const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
-    const readsPerKvHead = baseWorkgroups / (numSeqs * hkv); // head groups re-read K/V
     return {
       plan,
       queryBuffer: buffers.q,
       outputBuffer: buffers.out,
-      bytesRead: 2 * tokens * hkv * rowBytes * readsPerKvHead + packed.blockTables.byteLength + packed.contextLens.byteLength + qBytes,
+      // What must be read, each byte once (re-reads by several head groups of one kv head hit caches).
+      bytesRead: 2 * tokens * hkv * rowBytes + packed.blockTables.byteLength + packed.contextLens.byteLength + qBytes,
       encode: (pass) => decode.encode(pass),
       read: async () => new Float32Array(await readBuffer(ctx, buffers.out, qBytes)),
       destroy: () => {

@@ -101,7 +101,8 @@ function describeFailure(name: string, err: unknown): { code: number; text: stri
   if (err instanceof UsageError) return { code: EXIT_USAGE, text: `${name}: ${err.message}` };
   const parseCode = (err as { code?: unknown } | null)?.code;
   if (typeof parseCode === 'string' && parseCode.startsWith('ERR_PARSE_ARGS_')) {
-    return { code: EXIT_USAGE, text: `${name}: ${(err as Error).message}\n\n${COMMANDS[name]?.usage ?? ''}` };
+    const synopsis = COMMANDS[name]?.usage.split('\n')[0] ?? '';
+    return { code: EXIT_USAGE, text: `${name}: ${(err as Error).message}\n${synopsis}\n(${name} --help describes its flags)` };
   }
   if (err instanceof KvConfigError || err instanceof TensorFileError || err instanceof KvCacheFullError) {
     return { code: EXIT_USAGE, text: `${name}: ${err.message}` };

@@ -162,7 +162,9 @@ function requireStorable(name: 'k' | 'v', data: Float32Array, c: { method: KvMet
  * combination the paged cache does not support), both prefixed with `source`.
  */
 export function parseRunCase(bytes: Uint8Array, source: string): RunCase {
-  const file = parseSafetensors(bytes, source);
+  // A plain Uint8Array view: parseSafetensors copies tensor bytes with slice(), which on a Node
+  // Buffer (readFileSync) returns a view of the whole underlying pool, not a copy.
+  const file = parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), source);
   const q = requireTensor(file, 'q', 'F32', 3, source);
   const k = requireTensor(file, 'k', 'F32', 3, source);
   const v = requireTensor(file, 'v', 'F32', 3, source);
@@ -286,7 +288,7 @@ export async function runCase(ctx: GpuContext, c: RunCase): Promise<Float32Array
 // the command
 
 function usageError(problem: string): number {
-  process.stderr.write(`run-case: ${problem}\n\n${RUN_CASE_USAGE}\n`);
+  process.stderr.write(`run-case: ${problem}\n${RUN_CASE_USAGE.split('\n')[0]}\n(run-case --help describes the input and output)\n`);
   return 2;
 }
 

@@ -257,7 +257,7 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
 export function decodeFloat(raw: Uint8Array, dtype: SafetensorsFloatDtype): Float32Array {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = raw.byteLength / DTYPE_BYTES[dtype];
-  if (dtype === 'F32' && HOST_IS_LITTLE_ENDIAN) return new Float32Array(raw.slice().buffer);
+  if (dtype === 'F32' && HOST_IS_LITTLE_ENDIAN) return new Float32Array(Uint8Array.prototype.slice.call(raw).buffer); // a copy even when raw is a Node Buffer (whose slice is a view)
   const out = new Float32Array(n);
   switch (dtype) {
     case 'F32':
@@ -289,7 +289,7 @@ export function decodeInt(
 ): Int32Array {
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const n = raw.byteLength / DTYPE_BYTES[dtype];
-  if (dtype === 'I32' && HOST_IS_LITTLE_ENDIAN) return new Int32Array(raw.slice().buffer);
+  if (dtype === 'I32' && HOST_IS_LITTLE_ENDIAN) return new Int32Array(Uint8Array.prototype.slice.call(raw).buffer); // a copy, as above
   const out = new Int32Array(n);
   switch (dtype) {
     case 'I64':

@@ -6,9 +6,11 @@ import mergeWgsl from '../../shaders/paged-decode-merge.wgsl?raw';
 import decodeWgsl from '../../shaders/paged-decode.wgsl?raw';
 import fp16FormatWgsl from '../../shaders/lib/kv-format-fp16.wgsl?raw';
 import int4FormatWgsl from '../../shaders/lib/kv-format-int4.wgsl?raw';
+import int4G32FormatWgsl from '../../shaders/lib/kv-format-int4-g32.wgsl?raw';
+import int8FormatWgsl from '../../shaders/lib/kv-format-int8.wgsl?raw';
 import tileMaxSubgroupWgsl from '../../shaders/lib/tile-max-subgroup.wgsl?raw';
 import tileMaxWorkgroupWgsl from '../../shaders/lib/tile-max-workgroup.wgsl?raw';
-import { isQuantized, type CacheLayout } from '../layout';
+import { NIBBLES_PER_WORD, quantFormat, type CacheLayout, type KvMethod } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
@@ -21,9 +23,30 @@ export const MAX_HEADS_PER_WORKGROUP = 8;
 /** At most this many f32 of queries per workgroup (HEADS_PER_WG × HEAD_DIM) to bound workgroup memory. */
 const MAX_QUERY_FLOATS_PER_WORKGROUP = 1024;
 /** Split-K: aim for at least this many workgroups in flight… */
-export const TARGET_WORKGROUPS = 512;
-/** …but give each split at least this many tokens (two tiles). */
-export const MIN_TOKENS_PER_SPLIT = 2 * DECODE_WORKGROUP_SIZE;
+export const TARGET_WORKGROUPS = 2048;
+/** …but give each split at least this many tokens (one tile). */
+export const MIN_TOKENS_PER_SPLIT = DECODE_WORKGROUP_SIZE;
+
+/** Per-GPU tuning of the decode kernel (defaults: DEFAULT_DECODE_TUNING). */
+export interface DecodeTuning {
+  /** Invocations per workgroup = tokens per tile: 64, 128 or 256. */
+  workgroupSize: number;
+  /** Cap on query heads per workgroup (fewer: less state per invocation, more K/V re-reads). */
+  maxHeadsPerWorkgroup: number;
+  /** V loads each invocation keeps in flight. */
+  vPrefetch: number;
+}
+
+/**
+ * Measured best on an NVIDIA H200 through Dawn/Vulkan (batch 64, context 4096, 32/8 heads, D=128;
+ * docs/tuning.md): 64 invocations and 2 query heads per workgroup were fastest for both FP16 and
+ * INT4; 4 or 8 heads per workgroup ran ~2× slower (per-invocation state grows with the head count).
+ */
+export const DEFAULT_DECODE_TUNING: DecodeTuning = {
+  workgroupSize: 64,
+  maxHeadsPerWorkgroup: 2,
+  vPrefetch: 8,
+};
 
 export interface DecodeShape {
   layout: CacheLayout;
@@ -35,11 +58,22 @@ export interface DecodeShape {
   /** V was rotated: rotate the output back. */
   rotateOut: boolean;
   useSubgroups: boolean;
+  tuning?: Partial<DecodeTuning>;
+}
+
+export function resolveTuning(tuning: Partial<DecodeTuning> = {}): DecodeTuning {
+  const t = { ...DEFAULT_DECODE_TUNING, ...tuning };
+  if (![64, 128, 256].includes(t.workgroupSize)) throw new Error(`decode workgroupSize must be 64, 128 or 256, got ${t.workgroupSize}`);
+  if (!Number.isInteger(t.maxHeadsPerWorkgroup) || t.maxHeadsPerWorkgroup < 1 || t.maxHeadsPerWorkgroup > MAX_HEADS_PER_WORKGROUP) {
+    throw new Error(`maxHeadsPerWorkgroup must be in [1, ${MAX_HEADS_PER_WORKGROUP}], got ${t.maxHeadsPerWorkgroup}`);
+  }
+  if (!Number.isInteger(t.vPrefetch) || t.vPrefetch < 1 || t.vPrefetch > 32) throw new Error(`vPrefetch must be in [1, 32], got ${t.vPrefetch}`);
+  return t;
 }
 
 /** Query heads per workgroup: the whole GQA group when it fits, else the largest divisor that does. */
-export function headsPerWorkgroup(groupSize: number, headDim: number): number {
-  const cap = Math.min(MAX_HEADS_PER_WORKGROUP, Math.max(1, Math.floor(MAX_QUERY_FLOATS_PER_WORKGROUP / headDim)));
+export function headsPerWorkgroup(groupSize: number, headDim: number, maxHeads = MAX_HEADS_PER_WORKGROUP): number {
+  const cap = Math.min(maxHeads, Math.max(1, Math.floor(MAX_QUERY_FLOATS_PER_WORKGROUP / headDim)));
   let heads = Math.min(groupSize, cap);
   while (groupSize % heads !== 0) heads--;
   return heads;
@@ -47,10 +81,11 @@ export function headsPerWorkgroup(groupSize: number, headDim: number): number {
 
 export function decodeConstants(shape: DecodeShape) {
   const { layout } = shape;
+  const tuning = resolveTuning(shape.tuning);
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
-  const heads = headsPerWorkgroup(groupSize, layout.headDim);
+  const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
   const valueLanes = layout.headDim / 8;
-  const tokenLanes = DECODE_WORKGROUP_SIZE / valueLanes;
+  const tokenLanes = Math.max(1, tuning.workgroupSize / valueLanes);
   return {
     HEAD_DIM: layout.headDim,
     NUM_KV_HEADS: layout.numKvHeads,
@@ -62,14 +97,15 @@ export function decodeConstants(shape: DecodeShape) {
     GROUP_SIZE: groupSize,
     HEADS_PER_WG: heads,
     HEAD_GROUPS: groupSize / heads,
-    WORKGROUP_SIZE: DECODE_WORKGROUP_SIZE,
+    WORKGROUP_SIZE: tuning.workgroupSize,
     V_LANES: valueLanes,
+    V_PREFETCH_MAX: tuning.vPrefetch,
     TOKEN_LANES: tokenLanes,
     HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
     ROTATE_Q: shape.rotateQ ? 1 : 0,
     ROTATE_OUT: shape.rotateOut ? 1 : 0,
     ROT_VECTORS: heads,
-    SCRATCH_LEN: Math.max(heads * DECODE_WORKGROUP_SIZE, tokenLanes * layout.headDim),
+    SCRATCH_LEN: Math.max(heads * tuning.workgroupSize, tokenLanes * layout.headDim),
   };
 }
 
@@ -79,9 +115,34 @@ export function decodeWorkgroupBytes(c: ReturnType<typeof decodeConstants>): num
   return floats * 4;
 }
 
+/** The cache format file (shaders/lib/kv-format-<format>.wgsl) each method's decode includes. */
+const DECODE_FORMATS: Record<KvMethod, 'fp16' | 'int4' | 'int8' | 'int4-g32'> = {
+  fp16: 'fp16',
+  int4: 'int4',
+  'int4-hadamard': 'int4',
+  int8: 'int8',
+  'int4-g32': 'int4-g32',
+};
+
+/** The format file, after the constants only it needs (grouped INT4: scale/min words per row and per group). */
+function formatSources(layout: CacheLayout): string[] {
+  switch (DECODE_FORMATS[layout.method]) {
+    case 'fp16':
+      return [fp16FormatWgsl];
+    case 'int4':
+      return [int4FormatWgsl];
+    case 'int8':
+      return [int8FormatWgsl];
+    case 'int4-g32': {
+      const groupWords = (quantFormat(layout.method, layout.headDim)?.groupSize ?? layout.headDim) / NIBBLES_PER_WORD;
+      return [`const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;\nconst GROUP_WORDS: u32 = ${groupWords}u;`, int4G32FormatWgsl];
+    }
+  }
+}
+
 export function decodeVariant(shape: DecodeShape): ShaderVariant {
   const constants = decodeConstants(shape);
-  const format = isQuantized(shape.layout.method) ? 'int4' : 'fp16';
+  const format = DECODE_FORMATS[shape.layout.method];
   const key = [
     `paged-decode-${format}`,
     `d${constants.HEAD_DIM}`,
@@ -90,6 +151,7 @@ export function decodeVariant(shape: DecodeShape): ShaderVariant {
     `p${constants.PAGE_SIZE}`,
     `b${constants.HADAMARD_BLOCK}`,
     `q${constants.ROTATE_Q}o${constants.ROTATE_OUT}`,
+    `wg${constants.WORKGROUP_SIZE}g${constants.HEADS_PER_WG}v${constants.V_PREFETCH_MAX}`,
     shape.useSubgroups ? 'subgroups' : 'workgroup',
   ].join('/');
   return {
@@ -100,7 +162,7 @@ export function decodeVariant(shape: DecodeShape): ShaderVariant {
         constants,
         sources: [
           WGSL_LIBRARIES.hadamard,
-          format === 'int4' ? int4FormatWgsl : fp16FormatWgsl,
+          ...formatSources(shape.layout),
           shape.useSubgroups ? tileMaxSubgroupWgsl : tileMaxWorkgroupWgsl,
           decodeWgsl,
         ],
@@ -133,11 +195,11 @@ export interface SplitPlan {
  * Split-K plan: split the context only when the grid (sequences × kv heads × head groups) is too
  * small to fill the GPU, and never below MIN_TOKENS_PER_SPLIT tokens per split.
  */
-export function chooseSplits(baseWorkgroups: number, maxContext: number, requestedSplits?: number): SplitPlan {
-  const maxSplits = Math.max(1, Math.ceil(maxContext / MIN_TOKENS_PER_SPLIT));
+export function chooseSplits(baseWorkgroups: number, maxContext: number, requestedSplits?: number, tileTokens = DECODE_WORKGROUP_SIZE): SplitPlan {
+  const maxSplits = Math.max(1, Math.ceil(maxContext / Math.max(MIN_TOKENS_PER_SPLIT, tileTokens)));
   let splits = requestedSplits ?? Math.ceil(TARGET_WORKGROUPS / Math.max(1, baseWorkgroups));
-  splits = Math.max(1, Math.min(splits, requestedSplits ? Math.ceil(maxContext / DECODE_WORKGROUP_SIZE) : maxSplits));
-  const tokensPerSplit = Math.ceil(Math.ceil(maxContext / splits) / DECODE_WORKGROUP_SIZE) * DECODE_WORKGROUP_SIZE;
+  splits = Math.max(1, Math.min(splits, requestedSplits ? Math.ceil(maxContext / tileTokens) : maxSplits));
+  const tokensPerSplit = Math.ceil(Math.ceil(maxContext / splits) / tileTokens) * tileTokens;
   return { numSplits: Math.ceil(maxContext / tokensPerSplit), tokensPerSplit };
 }
 
