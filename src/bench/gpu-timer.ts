@@ -183,13 +183,16 @@ async function firstUsableSample(runner: SampleRunner, reps: number): Promise<nu
   return NaN;
 }
 
-/** Doubles, then scales, the repetitions until one sample lasts `targetNs` (or the cap is reached). */
-async function calibrateReps(runner: SampleRunner, targetNs: number, maxReps: number): Promise<number> {
+/**
+ * Doubles, then scales, the repetitions until one sample lasts `targetNs` (or the cap is reached).
+ * Returns the repetitions and the last sample's ns, or null when no sample was usable.
+ */
+async function calibrateReps(runner: SampleRunner, targetNs: number, maxReps: number): Promise<{ reps: number; sampleNs: number } | null> {
   let reps = 1;
   for (;;) {
     const ns = await firstUsableSample(runner, reps);
-    if (!Number.isFinite(ns)) return NaN;
-    if (ns >= targetNs || reps >= maxReps) return reps;
+    if (!Number.isFinite(ns)) return null;
+    if (ns >= targetNs || reps >= maxReps) return { reps, sampleNs: ns };
     reps = Math.min(maxReps, Math.max(2 * reps, Math.ceil((reps * targetNs) / ns)));
   }
 }
@@ -214,20 +217,27 @@ export async function measureGpu(ctx: GpuContext, encode: (pass: GPUComputePassE
     try {
       const startMs = performance.now();
       const targetNs = 1e6 * (o.targetSampleMs ?? (runner.method === 'timestamp' ? 1 : 4));
-      const calibrate = () => (o.reps === 'auto' ? calibrateReps(runner, targetNs, o.maxDispatchesPerSample) : firstUsableSample(runner, o.reps).then((ns) => (Number.isFinite(ns) ? (o.reps as number) : NaN)));
-      let reps = await calibrate();
-      if (!Number.isFinite(reps) && runner.method === 'timestamp') {
+      const calibrate = async () => {
+        if (o.reps === 'auto') return calibrateReps(runner, targetNs, o.maxDispatchesPerSample);
+        const ns = await firstUsableSample(runner, o.reps);
+        return Number.isFinite(ns) ? { reps: o.reps, sampleNs: ns } : null;
+      };
+      let calibrated = await calibrate();
+      if (!calibrated && runner.method === 'timestamp') {
         runner.destroy();
         runner = wallClockRunner(ctx.device, encode);
         fallbackReason = `timestamps came back unusable (end ≤ begin) ${MAX_BAD_SAMPLES} times in a row`;
-        reps = await calibrate();
+        calibrated = await calibrate();
       }
-      if (!Number.isFinite(reps)) throw new Error(`timing ${o.label ?? 'GPU work'}: no usable sample (the clock did not advance)`);
-
-      // Estimated ns of one whole sample, to size timestamp batches.
-      let sampleNs = targetNs;
-      const batchSize = (remaining: number) =>
-        runner.method === 'timestamp' ? Math.max(1, Math.min(MAX_SAMPLES_PER_SUBMIT, remaining, Math.floor(TARGET_SUBMIT_NS / Math.max(1, sampleNs)))) : 1;
+      if (!calibrated) throw new Error(`timing ${o.label ?? 'GPU work'}: no usable sample (the clock did not advance)`);
+      const reps = calibrated.reps;
+      // ns of one whole sample (updated as samples come in), to size timestamp batches.
+      let sampleNs = calibrated.sampleNs;
+      // Timestamp samples per submit: about TARGET_SUBMIT_NS of work, no more than the time left needs.
+      const batchSize = (maxCount: number, neededNs: number) =>
+        runner.method === 'timestamp'
+          ? Math.max(1, Math.min(MAX_SAMPLES_PER_SUBMIT, maxCount, Math.floor(TARGET_SUBMIT_NS / sampleNs), Math.ceil(neededNs / sampleNs)))
+          : 1;
       const collect = async (count: number): Promise<number[]> => {
         const got = await runner.run(reps, count);
         const usable = got.filter(Number.isFinite);
@@ -235,13 +245,16 @@ export async function measureGpu(ctx: GpuContext, encode: (pass: GPUComputePassE
         return usable;
       };
 
-      while (performance.now() - startMs < o.warmupMs) await collect(batchSize(MAX_SAMPLES_PER_SUBMIT));
+      for (let leftMs = o.warmupMs - (performance.now() - startMs); leftMs > 0; leftMs = o.warmupMs - (performance.now() - startMs)) {
+        await collect(batchSize(MAX_SAMPLES_PER_SUBMIT, leftMs * 1e6));
+      }
 
       const samplesNs: number[] = [];
       const measureStartMs = performance.now();
       let badInARow = 0;
       while (samplesNs.length < o.maxSamples && (samplesNs.length < o.minSamples || performance.now() - measureStartMs < o.measureMs)) {
-        const usable = await collect(batchSize(o.maxSamples - samplesNs.length));
+        const leftNs = Math.max((o.measureMs - (performance.now() - measureStartMs)) * 1e6, (o.minSamples - samplesNs.length) * sampleNs);
+        const usable = await collect(batchSize(o.maxSamples - samplesNs.length, leftNs));
         badInARow = usable.length ? 0 : badInARow + 1;
         if (badInARow >= MAX_BAD_SAMPLES) throw new Error(`timing ${o.label ?? 'GPU work'}: ${MAX_BAD_SAMPLES} unusable samples in a row`);
         for (const ns of usable) samplesNs.push(ns / reps);

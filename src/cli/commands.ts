@@ -20,6 +20,7 @@
  *   };
  */
 import type { GpuContext } from '../gpu/gpu-context';
+import { benchCommand } from './bench-command';
 import { runCaseCommand } from './run-case';
 
 /** What the entry point gives a running command. */
@@ -49,4 +50,5 @@ export interface CliCommand {
 /** Every command, by the name typed on the command line. */
 export const COMMANDS: Readonly<Record<string, CliCommand>> = {
   'run-case': runCaseCommand,
+  bench: benchCommand,
 };

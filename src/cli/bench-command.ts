@@ -1,0 +1,188 @@
+/**
+ * `bench`: the decode-step sweep (append + paged attention of one layer) against FP16 and the
+ * bandwidth probe, on the Node GPU (Dawn; SwiftShader when there is no usable GPU).
+ *
+ *   bench --quick
+ *   bench --preset llama-3.1-8b --methods fp16,int4,int4-hadamard --batch 1,8,64 --context 512,4096 --json out.json
+ */
+import { writeFile } from 'node:fs/promises';
+import { openNodeGpu } from '../gpu/node-gpu';
+import {
+  BENCH_METHODS, DEFAULT_SWEEP, findPreset, isBenchMethod, PRESET_NAMES, QUICK_PROBE_BYTES, QUICK_SWEEP, QUICK_TIMING,
+  runDecodeBench, sweepPoints, type BenchMethod, type DecodeBenchOptions, type PresetName, type SweepSpec,
+} from '../bench/decode-step-bench';
+import { buildBenchReport, formatBenchTable, formatProgress, reportToJson } from '../bench/bench-report';
+import type { MeasureOptions } from '../bench/gpu-timer';
+import type { CliCommand, CliEnv } from './commands';
+
+export interface BenchArgs {
+  quick: boolean;
+  sweep: SweepSpec;
+  timing: MeasureOptions;
+  probeBytes?: number;
+  maxCacheBytes?: number;
+  capacityBudgetBytes?: number;
+  jsonPath: string | null;
+}
+
+/** A command line the bench cannot take; the message says what would work. */
+export class BenchUsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BenchUsageError';
+  }
+}
+
+const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64] [--context 512,4096] [--page-size 16[,32]]
+      [--hadamard-block 128] [--warmup-ms 100] [--measure-ms 500] [--probe-mib 256] [--max-cache-gib 8]
+      [--budget-gib 16] [--json out.json]
+
+  Times one decode step of one layer (append one token per sequence + paged attention over all of
+  them) for every combination, and reports µs, tokens/s, attention GB/s as % of a bandwidth probe
+  measured in the same run, speedup vs fp16 and rotation overhead vs int4.
+
+  --quick           a handful of tiny points (seconds, even on SwiftShader)
+  --preset          ${PRESET_NAMES.join(', ')} (default ${DEFAULT_SWEEP.presets.join(',')})
+  --methods         ${BENCH_METHODS.join(', ')} (default ${DEFAULT_SWEEP.methods.join(',')})
+  --batch           concurrency values (default ${DEFAULT_SWEEP.batches.join(',')})
+  --context         cached tokens per sequence (default ${DEFAULT_SWEEP.contexts.join(',')})
+  --page-size       tokens per page, 8..128 (default 16)
+  --hadamard-block  Hadamard block of int4-hadamard, capped at head_dim (default 128)
+  --max-cache-gib   skip points whose K+V pools exceed this (default 8)
+  --budget-gib      memory for the "tokens in budget" column, all layers (default 16)
+  --json FILE       also write the full report (every sample) as JSON`;
+
+function positiveInts(flag: string, text: string): number[] {
+  const values = text.split(',').map((s) => Number(s.trim()));
+  if (!values.length || values.some((v) => !Number.isInteger(v) || v < 1)) throw new BenchUsageError(`${flag} takes positive integers separated by commas, got '${text}'`);
+  return values;
+}
+
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!(value > 0) || !Number.isFinite(value)) throw new BenchUsageError(`${flag} takes a positive number, got '${text}'`);
+  return value;
+}
+
+/** Parses the bench command line (throws BenchUsageError). */
+export function parseBenchArgs(args: string[]): BenchArgs {
+  const quick = args.includes('--quick');
+  const base = quick ? QUICK_SWEEP : DEFAULT_SWEEP;
+  const sweep: SweepSpec = { ...base, pageSizes: base.pageSizes ?? [16] };
+  const timing: MeasureOptions = quick ? { ...QUICK_TIMING } : {};
+  const parsed: BenchArgs = { quick, sweep, timing, jsonPath: null };
+  if (quick) parsed.probeBytes = QUICK_PROBE_BYTES;
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i];
+    if (flag === '--quick') continue;
+    const value = args[i + 1];
+    if (value === undefined || value.startsWith('--')) throw new BenchUsageError(`${flag} needs a value`);
+    i++;
+    switch (flag) {
+      case '--preset':
+        sweep.presets = value.split(',').map((name) => {
+          const preset = findPreset(name);
+          if (!preset) throw new BenchUsageError(`unknown preset '${name}'; known: ${PRESET_NAMES.join(', ')}`);
+          return preset;
+        }) as PresetName[];
+        break;
+      case '--methods':
+        sweep.methods = value.split(',').map((name) => {
+          if (!isBenchMethod(name.trim())) throw new BenchUsageError(`unknown method '${name}'; known: ${BENCH_METHODS.join(', ')}`);
+          return name.trim() as BenchMethod;
+        });
+        break;
+      case '--batch':
+        sweep.batches = positiveInts(flag, value);
+        break;
+      case '--context':
+        sweep.contexts = positiveInts(flag, value);
+        break;
+      case '--page-size':
+        sweep.pageSizes = positiveInts(flag, value);
+        break;
+      case '--hadamard-block':
+        sweep.hadamardBlock = positiveInts(flag, value)[0];
+        break;
+      case '--warmup-ms':
+        timing.warmupMs = positiveNumber(flag, value);
+        break;
+      case '--measure-ms':
+        timing.measureMs = positiveNumber(flag, value);
+        break;
+      case '--probe-mib':
+        parsed.probeBytes = Math.round(positiveNumber(flag, value) * 2 ** 20);
+        break;
+      case '--max-cache-gib':
+        parsed.maxCacheBytes = Math.round(positiveNumber(flag, value) * 2 ** 30);
+        break;
+      case '--budget-gib':
+        parsed.capacityBudgetBytes = Math.round(positiveNumber(flag, value) * 2 ** 30);
+        break;
+      case '--json':
+        parsed.jsonPath = value;
+        break;
+      default:
+        throw new BenchUsageError(`unknown option '${flag}'`);
+    }
+  }
+  return parsed;
+}
+
+export interface BenchCommandIo {
+  /** The table and results (default: stdout). */
+  out(text: string): void;
+  /** Progress and errors (default: stderr). */
+  err(text: string): void;
+}
+
+const STD_IO: BenchCommandIo = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+};
+
+export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?: BenchCommandIo): Promise<number> } = {
+  summary: 'decode-step throughput sweep (append + paged attention) vs FP16 and the bandwidth probe',
+  usage: USAGE,
+  /**
+   * Runs the sweep and prints the table; returns the exit code (0 ok, 1 a point failed, 2 usage).
+   * @param env the CLI's device (src/cli/commands.ts); without it, openNodeGpu(), destroyed at the end
+   * @param io where the table and the progress go (default stdout, stderr)
+   */
+  async run(args: string[], env?: CliEnv, io: BenchCommandIo = STD_IO): Promise<number> {
+    if (args.includes('--help') || args.includes('-h')) {
+      io.out(USAGE);
+      return 0;
+    }
+    let parsed: BenchArgs;
+    try {
+      parsed = parseBenchArgs(args);
+    } catch (e) {
+      if (!(e instanceof BenchUsageError)) throw e;
+      io.err(`bench: ${e.message}\n\nusage: ${USAGE}`);
+      return 2;
+    }
+    const gpu = env ? await env.gpu() : await openNodeGpu();
+    try {
+      const points = sweepPoints(parsed.sweep);
+      const options: DecodeBenchOptions = {
+        timing: parsed.timing,
+        onProgress: (done, total, point) => io.err(formatProgress(done, total, point)),
+      };
+      if (parsed.probeBytes !== undefined) options.probeBytes = parsed.probeBytes;
+      if (parsed.maxCacheBytes !== undefined) options.maxCacheBytes = parsed.maxCacheBytes;
+      if (parsed.capacityBudgetBytes !== undefined) options.capacityBudgetBytes = parsed.capacityBudgetBytes;
+      io.err(`bench: ${points.length} points; measuring the bandwidth probe and the empty-dispatch floor first`);
+      const run = await runDecodeBench(gpu, points, options);
+      const report = buildBenchReport(gpu, run, { quick: parsed.quick });
+      io.out(formatBenchTable(report));
+      if (parsed.jsonPath) {
+        await writeFile(parsed.jsonPath, `${reportToJson(report)}\n`);
+        io.err(`bench: wrote ${parsed.jsonPath}`);
+      }
+      return report.points.some((p) => p.status === 'failed') ? 1 : 0;
+    } finally {
+      if (!env) gpu.device.destroy();
+    }
+  },
+};
