@@ -13,9 +13,9 @@
 //   2. online softmax: running max per head, p = exp2(score − max), accumulators rescaled.
 //   3. V: invocation (token lane tl, value lane wl) accumulates Σ p·s·codes and Σ p·m for values
 //      8wl..8wl+7 over tokens tl, tl + TOKEN_LANES, …
-//   4. merge the token lanes in workgroup memory; with one split, normalise, rotate back when V was
-//      rotated, and write `out`; otherwise write the unnormalised partial and its (max, sum) for
-//      shaders/paged-decode-merge.wgsl.
+//   4. merge the token lanes in workgroup memory; with one split and V not rotated, normalise and
+//      write `out`; otherwise write the unnormalised partial and its (max, sum) for
+//      shaders/paged-decode-merge.wgsl, which also rotates V back.
 // Rows of tokens past the context are never read; a non-finite K/V row only affects its own
 // (sequence, kv head) outputs.
 //
@@ -232,21 +232,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
     workgroupBarrier();
   }
 
+  // With one split and no V rotation the result is final; otherwise the merge kernel finishes it
+  // (rotating V back there keeps this kernel's code, and so its register use, the same as K-only).
   let num_splits = params.num_splits;
-  if (num_splits == 1u) {
+  if (num_splits == 1u && ROTATE_OUT == 0u) {
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      rot_buf[i] /= head_sum[i / HEAD_DIM];
-    }
-    if (ROTATE_OUT == 1u) {
-      hadamard_rows_in_workgroup(lid);
-    }
-    let out_scale = select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_OUT == 1u);
-    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      var value = rot_buf[i] * out_scale;
-      if (ROTATE_OUT == 1u) {
-        value *= hadamard_sign(params.sign_bits, i % HEAD_DIM);
-      }
-      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = value;
+      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = rot_buf[i] / head_sum[i / HEAD_DIM];
     }
   } else {
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {

@@ -18,7 +18,7 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeParams, headsPerWorkgroup, mergeParams, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, decodeParams, headsPerWorkgroup, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -309,7 +309,8 @@ export class PagedKvCache {
     const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning.workgroupSize);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
-    const partialBytes = plan.numSplits > 1 ? qBytes * plan.numSplits : 4;
+    const merged = needsMerge(plan, { rotateOut: this.rotatesV });
+    const partialBytes = merged ? qBytes * plan.numSplits : 4;
     checkBufferFits(ctx, `split-K partial results (${plan.numSplits} splits)`, partialBytes);
     const buffers = {
       q: storageBuffer(ctx, 'q', qBytes),
@@ -319,7 +320,7 @@ export class PagedKvCache {
       contextLens: storageBufferFrom(ctx, 'context lens', packed.contextLens),
       out: storageBuffer(ctx, 'attention out', qBytes),
       partialAcc: storageBuffer(ctx, 'partial acc', partialBytes),
-      partialMl: storageBuffer(ctx, 'partial ml', plan.numSplits > 1 ? numSeqs * hq * plan.numSplits * 8 : 8),
+      partialMl: storageBuffer(ctx, 'partial ml', merged ? numSeqs * hq * plan.numSplits * 8 : 8),
       decodeParams: uniformBufferFrom(ctx, 'decode params', new Uint32Array(decodeParams(packed.maxPagesPerSeq, plan, scale, this.signBitWords))),
       mergeParams: uniformBufferFrom(ctx, 'merge params', mergeParams(plan, this.signBitWords)),
     };
