@@ -36,28 +36,6 @@ var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;  // [ROT_VECTORS, HE
 var<workgroup> lane_min: array<f32, WORKGROUP_SIZE>;         // per-lane minima, [ROT_VECTORS, ROW_WORDS]
 var<workgroup> lane_max: array<f32, WORKGROUP_SIZE>;
 
-// q = clamp(round_half_even((x − min16)/scale16), 0, 15), decided exactly: f32 division only gives a
-// first guess; the exact difference x − min16 (TwoSum: hi + lo) is then compared with the exact
-// rounding thresholds (c ± ½)·scale16 (an 11-bit by 5-bit product: exact in f32). So the code equals
-// the float64 reference's for any f32 x, including values a hair from a half-step.
-fn int4_code(x: f32, min16: f32, scale16: f32) -> u32 {
-  let hi = x - min16;
-  let b = hi - x;
-  let lo = (x - (hi - b)) + (-min16 - b);
-  var c = clamp(round(hi / scale16), 0.0, INT4_MAX_CODE);
-  let upper = (c + 0.5) * scale16;
-  let odd = (u32(c) & 1u) == 1u;
-  if (c < INT4_MAX_CODE && (hi > upper || (hi == upper && (lo > 0.0 || (lo == 0.0 && odd))))) {
-    c += 1.0;
-  } else {
-    let lower = (c - 0.5) * scale16;
-    if (c > 0.0 && (hi < lower || (hi == lower && (lo < 0.0 || (lo == 0.0 && odd))))) {
-      c -= 1.0;
-    }
-  }
-  return u32(c) & 0xfu;
-}
-
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -117,7 +95,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   for (var e = 0u; e < 8u; e++) {
     var code = 0u;
     if (scale16 != 0.0) {
-      code = int4_code(x[e], min16, scale16);
+      code = quant_code(x[e], min16, scale16, INT4_MAX_CODE) & 0xfu;  // lib/quant-code.wgsl
     }
     // 5. NIBBLE ORDER: element e in byte e % 4, high nibble for e >= 4
     word |= code << (8u * (e % 4u) + select(0u, 4u, e >= 4u));

@@ -9,16 +9,34 @@
  *     codes     [numKvHeads, pageSize, headDim/8] u32   8 nibbles per word, see NIBBLE ORDER
  *     scaleMin  [numKvHeads, pageSize]           u32   pack2x16float(scale, min): scale low half
  *     (padding to a multiple of 4 words, so every page and row starts on a 16-byte boundary)
+ *   int8 (token-wise, asymmetric, codes 0..255), per page (u32 words):
+ *     codes     [numKvHeads, pageSize, headDim/4] u32   4 bytes per word, see BYTE ORDER
+ *     scaleMin  [numKvHeads, pageSize]           u32   pack2x16float(scale, min)
+ *   int4-g32 (INT4 with one scale/min per INT4_GROUP_SIZE = 32 channels), per page (u32 words):
+ *     codes     [numKvHeads, pageSize, headDim/8] u32   as int4, NIBBLE ORDER
+ *     scaleMin  [numKvHeads, pageSize, headDim/32] u32 pack2x16float(scale, min) of channels 32g..32g+31
  *   fp16, per page (u32 words):
  *     halves    [numKvHeads, pageSize, headDim/2] u32   pack2x16float(x[2i], x[2i+1]): even element low
  *
  * NIBBLE ORDER: word w of a row holds elements 8w..8w+7; element 8w+j sits in byte (j mod 4), in the
  * low nibble for j < 4 and in the high nibble for j >= 4. So `unpack4xU8(w & 0x0F0F0F0F)` yields
  * elements 8w..8w+3 and `unpack4xU8((w >> 4) & 0x0F0F0F0F)` yields 8w+4..8w+7, in order.
+ *
+ * BYTE ORDER (int8): word w of a row holds elements 4w..4w+3; element 4w+j sits in byte j, so
+ * `unpack4xU8(w)` yields them in order.
+ *
+ * Every quantized method follows the numeric contract of DESIGN.md §3 per scale group (the whole row,
+ * or INT4_GROUP_SIZE channels for int4-g32): scale = (max − min)/maxCode and min stored as f16,
+ * q = clamp(round((x − min16)/scale16), 0, maxCode), x̂ = q·scale16 + min16.
  */
 
+/** The paper's methods: the run-case contract, tools/saw_int4_reference.py, the serving simulator. */
 export const KV_METHODS = ['fp16', 'int4', 'int4-hadamard'] as const;
-export type KvMethod = (typeof KV_METHODS)[number];
+/** Methods beyond the paper: kernels, reference and accuracy lab, not part of the run-case contract. */
+export const EXTRA_KV_METHODS = ['int8', 'int4-g32'] as const;
+/** Every method the paged cache runs. */
+export const ALL_KV_METHODS = [...KV_METHODS, ...EXTRA_KV_METHODS] as const;
+export type KvMethod = (typeof ALL_KV_METHODS)[number];
 
 export const HADAMARD_BLOCKS = [16, 32, 64, 128] as const;
 export const HEAD_DIMS = [64, 128, 256] as const;
@@ -29,7 +47,13 @@ export const DEFAULT_HADAMARD_BLOCK = 128;
 
 /** Largest INT4 code: codes are 0..INT4_MAX_CODE. */
 export const INT4_MAX_CODE = 15;
+/** Largest INT8 code: codes are 0..INT8_MAX_CODE. */
+export const INT8_MAX_CODE = 255;
+/** Channels that share one scale/min in int4-g32. */
+export const INT4_GROUP_SIZE = 32;
 export const NIBBLES_PER_WORD = 8;
+/** INT8 codes per u32 word (also the bytes of a word). */
+export const CODES8_PER_WORD = 4;
 export const HALVES_PER_WORD = 2;
 export const BYTES_PER_WORD = 4;
 /** Marks an unused block-table entry. */
@@ -44,9 +68,9 @@ export interface CacheShape {
 }
 
 export interface CacheLayout extends CacheShape {
-  /** u32 words of one (token, kv head) row of codes (int4) or halves (fp16). */
+  /** u32 words of one (token, kv head) row of codes (int4, int8) or halves (fp16). */
   rowWords: number;
-  /** u32 words of scale/min per (token, kv head): 1 for int4, 0 for fp16. */
+  /** u32 words of scale/min per (token, kv head): 1 for token-wise int4/int8, headDim/32 for int4-g32, 0 for fp16. */
   scaleMinWords: number;
   /** u32 words of one page of one of the K or V buffers. */
   pageWords: number;
@@ -58,19 +82,47 @@ export interface CacheLayout extends CacheShape {
   bytesPerToken: number;
 }
 
+/** One of the paper's methods (KV_METHODS: what run-case accepts). */
 export function isKvMethod(name: string): name is KvMethod {
   return (KV_METHODS as readonly string[]).includes(name);
+}
+
+/** Any method the paged cache runs (ALL_KV_METHODS). */
+export function isCacheKvMethod(name: string): name is KvMethod {
+  return (ALL_KV_METHODS as readonly string[]).includes(name);
 }
 
 export function isQuantized(method: KvMethod): boolean {
   return method !== 'fp16';
 }
 
+/** How a quantized method stores a row: code width, largest code, channels per scale/min. */
+export interface QuantFormat {
+  codeBits: 4 | 8;
+  maxCode: number;
+  /** Channels sharing one scale/min word (headDim for token-wise methods). */
+  groupSize: number;
+}
+
+/** The quantization format of `method` at `headDim`, or null for fp16. */
+export function quantFormat(method: KvMethod, headDim: number): QuantFormat | null {
+  switch (method) {
+    case 'fp16':
+      return null;
+    case 'int8':
+      return { codeBits: 8, maxCode: INT8_MAX_CODE, groupSize: headDim };
+    case 'int4-g32':
+      return { codeBits: 4, maxCode: INT4_MAX_CODE, groupSize: INT4_GROUP_SIZE };
+    default:
+      return { codeBits: 4, maxCode: INT4_MAX_CODE, groupSize: headDim };
+  }
+}
+
 /** Derives every size and offset of a cache from its shape (validated by the caller). */
 export function cacheLayout(shape: CacheShape): CacheLayout {
-  const quantized = isQuantized(shape.method);
-  const rowWords = quantized ? shape.headDim / NIBBLES_PER_WORD : shape.headDim / HALVES_PER_WORD;
-  const scaleMinWords = quantized ? 1 : 0;
+  const format = quantFormat(shape.method, shape.headDim);
+  const rowWords = format === null ? shape.headDim / HALVES_PER_WORD : shape.headDim / (format.codeBits === 8 ? CODES8_PER_WORD : NIBBLES_PER_WORD);
+  const scaleMinWords = format === null ? 0 : shape.headDim / format.groupSize;
   const tokenHeads = shape.numKvHeads * shape.pageSize;
   const scaleMinRegionOffset = tokenHeads * rowWords;
   // Pages start on 16-byte boundaries so kernels can read rows as vec4<u32>.
@@ -91,9 +143,12 @@ export function rowWordIndex(layout: CacheLayout, page: number, kvHead: number, 
   return page * layout.pageWords + (kvHead * layout.pageSize + slot) * layout.rowWords;
 }
 
-/** Word index of the scale/min word of (page, kv head, slot) in a K or V buffer (int4 only). */
+/**
+ * Word index of the (first) scale/min word of (page, kv head, slot) in a K or V buffer (quantized
+ * methods; int4-g32's group g is at + g).
+ */
 export function scaleMinWordIndex(layout: CacheLayout, page: number, kvHead: number, slot: number): number {
-  return page * layout.pageWords + layout.scaleMinRegionOffset + kvHead * layout.pageSize + slot;
+  return page * layout.pageWords + layout.scaleMinRegionOffset + (kvHead * layout.pageSize + slot) * layout.scaleMinWords;
 }
 
 /** Bit offset of element j (0..7) inside its u32 word: see NIBBLE ORDER. */
@@ -113,6 +168,7 @@ export function wgslLayoutConstants(layout: CacheLayout): string {
     `const ROW_WORDS: u32 = ${layout.rowWords}u;`,
     `const PAGE_WORDS: u32 = ${layout.pageWords}u;`,
     `const SCALE_MIN_REGION_OFFSET: u32 = ${layout.scaleMinRegionOffset}u;`,
+    `const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;`,
     `const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`,
     `const NO_PAGE: u32 = ${NO_PAGE}u;`,
   ].join('\n');

@@ -2,16 +2,21 @@
  * Compares the cache bytes written by the GPU with the reference's encoding of the same rows.
  *
  * FP16 words must match exactly (both sides round f32 → f16 to nearest even in integer arithmetic).
- * INT4 rows: scale/min must match exactly, except that when K is rotated the GPU rotates in f32, so a
- * scale or minimum sitting within F16_TIE_WINDOW of an f16 rounding midpoint may round the other way
- * (1 f16 ulp). Codes are recomputed from the reference's float64 (rotated) row with the GPU's own
- * scale/min; a code may differ by one only where (x − min)/scale lies within CODE_TIE_WINDOW of a
- * half-integer (f32 rotation/division vs float64).
+ * Quantized rows (INT4, INT8, grouped INT4: each scale group on its own): scale/min must match
+ * exactly, except within F16_TIE_WINDOW of an f16 rounding midpoint, where they may round the other
+ * way (1 f16 ulp): the scale (max − min)/maxCode is an f32 division on the GPU, which WGSL allows to
+ * be 2.5 ulp off (measured on an NVIDIA H200 through Dawn: ~1.5e-4 of scale words flip; SwiftShader is
+ * exact), and a rotated row's min and max come from an f32 rotation. Codes are recomputed from the
+ * reference's float64 (rotated) row with the GPU's own scale/min; a code may differ by one only where
+ * (x − min)/scale lies within CODE_TIE_WINDOW of a half-integer: f32 rotation vs float64, and GPU
+ * compilers that reassociate f32 arithmetic defeat the kernels' exact TwoSum tie-break (measured on
+ * the H200: ~7e-6 of INT8 codes, all within 4e-6 steps of a tie).
  */
-import { rowWordIndex, scaleMinWordIndex, type CacheLayout } from '../src/layout';
+import { quantFormat, rowWordIndex, scaleMinWordIndex, type CacheLayout } from '../src/layout';
 import { f16Bits, f16FromBits, roundToF16 } from '../src/reference/f16';
 import { rotate } from '../src/reference/hadamard';
 import { roundHalfEven, unpackCodes } from '../src/reference/int4';
+import { unpackBytes } from '../src/reference/int8';
 import { encodeRow, rowIsRotated, type MethodConfig } from '../src/reference/kv-methods';
 
 /** In quantization steps: an f32 rotation (~1e-6 relative) stays far below this. */
@@ -62,24 +67,32 @@ export function compareCacheRows(
         }
         continue;
       }
-      const gotScaleMin = words[scaleMinWordIndex(layout, page, h, slot)];
+      const format = quantFormat(cfg.method, d)!;
       const rotated = rowIsRotated(cfg, isKey);
       const source = rotated ? rotate(x, cfg.hadamardBlock, cfg.signs) : Float64Array.from(x);
-      if (gotScaleMin !== want.scaleMin) {
-        const mn = Math.min(...source);
-        const mx = Math.max(...source);
-        const explained = rotated && (nearF16Midpoint(mn) || nearF16Midpoint((mx - mn) / 15));
-        if (!explained) problems.push(`${where} scale/min: got 0x${gotScaleMin.toString(16)}, want 0x${want.scaleMin.toString(16)}`);
-      }
-      const scale = f16FromBits(gotScaleMin & 0xffff);
-      const min = f16FromBits(gotScaleMin >>> 16);
-      const codes = unpackCodes(got, d);
-      for (let i = 0; i < d; i++) {
-        const exact = scale === 0 ? 0 : (source[i] - min) / scale;
-        const wantCode = scale === 0 ? 0 : Math.min(15, Math.max(0, roundHalfEven(exact)));
-        if (codes[i] === wantCode) continue;
-        const tie = rotated && Math.abs(Math.abs(exact % 1) - 0.5) < CODE_TIE_WINDOW && Math.abs(codes[i] - wantCode) === 1;
-        if (!tie) problems.push(`${where} element ${i}: code ${codes[i]}, want ${wantCode} ((x − min)/scale = ${exact})`);
+      const codes = format.codeBits === 8 ? unpackBytes(got, d) : unpackCodes(got, d);
+      for (let g = 0; g < d / format.groupSize; g++) {
+        // One scale group: the whole row, or 32 channels for int4-g32.
+        const from = g * format.groupSize;
+        const group = source.subarray(from, from + format.groupSize);
+        const gotScaleMin = words[scaleMinWordIndex(layout, page, h, slot) + g];
+        const wantScaleMin = want.scaleMins[g];
+        const groupName = format.groupSize === d ? '' : ` group ${g}`;
+        if (gotScaleMin !== wantScaleMin) {
+          const mn = Math.min(...group);
+          const mx = Math.max(...group);
+          const explained = nearF16Midpoint((mx - mn) / format.maxCode) || (rotated && nearF16Midpoint(mn));
+          if (!explained) problems.push(`${where}${groupName} scale/min: got 0x${gotScaleMin.toString(16)}, want 0x${wantScaleMin.toString(16)}`);
+        }
+        const scale = f16FromBits(gotScaleMin & 0xffff);
+        const min = f16FromBits(gotScaleMin >>> 16);
+        for (let i = from; i < from + format.groupSize; i++) {
+          const exact = scale === 0 ? 0 : (source[i] - min) / scale;
+          const wantCode = scale === 0 ? 0 : Math.min(format.maxCode, Math.max(0, roundHalfEven(exact)));
+          if (codes[i] === wantCode) continue;
+          const tie = Math.abs(Math.abs(exact % 1) - 0.5) < CODE_TIE_WINDOW && Math.abs(codes[i] - wantCode) === 1;
+          if (!tie) problems.push(`${where} element ${i}: code ${codes[i]}, want ${wantCode} ((x − min)/scale = ${exact})`);
+        }
       }
     }
   }

@@ -45,7 +45,16 @@ const CASES: WriteCase[] = [
   { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 4, numKvHeads: 2, pageSize: 16, hadamardBlock: 32, rotateV: true }, tokens: 33 },
   { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 4, numKvHeads: 4, pageSize: 128, hadamardBlock: 128, hadamardSignSeed: 7 }, tokens: 30, outlierScale: 20 },
   { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 2, numKvHeads: 1, pageSize: 8, hadamardBlock: 64, rotateV: true, hadamardSignSeed: 3 }, tokens: 11 },
+  // extra methods (cache-write-quant.wgsl): token-wise INT8, INT4 with a scale/min per 32 channels
+  { config: { method: 'int8', headDim: 64, numQueryHeads: 4, numKvHeads: 2, pageSize: 8 }, tokens: 19, outlierScale: 20 },
+  { config: { method: 'int8', headDim: 128, numQueryHeads: 8, numKvHeads: 1, pageSize: 16 }, tokens: 33 },
+  { config: { method: 'int8', headDim: 256, numQueryHeads: 2, numKvHeads: 2, pageSize: 32 }, tokens: 9 },
+  { config: { method: 'int4-g32', headDim: 32, numQueryHeads: 3, numKvHeads: 3, pageSize: 8 }, tokens: 17, outlierScale: 20 },
+  { config: { method: 'int4-g32', headDim: 128, numQueryHeads: 4, numKvHeads: 2, pageSize: 16 }, tokens: 40, outlierScale: 20 },
+  { config: { method: 'int4-g32', headDim: 256, numQueryHeads: 2, numKvHeads: 1, pageSize: 8 }, tokens: 11 },
 ];
+const INT8_CASE = CASES[10];
+const INT4_G32_CASE = CASES[13];
 
 describe('cache-write kernels: bytes equal the reference encoding', () => {
   for (const c of CASES) {
@@ -66,6 +75,19 @@ describe('cache-write kernels: bytes equal the reference encoding', () => {
     const fp16 = await writeAndRead(CASES[0]);
     fp16.words.v[rowWordIndex(fp16.cache.layout, fp16.rowsOf(fp16.v)[0].page, 0, 0)] ^= 1;
     expect(compareCacheRows(fp16.cache.layout, fp16.cfg, fp16.words.v, fp16.rowsOf(fp16.v), false).length).toBeGreaterThan(0);
+  });
+
+  it('a corrupted INT8 code or int4-g32 group scale is reported', async () => {
+    for (const c of [INT8_CASE, INT4_G32_CASE]) {
+      const { words, k, rowsOf, cache, cfg } = await writeAndRead(c);
+      const row = rowsOf(k)[2];
+      const copy = Uint32Array.from(words.k);
+      copy[rowWordIndex(cache.layout, row.page, 0, row.slot) + 1] ^= 0x100;
+      expect(compareCacheRows(cache.layout, cfg, copy, rowsOf(k), true).length, c.config.method).toBeGreaterThan(0);
+      const scaleCopy = Uint32Array.from(words.k);
+      scaleCopy[scaleMinWordIndex(cache.layout, row.page, 0, row.slot) + cache.layout.scaleMinWords - 1] ^= 1;
+      expect(compareCacheRows(cache.layout, cfg, scaleCopy, rowsOf(k), true).length, c.config.method).toBeGreaterThan(0);
+    }
   });
 
   it('a constant vector quantizes without NaN: scale 0, codes 0, min = f16(value)', async () => {
@@ -89,7 +111,7 @@ describe('cache-write kernels: bytes equal the reference encoding', () => {
   });
 
   it('NaN and Inf in one token change no other token or head', async () => {
-    for (const c of [CASES[3], CASES[7]]) {
+    for (const c of [CASES[3], CASES[7], INT8_CASE, INT4_G32_CASE]) {
       const clean = await writeAndRead(c);
       const dirty = await writeAndRead(c, (kk, vv) => {
         const d = c.config.headDim;
@@ -103,7 +125,7 @@ describe('cache-write kernels: bytes equal the reference encoding', () => {
         for (let h = 0; h < hkv; h++) {
           const start = rowWordIndex(clean.cache.layout, rows[t].page, h, rows[t].slot);
           const sm = scaleMinWordIndex(clean.cache.layout, rows[t].page, h, rows[t].slot);
-          const span = (w: Uint32Array) => Array.from(w.subarray(start, start + clean.cache.layout.rowWords)).concat(w[sm]);
+          const span = (w: Uint32Array) => Array.from(w.subarray(start, start + clean.cache.layout.rowWords)).concat(Array.from(w.subarray(sm, sm + clean.cache.layout.scaleMinWords)));
           if (!(t === 5 && h === 0)) expect(span(dirty.words.k), `K token ${t} head ${h}`).toEqual(span(clean.words.k));
           if (!(t === 6 && h === 0)) expect(span(dirty.words.v), `V token ${t} head ${h}`).toEqual(span(clean.words.v));
         }

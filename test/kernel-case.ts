@@ -4,13 +4,11 @@
  */
 import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
 import type { GpuContext } from '../src/gpu/gpu-context';
-import { f16FromBits } from '../src/reference/f16';
-import { dequantizeRow, unpackCodes } from '../src/reference/int4';
 import type { MethodConfig } from '../src/reference/kv-methods';
 import { SeededRandom } from '../src/reference/random';
 import { decodeAttention } from '../src/reference/attention';
 import { unrotate, rotate } from '../src/reference/hadamard';
-import { rowWordIndex, scaleMinWordIndex } from '../src/layout';
+import { readStoredRow } from '../src/reference/paged-cache';
 
 export interface KernelCase {
   config: Omit<KvCacheConfig, 'numPages'>;
@@ -79,14 +77,7 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
 
 /** Decodes one (page, kv head, slot) row from raw cache words, independently of the kernels. */
 export function decodeCacheRow(run: KernelRun, words: Uint32Array, page: number, kvHead: number, slot: number): Float64Array {
-  const layout = run.cache.layout;
-  const start = rowWordIndex(layout, page, kvHead, slot);
-  const row = words.subarray(start, start + layout.rowWords);
-  if (run.cache.config.method === 'fp16') {
-    return Float64Array.from({ length: layout.headDim }, (_, i) => f16FromBits((row[i >> 1] >>> (16 * (i & 1))) & 0xffff));
-  }
-  const sm = words[scaleMinWordIndex(layout, page, kvHead, slot)];
-  return dequantizeRow({ codes: unpackCodes(row, layout.headDim), scale: f16FromBits(sm & 0xffff), min: f16FromBits(sm >>> 16) });
+  return readStoredRow(run.cache.layout, words, page, kvHead, slot);
 }
 
 /** [T, Hkv, D] rows as the GPU cache holds them (rotated space where the method rotates). */

@@ -4,10 +4,11 @@ import { cacheLayout, HADAMARD_BLOCKS, NO_PAGE, rowWordIndex, type KvMethod } fr
 import { kvHeadOf } from '../src/reference/attention';
 import { f16Bits, f16FromBits, roundToF16 } from '../src/reference/f16';
 import { hadamardMatrix, randomSigns, rotate, unrotate } from '../src/reference/hadamard';
-import { dequantizeRow, packCodes, quantizeRow, roundHalfEven, unpackCodes } from '../src/reference/int4';
-import { encodeRow, type MethodConfig } from '../src/reference/kv-methods';
+import { dequantizeRow, packCodes, packScaleMin, quantizeRow, roundHalfEven, unpackCodes } from '../src/reference/int4';
+import { packBytes, unpackBytes } from '../src/reference/int8';
+import { decodeRowWords, encodeRow, type MethodConfig } from '../src/reference/kv-methods';
 import { cosineSimilarity, klDivergence, maxAbsError, relativeL2 } from '../src/reference/metrics';
-import { gatherDecodedRows, shuffledPaging, slotOf, writeCacheRows } from '../src/reference/paged-cache';
+import { gatherDecodedRows, readStoredRow, shuffledPaging, slotOf, writeCacheRows } from '../src/reference/paged-cache';
 import { SeededRandom } from '../src/reference/random';
 import { decodeAll, exactDecode, referenceDecode } from '../src/reference/saw-int4';
 
@@ -219,5 +220,77 @@ describe('attention and metrics', () => {
   it('encodeRow fp16 decodes to the f16-rounded input', () => {
     const row = encodeRow({ method: 'fp16', hadamardBlock: 128, rotateV: false, signs: null }, [1 / 3, -2.5, 70000, 0], true);
     expect(Array.from(row.decoded)).toEqual([roundToF16(1 / 3), -2.5, Infinity, 0]);
+  });
+});
+
+describe('extra methods (int8, int4-g32) and decoding stored rows', () => {
+  const plain = (method: KvMethod): MethodConfig => ({ method, hadamardBlock: 64, rotateV: false, signs: null });
+
+  it('int8: 255 levels over the row, BYTE ORDER, one scale/min word', () => {
+    const x = Array.from({ length: 64 }, (_, i) => (i === 5 ? 3 : i === 9 ? -1 : (i % 7) / 10));
+    const row = encodeRow(plain('int8'), x, true);
+    const scale = roundToF16(4 / 255);
+    expect(row.words).toHaveLength(16);
+    expect(row.scaleMins).toEqual(Uint32Array.of(row.scaleMin));
+    expect(f16FromBits(row.scaleMin & 0xffff)).toBe(scale);
+    expect(f16FromBits(row.scaleMin >>> 16)).toBe(-1);
+    // element 5 (the max) is byte 1 of word 1; element 9 (the min) is byte 1 of word 2
+    expect((row.words[1] >>> 8) & 0xff).toBe(Math.min(255, roundHalfEven(4 / scale)));
+    expect((row.words[2] >>> 8) & 0xff).toBe(0);
+    for (let i = 0; i < 64; i++) expect(Math.abs(row.decoded[i] - x[i])).toBeLessThanOrEqual(scale / 2 + 1e-12);
+    expect(unpackBytes(packBytes(Uint8Array.from({ length: 8 }, (_, i) => 30 * i)))).toEqual(Uint8Array.from({ length: 8 }, (_, i) => 30 * i));
+  });
+
+  it('int4-g32: one scale/min per 32 channels, so an outlier only coarsens its own group', () => {
+    const rng = new SeededRandom(12);
+    const x = Array.from(rng.normalArray(128));
+    x[40] = 50; // group 1
+    const grouped = encodeRow(plain('int4-g32'), x, true);
+    const rowWise = encodeRow(plain('int4'), x, true);
+    expect(grouped.scaleMins).toHaveLength(4);
+    expect(grouped.scaleMin).toBe(grouped.scaleMins[0]);
+    for (let g = 0; g < 4; g++) {
+      const group = quantizeRow(x.slice(32 * g, 32 * g + 32));
+      expect(grouped.scaleMins[g]).toBe(packScaleMin(group.scale, group.min));
+      expect(Array.from(unpackCodes(grouped.words, 128).subarray(32 * g, 32 * g + 32))).toEqual(Array.from(group.codes));
+    }
+    const errorIn = (decoded: Float64Array, from: number, to: number) => relativeL2(decoded.subarray(from, to), x.slice(from, to));
+    expect(errorIn(grouped.decoded, 0, 32)).toBeLessThan(errorIn(rowWise.decoded, 0, 32) / 4);
+    expect(errorIn(grouped.decoded, 32, 64)).toBeCloseTo(errorIn(rowWise.decoded, 32, 64), 1);
+  });
+
+  it('decodeRowWords / readStoredRow give back what encodeRow says attention reads, for every method', () => {
+    const rng = new SeededRandom(13);
+    const d = 64;
+    const methods: MethodConfig[] = [
+      plain('fp16'), plain('int4'), plain('int8'), plain('int4-g32'),
+      { method: 'int4-hadamard', hadamardBlock: 32, rotateV: true, signs: randomSigns(d, 2) },
+    ];
+    for (const cfg of methods) {
+      const layout = cacheLayout({ method: cfg.method, headDim: d, numKvHeads: 2, pageSize: 8, numPages: 4 });
+      const paging = shuffledPaging([5, 11], 8, 4, 7);
+      const v = rng.normalArray(16 * 2 * d);
+      const cache = new Uint32Array(layout.pageWords * layout.numPages);
+      writeCacheRows(layout, cfg, cache, v, paging, false);
+      const want = decodeAll(cfg, v, d, false);
+      let first = 0;
+      paging.contextLens.forEach((len, s) => {
+        const gathered = gatherDecodedRows(layout, (page, h, slot) => readStoredRow(layout, cache, page, h, slot), paging.blockTables[s], len);
+        expect(maxAbsError(gathered, want.subarray(first * 2 * d, (first + len) * 2 * d)).value, cfg.method).toBe(0);
+        first += len;
+      });
+      const row = encodeRow(cfg, v.subarray(0, d), false);
+      expect(decodeRowWords(cfg.method, row.words, row.scaleMins, d)).toEqual(row.decoded);
+    }
+  });
+
+  it('layouts: int8 D/4 words + 1 scale/min, int4-g32 D/8 words + D/32 scale/min; existing methods unchanged', () => {
+    const at = (method: KvMethod, headDim: number) => cacheLayout({ method, headDim, numKvHeads: 2, pageSize: 16, numPages: 1 });
+    expect([at('int8', 128).rowWords, at('int8', 128).scaleMinWords, at('int8', 128).bytesPerToken]).toEqual([32, 1, 2 * 2 * 33 * 4]);
+    expect([at('int4-g32', 128).rowWords, at('int4-g32', 128).scaleMinWords, at('int4-g32', 128).bytesPerToken]).toEqual([16, 4, 2 * 2 * 20 * 4]);
+    expect([at('int4', 128).rowWords, at('int4', 128).scaleMinWords, at('int4', 128).bytesPerToken]).toEqual([16, 1, 2 * 2 * 17 * 4]);
+    expect([at('fp16', 128).rowWords, at('fp16', 128).scaleMinWords, at('fp16', 128).bytesPerToken]).toEqual([64, 0, 2 * 2 * 64 * 4]);
+    expect(at('int4-g32', 64).scaleMinRegionOffset % 4).toBe(0);
+    expect(at('int4', 128).pageWords).toBe(2 * 16 * 17);
   });
 });

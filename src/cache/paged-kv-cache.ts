@@ -12,8 +12,8 @@
  */
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import {
-  BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isKvMethod, isQuantized,
-  KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type CacheLayout, type KvMethod,
+  BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod,
+  ALL_KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type CacheLayout, type KvMethod,
 } from '../layout';
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
@@ -66,8 +66,8 @@ function requireInt(name: string, value: number, min: number, max = Number.MAX_S
 
 /** Fills defaults and rejects every unsupported combination with a message saying what would work. */
 export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConfig {
-  if (!isKvMethod(config.method)) {
-    throw new KvConfigError(`unknown method '${String(config.method)}'; known methods: ${KV_METHODS.join(', ')}`);
+  if (!isCacheKvMethod(config.method)) {
+    throw new KvConfigError(`unknown method '${String(config.method)}'; known methods: ${ALL_KV_METHODS.join(', ')}`);
   }
   requireInt('headDim', config.headDim, 32, MAX_HEAD_DIM);
   if (config.headDim % 32 !== 0) throw new KvConfigError(`headDim ${config.headDim} must be a multiple of 32 (8 nibbles per word, rows read as vec4<u32>)`);
@@ -361,7 +361,7 @@ export class PagedKvCache {
 
   /** Human-readable capacity, for messages. */
   describeCapacity(): string {
-    return `${this.config.numPages} pages × ${this.config.pageSize} tokens, ${formatBytes(2 * this.layout.bufferBytes)} (${isQuantized(this.config.method) ? 'INT4' : 'FP16'})`;
+    return `${this.config.numPages} pages × ${this.config.pageSize} tokens, ${formatBytes(2 * this.layout.bufferBytes)} (${this.config.method})`;
   }
 
   private submit(encodeWork: (pass: GPUComputePassEncoder) => void): Promise<void> {

@@ -20,6 +20,7 @@
  *   };
  */
 import type { GpuContext } from '../gpu/gpu-context';
+import { accuracyCommand } from './accuracy-command';
 import { benchCommand } from './bench-command';
 import { runCaseCommand } from './run-case';
 
@@ -51,4 +52,5 @@ export interface CliCommand {
 export const COMMANDS: Readonly<Record<string, CliCommand>> = {
   'run-case': runCaseCommand,
   bench: benchCommand,
+  accuracy: accuracyCommand,
 };

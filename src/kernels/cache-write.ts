@@ -1,10 +1,12 @@
 /**
  * Host side of the cache-write kernels: shaders/cache-write-int4.wgsl (fused rotate + INT4 quantize +
- * pack + paged store; plain INT4 when not rotating) and shaders/cache-write-fp16.wgsl (the baseline).
+ * pack + paged store; plain INT4 when not rotating), shaders/cache-write-quant.wgsl (the extra
+ * unrotated methods int8 and int4-g32) and shaders/cache-write-fp16.wgsl (the baseline).
  */
 import writeFp16Wgsl from '../../shaders/cache-write-fp16.wgsl?raw';
 import writeInt4Wgsl from '../../shaders/cache-write-int4.wgsl?raw';
-import { INT4_MAX_CODE, isQuantized, type CacheLayout } from '../layout';
+import writeQuantWgsl from '../../shaders/cache-write-quant.wgsl?raw';
+import { INT4_MAX_CODE, quantFormat, type CacheLayout } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
@@ -14,6 +16,8 @@ import { getPipeline, type ShaderVariant } from './pipeline-cache';
 export const CACHE_WRITE_WORKGROUP_SIZE = 64;
 /** Workgroups along x before the grid wraps into z (WebGPU guarantees 65535 per dimension). */
 const MAX_GRID_X = 32768;
+/** Elements each invocation of a quantizing write owns (one INT4 word, two INT8 words). */
+const LANE_ELEMENTS = 8;
 
 export interface CacheWriteOptions {
   /** Hadamard block B, or 1 for no rotation. */
@@ -30,13 +34,35 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     ROW_WORDS: layout.rowWords,
     PAGE_WORDS: layout.pageWords,
   };
-  if (!isQuantized(layout.method)) {
+  const format = quantFormat(layout.method, layout.headDim);
+  if (format === null) {
     return {
       key: `cache-write-fp16/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}`,
       code: () => assembleWgsl({ constants: { ...common, WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE }, sources: [WGSL_LIBRARIES.f16, writeFp16Wgsl] }),
     };
   }
-  const rowsPerWorkgroup = CACHE_WRITE_WORKGROUP_SIZE / layout.rowWords;
+  const lanes = layout.headDim / LANE_ELEMENTS;
+  const rowsPerWorkgroup = CACHE_WRITE_WORKGROUP_SIZE / lanes;
+  if (layout.method === 'int8' || layout.method === 'int4-g32') {
+    const constants = {
+      ...common,
+      SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
+      SCALE_MIN_WORDS: layout.scaleMinWords,
+      CODE_BITS: format.codeBits,
+      LANES: lanes,
+      GROUP_LANES: format.groupSize / LANE_ELEMENTS,
+      ROWS_PER_WG: rowsPerWorkgroup,
+      WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE,
+    };
+    return {
+      key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}`,
+      code: () =>
+        assembleWgsl({
+          constants,
+          sources: [`const MAX_CODE: f32 = ${format.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, writeQuantWgsl],
+        }),
+    };
+  }
   const block = options.rotateK || options.rotateV ? options.hadamardBlock : 1;
   const constants = {
     ...common,
@@ -52,7 +78,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     code: () =>
       assembleWgsl({
         constants,
-        sources: [`const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.hadamard, writeInt4Wgsl],
+        sources: [`const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.quantCode, writeInt4Wgsl],
       }),
   };
 }
@@ -91,8 +117,8 @@ export async function prepareCacheWrite(
   const pipeline = await getPipeline(ctx.device, cacheWriteVariant(layout, options));
   const bindGroup = bindBuffers(ctx.device, pipeline, [buffers.newK, buffers.newV, buffers.slots, buffers.kCache, buffers.vCache, buffers.params], 'cache write');
   const rows = numTokens * layout.numKvHeads;
-  const workgroups = isQuantized(layout.method)
-    ? Math.ceil(rows / (CACHE_WRITE_WORKGROUP_SIZE / layout.rowWords))
+  const workgroups = quantFormat(layout.method, layout.headDim)
+    ? Math.ceil(rows / (CACHE_WRITE_WORKGROUP_SIZE / (layout.headDim / LANE_ELEMENTS)))
     : Math.ceil((rows * layout.rowWords) / CACHE_WRITE_WORKGROUP_SIZE);
   const grid = writeGrid(workgroups);
   return {

@@ -5,9 +5,10 @@
  */
 import f16Wgsl from '../../shaders/lib/f16.wgsl?raw';
 import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
+import quantCodeWgsl from '../../shaders/lib/quant-code.wgsl?raw';
 import { wgslU32Constants } from './pipeline-cache';
 
-export const WGSL_LIBRARIES = { f16: f16Wgsl, hadamard: hadamardWgsl } as const;
+export const WGSL_LIBRARIES = { f16: f16Wgsl, hadamard: hadamardWgsl, quantCode: quantCodeWgsl } as const;
 
 export function assembleWgsl(parts: { enables?: string[]; constants: Record<string, number>; sources: string[] }): string {
   const enables = (parts.enables ?? []).map((e) => `enable ${e};`).join('\n');

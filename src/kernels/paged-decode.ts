@@ -6,9 +6,11 @@ import mergeWgsl from '../../shaders/paged-decode-merge.wgsl?raw';
 import decodeWgsl from '../../shaders/paged-decode.wgsl?raw';
 import fp16FormatWgsl from '../../shaders/lib/kv-format-fp16.wgsl?raw';
 import int4FormatWgsl from '../../shaders/lib/kv-format-int4.wgsl?raw';
+import int4G32FormatWgsl from '../../shaders/lib/kv-format-int4-g32.wgsl?raw';
+import int8FormatWgsl from '../../shaders/lib/kv-format-int8.wgsl?raw';
 import tileMaxSubgroupWgsl from '../../shaders/lib/tile-max-subgroup.wgsl?raw';
 import tileMaxWorkgroupWgsl from '../../shaders/lib/tile-max-workgroup.wgsl?raw';
-import { isQuantized, type CacheLayout } from '../layout';
+import { NIBBLES_PER_WORD, quantFormat, type CacheLayout, type KvMethod } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
@@ -113,9 +115,34 @@ export function decodeWorkgroupBytes(c: ReturnType<typeof decodeConstants>): num
   return floats * 4;
 }
 
+/** The cache format file (shaders/lib/kv-format-<format>.wgsl) each method's decode includes. */
+const DECODE_FORMATS: Record<KvMethod, 'fp16' | 'int4' | 'int8' | 'int4-g32'> = {
+  fp16: 'fp16',
+  int4: 'int4',
+  'int4-hadamard': 'int4',
+  int8: 'int8',
+  'int4-g32': 'int4-g32',
+};
+
+/** The format file, after the constants only it needs (grouped INT4: scale/min words per row and per group). */
+function formatSources(layout: CacheLayout): string[] {
+  switch (DECODE_FORMATS[layout.method]) {
+    case 'fp16':
+      return [fp16FormatWgsl];
+    case 'int4':
+      return [int4FormatWgsl];
+    case 'int8':
+      return [int8FormatWgsl];
+    case 'int4-g32': {
+      const groupWords = (quantFormat(layout.method, layout.headDim)?.groupSize ?? layout.headDim) / NIBBLES_PER_WORD;
+      return [`const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;\nconst GROUP_WORDS: u32 = ${groupWords}u;`, int4G32FormatWgsl];
+    }
+  }
+}
+
 export function decodeVariant(shape: DecodeShape): ShaderVariant {
   const constants = decodeConstants(shape);
-  const format = isQuantized(shape.layout.method) ? 'int4' : 'fp16';
+  const format = DECODE_FORMATS[shape.layout.method];
   const key = [
     `paged-decode-${format}`,
     `d${constants.HEAD_DIM}`,
@@ -135,7 +162,7 @@ export function decodeVariant(shape: DecodeShape): ShaderVariant {
         constants,
         sources: [
           WGSL_LIBRARIES.hadamard,
-          format === 'int4' ? int4FormatWgsl : fp16FormatWgsl,
+          ...formatSources(shape.layout),
           shape.useSubgroups ? tileMaxSubgroupWgsl : tileMaxWorkgroupWgsl,
           decodeWgsl,
         ],

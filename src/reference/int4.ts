@@ -9,7 +9,7 @@ import { INT4_MAX_CODE, NIBBLES_PER_WORD, nibbleShift } from '../layout';
 import { packHalves, roundToF16, unpackHalves } from './f16';
 
 export interface QuantizedRow {
-  /** [D] codes 0..15 */
+  /** [D] codes 0..maxCode */
   codes: Uint8Array;
   /** f16-rounded scale */
   scale: number;
@@ -23,19 +23,23 @@ export function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-export function quantizeRow(x: ArrayLike<number>): QuantizedRow {
+/**
+ * Quantizes one scale group (a row, or a channel group) with codes 0..maxCode (15 for INT4; 255 for
+ * INT8, whose codes do not fit the 4-bit packers below: see int8.ts).
+ */
+export function quantizeRow(x: ArrayLike<number>, maxCode = INT4_MAX_CODE): QuantizedRow {
   let mn = Infinity;
   let mx = -Infinity;
   for (let i = 0; i < x.length; i++) {
     mn = Math.min(mn, x[i]);
     mx = Math.max(mx, x[i]);
   }
-  const scale = roundToF16((mx - mn) / INT4_MAX_CODE);
+  const scale = roundToF16((mx - mn) / maxCode);
   const min = roundToF16(mn);
   const codes = new Uint8Array(x.length);
   if (scale !== 0) {
     for (let i = 0; i < x.length; i++) {
-      codes[i] = Math.min(INT4_MAX_CODE, Math.max(0, roundHalfEven((x[i] - min) / scale)));
+      codes[i] = Math.min(maxCode, Math.max(0, roundHalfEven((x[i] - min) / scale)));
     }
   }
   return { codes, scale, min };

@@ -3,7 +3,7 @@
  * paged gather the attention kernels perform. Physical pages come in any order (tests shuffle them).
  */
 import { NO_PAGE, rowWordIndex, scaleMinWordIndex, type CacheLayout } from '../layout';
-import { encodeRow, type MethodConfig } from './kv-methods';
+import { decodeRowWords, encodeRow, type MethodConfig } from './kv-methods';
 import { SeededRandom } from './random';
 
 export interface PagedSequences {
@@ -51,7 +51,7 @@ export function writeCacheRows(
         const base = (token * hkv + h) * d;
         const row = encodeRow(cfg, Array.prototype.slice.call(rows, base, base + d) as number[], isKey);
         cache.set(row.words, rowWordIndex(layout, page, h, slot));
-        if (layout.scaleMinWords) cache[scaleMinWordIndex(layout, page, h, slot)] = row.scaleMin;
+        if (layout.scaleMinWords) cache.set(row.scaleMins, scaleMinWordIndex(layout, page, h, slot));
       }
     }
   });
@@ -71,4 +71,12 @@ export function gatherDecodedRows(
     for (let h = 0; h < hkv; h++) out.set(decodeRowAt(page, h, slot), (pos * hkv + h) * d);
   }
   return out;
+}
+
+/** Decodes row (page, kv head, slot) of a K or V buffer's words (see decodeRowWords). */
+export function readStoredRow(layout: CacheLayout, words: Uint32Array, page: number, kvHead: number, slot: number): Float64Array {
+  const start = rowWordIndex(layout, page, kvHead, slot);
+  const scaleMinStart = scaleMinWordIndex(layout, page, kvHead, slot);
+  const scaleMins = words.subarray(scaleMinStart, scaleMinStart + layout.scaleMinWords);
+  return decodeRowWords(layout.method, words.subarray(start, start + layout.rowWords), scaleMins, layout.headDim);
 }

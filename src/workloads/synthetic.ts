@@ -257,6 +257,32 @@ export function generateWorkload(spec: WorkloadSpec): Workload {
   return workload;
 }
 
+/** The query knobs of {@link WorkloadOptions}, for {@link sampleQueries}. */
+export type QueryOptions = Pick<WorkloadOptions, 'queryEntropyFraction' | 'queryKeyCorrelation' | 'queryAnchorTokens'>;
+
+/**
+ * Decode queries for keys that came without them (e.g. a KV cache dumped from a model), built by the
+ * query model above (anchor keys + noise, entropy calibrated; no sink component), so the attention is
+ * neither uniform nor one-hot whatever the keys' norms. Same arguments → same queries.
+ * @param k // [Σ contextLens, numKvHeads, headDim] f32
+ * @returns // [contextLens.length, numQueryHeads, headDim] f32, softmax scale 1/√headDim
+ */
+export function sampleQueries(
+  k: Float32Array, contextLens: readonly number[], numQueryHeads: number, numKvHeads: number, headDim: number,
+  seed: number, options: QueryOptions = {},
+): Float32Array {
+  const totalTokens = contextLens.reduce((a, b) => a + b, 0);
+  validateSpec({ kind: 'gaussian', numQueryHeads, numKvHeads, headDim, contextLens, seed });
+  if (k.length !== totalTokens * numKvHeads * headDim) {
+    throw new RangeError(`k has ${k.length} values; [${totalTokens}, ${numKvHeads}, ${headDim}] needs ${totalTokens * numKvHeads * headDim}`);
+  }
+  const spec: WorkloadSpec = { kind: 'gaussian', numQueryHeads, numKvHeads, headDim, contextLens, seed, ...options };
+  const opts = resolveWorkloadOptions(spec);
+  validateOptions(spec, opts);
+  const rng = new SeededRandom(streamSeed(seed, 3));
+  return calibratedQueries(rng, k, contextLens, numQueryHeads, { numKvHeads, headDim, totalTokens }, 1 / Math.sqrt(headDim), opts, null);
+}
+
 /**
  * Apply RoPE in place, rotate-half pairing as in Llama: channel i pairs with i + D/2 (i < D/2),
  * angle = position · base^(−2i/D), position = the token's index within its own sequence.

@@ -1,0 +1,127 @@
+// Cache write of the unrotated extra methods: token-wise INT8 (`int8`) and INT4 with one scale/min per
+// group of channels (`int4-g32`). Quantize + pack + paged store for a batch of new tokens; no rotation
+// (int4 and int4-hadamard use cache-write-int4.wgsl).
+//
+// One workgroup handles ROWS_PER_WG rows of either K (workgroup_id.y = 0) or V (y = 1); a row is one
+// (token, kv head) vector of HEAD_DIM values and LANES = HEAD_DIM/8 invocations share it: lane i owns
+// elements 8i..8i+7. A scale group is GROUP_LANES consecutive lanes (all of them for token-wise INT8,
+// 32/8 = 4 for int4-g32). Per row:
+//   1. load 8 values per lane;
+//   2. min/max over the group (per lane, then across the group's lanes through workgroup memory);
+//   3. scale = (max − min)/MAX_CODE and min rounded to f16 (f16_bits: round to nearest even), then
+//      q = quant_code(x, min16, scale16, MAX_CODE), q = 0 when scale16 = 0 (DESIGN.md §3 per group);
+//   4. pack: CODE_BITS = 4 → 1 word in NIBBLE ORDER; CODE_BITS = 8 → 2 words in BYTE ORDER
+//      (src/layout.ts); the group's first lane stores pack(scale16, min16) at its group's index.
+// A non-finite input only ever reaches its own group's words and scale/min.
+//
+// Constants from src/kernels/cache-write.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
+// SCALE_MIN_REGION_OFFSET, SCALE_MIN_WORDS (groups per row), CODE_BITS, MAX_CODE (f32), LANES,
+// GROUP_LANES, ROWS_PER_WG, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
+
+struct WriteParams {
+  num_tokens: u32,                 // N
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+  sign_bits: array<vec4<u32>, 2>,  // unused here; same struct as the INT4 write
+}
+
+@group(0) @binding(0) var<storage, read> new_k: array<f32>;          // [N, NUM_KV_HEADS, HEAD_DIM]
+@group(0) @binding(1) var<storage, read> new_v: array<f32>;          // [N, NUM_KV_HEADS, HEAD_DIM]
+@group(0) @binding(2) var<storage, read> slots: array<u32>;          // [N] page * PAGE_SIZE + offset
+@group(0) @binding(3) var<storage, read_write> k_cache: array<u32>;  // [numPages * PAGE_WORDS], see layout.ts
+@group(0) @binding(4) var<storage, read_write> v_cache: array<u32>;  // [numPages * PAGE_WORDS]
+@group(0) @binding(5) var<uniform> params: WriteParams;
+
+var<workgroup> lane_min: array<f32, WORKGROUP_SIZE>;  // per-lane minima, [ROWS_PER_WG, LANES]
+var<workgroup> lane_max: array<f32, WORKGROUP_SIZE>;
+
+fn store(is_v: bool, index: u32, word: u32) {
+  if (is_v) {
+    v_cache[index] = word;
+  } else {
+    k_cache[index] = word;
+  }
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let is_v = wid.y == 1u;
+  let row_in_wg = lid / LANES;
+  let lane = lid % LANES;
+  let row = (wid.x + wid.z * nwg.x) * ROWS_PER_WG + row_in_wg;  // = token * NUM_KV_HEADS + kv head
+  let valid = row < params.num_tokens * NUM_KV_HEADS;
+
+  // 1. load
+  var x: array<f32, 8>;
+  for (var e = 0u; e < 8u; e++) {
+    let d = lane * 8u + e;
+    var value = 0.0;
+    if (valid) {
+      value = select(new_k[row * HEAD_DIM + d], new_v[row * HEAD_DIM + d], is_v);
+    }
+    x[e] = value;
+  }
+
+  // 2. min / max over the group
+  var mn = x[0];
+  var mx = x[0];
+  for (var e = 1u; e < 8u; e++) {
+    mn = min(mn, x[e]);
+    mx = max(mx, x[e]);
+  }
+  lane_min[lid] = mn;
+  lane_max[lid] = mx;
+  workgroupBarrier();
+  let group = lane / GROUP_LANES;
+  let first_lane = row_in_wg * LANES + group * GROUP_LANES;
+  for (var j = 0u; j < GROUP_LANES; j++) {
+    mn = min(mn, lane_min[first_lane + j]);
+    mx = max(mx, lane_max[first_lane + j]);
+  }
+
+  // 3. f16 scale / min, quantize
+  let scale_bits = f16_bits((mx - mn) / MAX_CODE);
+  let min_bits = f16_bits(mn);
+  let scale16 = f16_value(scale_bits);
+  let min16 = f16_value(min_bits);
+  var codes: array<u32, 8>;
+  for (var e = 0u; e < 8u; e++) {
+    codes[e] = 0u;
+    if (scale16 != 0.0) {
+      codes[e] = quant_code(x[e], min16, scale16, MAX_CODE);
+    }
+  }
+
+  if (!valid) {
+    return;
+  }
+  let token = row / NUM_KV_HEADS;
+  let kv_head = row % NUM_KV_HEADS;
+  let slot = slots[token];
+  let page = slot / PAGE_SIZE;
+  let row_slot = kv_head * PAGE_SIZE + slot % PAGE_SIZE;
+  let row_start = page * PAGE_WORDS + row_slot * ROW_WORDS;
+
+  // 4. pack and store
+  if (CODE_BITS == 4u) {
+    var word = 0u;
+    for (var e = 0u; e < 8u; e++) {
+      word |= (codes[e] & 0xfu) << (8u * (e % 4u) + select(0u, 4u, e >= 4u));  // NIBBLE ORDER
+    }
+    store(is_v, row_start + lane, word);
+  } else {
+    for (var w = 0u; w < 2u; w++) {
+      var word = 0u;
+      for (var j = 0u; j < 4u; j++) {
+        word |= (codes[4u * w + j] & 0xffu) << (8u * j);  // BYTE ORDER
+      }
+      store(is_v, row_start + 2u * lane + w, word);
+    }
+  }
+  if (lane % GROUP_LANES == 0u) {
+    store(is_v, page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_bits | (min_bits << 16u));
+  }
+}
