@@ -1,66 +1,150 @@
 /**
- * The demo page's entry: finds the GPU and shows what it offers. No numeric logic lives here; the page
- * calls the same library functions as the CLI.
+ * The demo page's entry: opens the GPU, wires the controls (kept in the URL) to the accuracy and
+ * throughput runs, and explains failures. No numeric logic lives in src/app: the page calls the
+ * same library functions as the CLI (runAccuracy, runDecodeBench, the chart series).
  */
-import { describeGpu, GpuError, openGpu, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
-import { formatBytes } from '../kernels/gpu-buffers';
-import { runBandwidthProbeSum } from '../kernels/bandwidth-probe';
+import type { AccuracyReport } from '../accuracy/accuracy-lab';
+import type { KvData } from '../accuracy/kv-file';
+import { GpuError, openGpu, type GpuContext } from '../gpu/gpu-context';
+import { drawAccuracyCharts, initAccuracyMetricSelect, runAccuracyPanel, showAccuracy } from './accuracy-panel';
+import { drawBenchCharts, initBenchMetricSelect, runBenchPanel, showBench, type BenchResult } from './bench-panel';
+import { configFromQuery } from './config';
+import { Controls } from './controls';
+import { byId, el } from './dom';
+import { clearError, explainError, isAbort, showError } from './errors';
+import { FileSource } from './file-source';
+import { selfCheck, showGpu, showNoGpu } from './gpu-panel';
 
-const NO_WEBGPU_HELP =
-  'This page needs WebGPU: Chrome or Edge 113+ (on Linux start with --enable-unsafe-webgpu), ' +
-  'Safari 26+, or Firefox 141+ (Windows; elsewhere enable dom.webgpu.enabled in about:config).';
+type RunKind = 'accuracy' | 'bench' | 'both';
 
-function row(list: HTMLElement, term: string, value: string): void {
-  const dt = document.createElement('dt');
-  dt.textContent = term;
-  const dd = document.createElement('dd');
-  dd.textContent = value;
-  list.append(dt, dd);
+let ctx: GpuContext | null = null;
+let fileData: KvData | null = null;
+let running: AbortController | null = null;
+let lastAccuracy: AccuracyReport | null = null;
+let lastBench: BenchResult | null = null;
+
+const errorPanel = byId('error-panel');
+const runButtons = ['run-accuracy', 'run-bench', 'run-both'].map((id) => byId<HTMLButtonElement>(id));
+
+const parsed = configFromQuery(location.search);
+const controls = new Controls(parsed.config, () => undefined);
+if (parsed.warnings.length) {
+  const notice = byId('url-notice');
+  notice.replaceChildren(...parsed.warnings.map((w) => el('p', {}, w)));
+  notice.hidden = false;
 }
 
-function showGpu(ctx: GpuContext): void {
-  const status = document.getElementById('gpu-status')!;
-  const details = document.getElementById('gpu-details')!;
-  status.textContent = `WebGPU ready: ${describeGpu(ctx)}`;
-  status.className = 'ok';
-  const a = ctx.adapterInfo;
-  row(details, 'Adapter', [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unknown');
-  row(details, 'Software adapter', a.isFallbackAdapter || a.architecture === 'swiftshader' ? 'yes' : 'no');
-  for (const f of OPTIONAL_FEATURES) row(details, `Feature ${f}`, ctx.features[f] ? 'yes' : 'no');
-  row(details, 'Kernel variants', [
-    ctx.features.subgroups ? 'subgroup reductions' : 'workgroup-memory reductions',
-    'f16 packed in u32 (no shader-f16 needed)',
-    ctx.features['timestamp-query'] ? 'GPU timestamps' : 'wall-clock timing',
-  ].join('; '));
-  for (const l of RAISED_LIMITS) {
-    const v = ctx.limits[l];
-    row(details, l, l.includes('Size') && !l.includes('Workgroup') ? formatBytes(v) : String(v));
+function report(error: unknown): void {
+  showError(errorPanel, explainError(error, ctx), () => void recover());
+}
+
+new FileSource(
+  {
+    onData(data, name) {
+      fileData = data;
+      controls.setFile(name);
+    },
+    onError: report,
+  },
+  () => controls.config.seed,
+);
+
+function setBusy(busy: boolean): void {
+  for (const b of runButtons) b.disabled = busy || ctx === null || ctx.lostReason !== null;
+  byId<HTMLButtonElement>('cancel').hidden = !busy;
+  controls.setDisabled(busy);
+}
+
+function progress(value: number | null, max: number, text: string): void {
+  const bar = byId<HTMLProgressElement>('progress');
+  bar.hidden = false;
+  bar.max = max;
+  if (value === null) bar.removeAttribute('value');
+  else bar.value = value;
+  byId('progress-text').textContent = text;
+}
+
+async function run(kind: RunKind): Promise<void> {
+  if (!ctx || running) return;
+  clearError(errorPanel);
+  const controller = new AbortController();
+  running = controller;
+  // The clicked button is disabled during the run: keep keyboard focus on something useful.
+  const trigger = document.activeElement instanceof HTMLButtonElement ? document.activeElement : null;
+  setBusy(true);
+  if (trigger) byId('cancel').focus();
+  const config = controls.config;
+  controls.writeUrl();
+  const started = performance.now();
+  try {
+    if (kind !== 'bench') {
+      lastAccuracy = await runAccuracyPanel(ctx, config, controls.useFile ? fileData : null, controller.signal, progress);
+      showAccuracy(lastAccuracy);
+    }
+    if (kind !== 'accuracy') {
+      lastBench = await runBenchPanel(ctx, config, controller.signal, progress);
+      showBench(lastBench);
+    }
+    progress(1, 1, `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+  } catch (e) {
+    if (isAbort(e)) {
+      progress(0, 1, 'Cancelled. Results of the finished runs stay below.');
+    } else {
+      progress(0, 1, 'The run stopped with an error (see above).');
+      report(e);
+    }
+  } finally {
+    running = null;
+    setBusy(false);
+    const lost = document.activeElement === document.body || document.activeElement?.id === 'cancel';
+    if (trigger && lost && errorPanel.hidden) trigger.focus();
   }
-  details.hidden = false;
 }
 
-async function selfCheck(ctx: GpuContext): Promise<void> {
-  const details = document.getElementById('gpu-details')!;
-  const data = Uint32Array.from({ length: 1 << 16 }, (_, i) => (i * 2654435761) >>> 0);
-  const want = data.reduce((s, x) => (s + x) >>> 0, 0);
-  const got = await runBandwidthProbeSum(ctx, data);
-  row(details, 'Kernel self-check', got === want ? 'passed (bandwidth probe read every word once)' : `FAILED: sum ${got}, expected ${want}`);
+byId('run-accuracy').addEventListener('click', () => void run('accuracy'));
+byId('run-bench').addEventListener('click', () => void run('bench'));
+byId('run-both').addEventListener('click', () => void run('both'));
+byId('cancel').addEventListener('click', () => {
+  running?.abort();
+  byId('progress-text').textContent = 'Cancelling after the current step…';
+});
+initAccuracyMetricSelect(() => lastAccuracy && drawAccuracyCharts(lastAccuracy));
+initBenchMetricSelect(() => lastBench && drawBenchCharts(lastBench));
+
+function onDeviceLost(reason: string): void {
+  running?.abort();
+  report(new GpuError(reason, 'device-lost'));
+  setBusy(running !== null);
+}
+
+async function open(): Promise<void> {
+  ctx = await openGpu(navigator.gpu, { onDeviceLost });
+  showGpu(ctx);
+  setBusy(false);
+  await selfCheck(ctx);
+}
+
+/** Re-opens the device after a loss; the user can run again. */
+async function recover(): Promise<void> {
+  clearError(errorPanel);
+  ctx = null;
+  setBusy(false);
+  try {
+    await open();
+    byId('progress-text').textContent = 'GPU device re-opened: you can run again.';
+  } catch (e) {
+    report(e);
+  }
 }
 
 async function main(): Promise<void> {
-  const status = document.getElementById('gpu-status')!;
+  setBusy(false);
   try {
-    const ctx = await openGpu(navigator.gpu, {
-      onDeviceLost: (reason) => {
-        status.textContent = `${reason}. Reload the page to start again.`;
-        status.className = 'error';
-      },
-    });
-    showGpu(ctx);
-    await selfCheck(ctx);
+    await open();
   } catch (e) {
-    status.className = 'error';
-    status.textContent = e instanceof GpuError && e.kind === 'no-webgpu' ? `${e.message} ${NO_WEBGPU_HELP}` : `Error: ${e instanceof Error ? e.message : String(e)}`;
+    const explained = explainError(e, ctx);
+    showNoGpu(e instanceof GpuError && e.kind === 'no-webgpu' ? `${explained.title}: ${explained.message}` : `Error: ${explained.message}`);
+    report(e);
   }
 }
 

@@ -25,9 +25,22 @@ export const CHROMIUM_FLAGS = [
 export interface ServedPage {
   page: Page;
   url: string;
-  /** Console errors and page errors seen so far. */
+  /** Console errors and page errors seen so far (on every page opened through this object). */
   errors: string[];
+  browser: Browser;
+  /**
+   * Opens another page of the same site in the same browser (so the same GPU process), after
+   * `initScript` (run before the page's own scripts, e.g. to hide navigator.gpu) when given.
+   */
+  openAnother(query?: string, initScript?: () => void): Promise<Page>;
   close(): Promise<void>;
+}
+
+function collectErrors(page: Page, errors: string[]): void {
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
 }
 
 let built: Promise<string> | null = null;
@@ -58,15 +71,21 @@ export async function openPage(query = ''): Promise<ServedPage> {
   });
   const page = await browser.newPage();
   const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  collectErrors(page, errors);
   await page.goto(url);
+  const base = `http://127.0.0.1:${address.port}/`;
   return {
     page,
     url,
     errors,
+    browser,
+    async openAnother(nextQuery = '', initScript) {
+      const other = await browser.newPage();
+      collectErrors(other, errors);
+      if (initScript) await other.addInitScript(initScript);
+      await other.goto(`${base}${nextQuery}`);
+      return other;
+    },
     async close() {
       await browser.close();
       await new Promise<void>((resolve) => server.httpServer.close(() => resolve()));

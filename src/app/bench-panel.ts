@@ -1,0 +1,133 @@
+/**
+ * The throughput run and its results: the library's decode-step bench (fused append of one token per
+ * sequence + paged decode attention, one layer, real kernels) over a concurrency sweep and a context
+ * sweep, with the bandwidth probe as the roofline; shown as a sortable table, two uPlot charts and
+ * JSON/CSV downloads.
+ */
+import { buildBenchReport, fmtSig, formatProgress, reportToJson, type BenchReport } from '../bench/bench-report';
+import {
+  MODEL_PRESETS, QUICK_PROBE_BYTES, QUICK_TIMING, runDecodeBench, type MeasuredPoint, type PointResult,
+} from '../bench/decode-step-bench';
+import type { GpuContext } from '../gpu/gpu-context';
+import { formatBytes } from '../kernels/gpu-buffers';
+import type { ProgressFn } from './accuracy-panel';
+import { renderChart } from './charts';
+import { benchPoints, type AppConfig } from './config';
+import { byId, el } from './dom';
+import { throwIfAborted } from './errors';
+import { fileStamp, showDownloads, toCsv } from './export';
+import { formatNumber, renderTable, type Column } from './tables';
+
+/** Points whose K + V pools exceed this are skipped on the page (a browser tab is no place for 8 GiB). */
+export const PAGE_MAX_CACHE_BYTES = 2 ** 30;
+
+/** A finished bench with the concurrency and context it was centred on (the charts' fixed axes). */
+export interface BenchResult {
+  report: BenchReport;
+  seqs: number;
+  context: number;
+}
+
+/** Runs the bench for `config`; `signal` is checked after each point. */
+export async function runBenchPanel(ctx: GpuContext, config: AppConfig, signal: AbortSignal, progress: ProgressFn): Promise<BenchResult> {
+  const points = benchPoints(config);
+  progress(null, points.length, 'Throughput: measuring the bandwidth roofline…');
+  const run = await runDecodeBench(ctx, points, {
+    timing: config.quick ? QUICK_TIMING : undefined,
+    probeBytes: config.quick ? QUICK_PROBE_BYTES : undefined,
+    maxCacheBytes: PAGE_MAX_CACHE_BYTES,
+    onProgress: (done, total, point) => {
+      throwIfAborted(signal);
+      progress(done, total, `Throughput: ${formatProgress(done, total, point)}`);
+    },
+  });
+  return { report: buildBenchReport(ctx, run, { quick: config.quick }), seqs: config.seqs, context: config.context };
+}
+
+const ok = (r: PointResult): r is MeasuredPoint => r.status === 'ok';
+const measured = <T>(f: (r: MeasuredPoint) => T) => (r: PointResult): T | null => (ok(r) ? f(r) : null);
+const num = (digits = 4) => (v: number | string | null) => formatNumber(v, digits);
+
+export const BENCH_COLUMNS: Column<PointResult>[] = [
+  { key: 'method', label: 'Method', value: (r) => r.variant },
+  { key: 'preset', label: 'Model', value: (r) => MODEL_PRESETS[r.point.preset].name },
+  { key: 'batch', label: 'Concurrency', value: (r) => r.point.batch },
+  { key: 'context', label: 'Context', value: (r) => r.point.context },
+  { key: 'page_size', label: 'Page', value: (r) => r.point.pageSize },
+  { key: 'splits', label: 'Splits', title: 'Split-K partitions of the attention (1: no merge pass)', value: measured((r) => r.numSplits) },
+  { key: 'append_us', label: 'Append µs', title: 'Fused rotate + quantize + paged write of one token per sequence (median)', value: measured((r) => r.appendUs), format: num() },
+  { key: 'attention_us', label: 'Attention µs', title: 'Paged decode attention over context + 1 tokens (median)', value: measured((r) => r.attentionUs), format: num() },
+  { key: 'step_us', label: 'Step µs', title: 'Append + attention of one layer', value: measured((r) => r.stepUs), format: num() },
+  { key: 'tokens_per_s', label: 'Tokens/s', title: 'Concurrency / step time (one layer)', value: measured((r) => r.tokensPerSecond), format: num(4) },
+  { key: 'attention_gbps', label: 'Attention GB/s', value: measured((r) => r.attentionGBps), format: num() },
+  { key: 'pct_of_roofline', label: '% of roofline', title: 'Attention GB/s as a percent of the bandwidth probe in the same run', value: measured((r) => r.attentionPctOfProbe), format: num(3) },
+  { key: 'speedup_vs_fp16', label: '× vs FP16', title: 'FP16 step time / this step time at the same shape', value: measured((r) => r.speedupVsFp16?.step ?? null), format: num(3) },
+  { key: 'rotation_overhead_pct', label: 'Rotation +%', title: 'INT4 + Hadamard step time over plain INT4, percent', value: measured((r) => r.rotationOverheadPct?.step ?? null), format: num(3) },
+  { key: 'bytes_per_token', label: 'Bytes/token', title: 'Cache bytes of one token in one layer (K + V, all kv heads)', value: (r) => r.bytesPerToken },
+  {
+    key: 'status',
+    label: 'Status',
+    value: (r) => (r.status === 'ok' ? 'ok' : r.status === 'skipped' ? `skipped: ${r.reason}${r.wouldFit ? ` (fits: context ≤ ${r.wouldFit.maxContextAtBatch} or concurrency ≤ ${r.wouldFit.maxBatchAtContext})` : ''}` : `failed: ${r.error}`),
+  },
+];
+
+export const BENCH_CHART_METRICS = {
+  stepUs: { label: 'µs per decode step (one layer)', axis: 'µs per step', value: (r: MeasuredPoint) => r.stepUs, log: true },
+  tokensPerSecond: { label: 'tokens/s (one layer)', axis: 'tokens/s', value: (r: MeasuredPoint) => r.tokensPerSecond, log: true },
+  attentionPctOfProbe: { label: 'attention, % of roofline', axis: '% of roofline', value: (r: MeasuredPoint) => r.attentionPctOfProbe, log: false },
+  attentionGBps: { label: 'attention GB/s', axis: 'GB/s', value: (r: MeasuredPoint) => r.attentionGBps, log: true },
+} as const;
+export type BenchChartMetric = keyof typeof BENCH_CHART_METRICS;
+
+/** Fills #bench-metric once. */
+export function initBenchMetricSelect(onChange: () => void): void {
+  const metric = byId<HTMLSelectElement>('bench-metric');
+  metric.replaceChildren(...Object.entries(BENCH_CHART_METRICS).map(([id, m]) => el('option', { value: id }, m.label)));
+  metric.addEventListener('change', onChange);
+}
+
+/** One line per method over `axis`, the other axis held at `fixed` (a selection of measured points). */
+function seriesOver(points: PointResult[], axis: 'batch' | 'context', fixed: number, metric: BenchChartMetric) {
+  const other = axis === 'batch' ? 'context' : 'batch';
+  const chosen = points.filter((p) => p.point[other] === fixed);
+  const xs = [...new Set(chosen.map((p) => p.point[axis]))].sort((a, b) => a - b);
+  const variants = [...new Set(chosen.map((p) => p.variant))];
+  return {
+    xs,
+    series: variants.map((variant) => ({
+      label: variant,
+      values: xs.map((x) => {
+        const p = chosen.find((c) => c.variant === variant && c.point[axis] === x);
+        return p && ok(p) ? BENCH_CHART_METRICS[metric].value(p) : null;
+      }),
+    })),
+  };
+}
+
+export function drawBenchCharts(result: BenchResult): void {
+  const metric = byId<HTMLSelectElement>('bench-metric').value as BenchChartMetric;
+  const m = BENCH_CHART_METRICS[metric];
+  const model = MODEL_PRESETS[result.report.points[0]?.point.preset ?? 'llama-3.1-8b'].name;
+  const byBatch = seriesOver(result.report.points, 'batch', result.context, metric);
+  renderChart(byId('bench-chart-batch'), { title: `${model}: ${m.label} vs concurrency (context ${result.context})`, xLabel: 'concurrency (sequences)', yLabel: m.axis, xLog: true, yLog: m.log, ...byBatch });
+  const byContext = seriesOver(result.report.points, 'context', result.seqs, metric);
+  renderChart(byId('bench-chart-context'), { title: `${model}: ${m.label} vs context (concurrency ${result.seqs})`, xLabel: 'context (tokens)', yLabel: m.axis, xLog: true, yLog: m.log, ...byContext });
+}
+
+export function showBench(result: BenchResult): void {
+  const { report } = result;
+  byId('bench-results').hidden = false;
+  const probe = report.probe;
+  byId('bench-summary').replaceChildren(
+    el('li', {}, `Roofline: ${fmtSig(probe.gbps)} GB/s, a read-only stream of ${formatBytes(probe.bytes)} in the same run — ${probe.note}.`),
+    el('li', {}, `Timing: ${report.timingMethod === 'timestamp' ? 'GPU timestamps' : 'wall clock'}${report.quick ? ', quick (short warm-up, few samples)' : ''}; an empty dispatch takes ${fmtSig(report.floor.medianNs / 1e3)} µs.`),
+    el('li', {}, el('details', { class: 'notes' }, el('summary', {}, 'How to read these numbers'), el('ul', {}, ...report.notes.map((n) => el('li', {}, n))))),
+  );
+  renderTable(byId('bench-table'), 'Decode-step throughput (click a header to sort)', BENCH_COLUMNS, report.points);
+  drawBenchCharts(result);
+  const stamp = fileStamp(new Date(report.date));
+  showDownloads(byId('bench-downloads'), [
+    { label: 'Download JSON', fileName: `bench-${stamp}.json`, mime: 'application/json', text: reportToJson(report) },
+    { label: 'Download CSV', fileName: `bench-${stamp}.csv`, mime: 'text/csv', text: toCsv(BENCH_COLUMNS, report.points) },
+  ]);
+}

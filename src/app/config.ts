@@ -1,0 +1,201 @@
+/**
+ * The page's configuration: its defaults, its URL query form (so a result can be shared and rerun),
+ * and what it asks the library to run (accuracy method ids, bench points). No DOM here.
+ *
+ * URL keys (all optional; a bad value falls back to the default with a warning):
+ *   preset=llama-3.1-8b  workload=outlier-keys  seqs=4  ctx=512  page=16  block=128  rotv=0|1
+ *   methods=int4,hadamard,blocks,signs  seed=1  quick=0|1
+ */
+import { benchMethodSpec, MODEL_PRESETS, PRESET_NAMES, type BenchMethod, type DecodeStepPoint, type PresetName } from '../bench/decode-step-bench';
+import { HADAMARD_BLOCKS } from '../layout';
+import { isWorkloadKind, type WorkloadKind } from '../workloads/synthetic';
+
+/** Method choices of the page; FP16 always runs (the baseline of both runs). */
+export const METHOD_CHOICES = ['int4', 'hadamard', 'blocks', 'signs'] as const;
+export type MethodChoice = (typeof METHOD_CHOICES)[number];
+
+export const PAGE_SIZES = [8, 16, 32, 64, 128] as const;
+/** Bounds of the numeric inputs (the accuracy lab holds K and V in float64 on the CPU). */
+export const MAX_SEQS = 256;
+export const MAX_CONTEXT = 65536;
+
+export interface AppConfig {
+  /** Attention shape: a key of the bench's MODEL_PRESETS. */
+  preset: PresetName;
+  /** Synthetic workload of the accuracy run (a loaded file replaces it; files are not in the URL). */
+  workload: WorkloadKind;
+  /** Concurrency: sequences decoded together. */
+  seqs: number;
+  /** Tokens per sequence. */
+  context: number;
+  pageSize: number;
+  /** Hadamard block B of the 'hadamard' method (a divisor of head_dim). */
+  block: number;
+  /** Rotate V as well as K. */
+  rotateV: boolean;
+  methods: MethodChoice[];
+  /** Seed of the synthetic workload (and of sampled queries for files). */
+  seed: number;
+  /** Short timing (seconds on a laptop; minutes are for the CLI). */
+  quick: boolean;
+}
+
+export const DEFAULT_CONFIG: Readonly<AppConfig> = Object.freeze<AppConfig>({
+  preset: 'llama-3.1-8b',
+  workload: 'outlier-keys',
+  seqs: 4,
+  context: 512,
+  pageSize: 16,
+  block: 128,
+  rotateV: false,
+  methods: ['int4', 'hadamard', 'blocks'],
+  seed: 1,
+  quick: true,
+});
+
+/** Hadamard blocks that divide the preset's head_dim. */
+export function blocksFor(preset: PresetName): number[] {
+  const d = MODEL_PRESETS[preset].headDim;
+  return HADAMARD_BLOCKS.filter((b) => b <= d && d % b === 0);
+}
+
+/** The block to use on `preset`: `block` when it fits, else the largest that does. */
+export function fitBlock(preset: PresetName, block: number): number {
+  const blocks = blocksFor(preset);
+  return blocks.includes(block) ? block : blocks[blocks.length - 1];
+}
+
+function parseInteger(text: string, min: number, max: number): number | null {
+  if (!/^\d+$/.test(text)) return null;
+  const value = Number(text);
+  return Number.isSafeInteger(value) && value >= min && value <= max ? value : null;
+}
+
+export interface ParsedConfig {
+  config: AppConfig;
+  /** One line per ignored parameter. */
+  warnings: string[];
+}
+
+/** Reads a configuration from a query string ('?preset=…&ctx=…'); unknown keys are ignored. */
+export function configFromQuery(query: string): ParsedConfig {
+  const params = new URLSearchParams(query);
+  const config: AppConfig = { ...DEFAULT_CONFIG, methods: [...DEFAULT_CONFIG.methods] };
+  const warnings: string[] = [];
+  const take = (key: string, apply: (text: string) => boolean, expected: string) => {
+    const text = params.get(key);
+    if (text !== null && !apply(text)) warnings.push(`Ignored ${key}=${JSON.stringify(text)}: expected ${expected}.`);
+  };
+  const int = (key: keyof AppConfig & ('seqs' | 'context' | 'seed'), min: number, max: number) => (text: string) => {
+    const value = parseInteger(text, min, max);
+    if (value !== null) config[key] = value;
+    return value !== null;
+  };
+  take('preset', (t) => (PRESET_NAMES as string[]).includes(t) && ((config.preset = t as PresetName), true), `one of ${PRESET_NAMES.join(', ')}`);
+  take('workload', (t) => isWorkloadKind(t) && ((config.workload = t), true), 'a synthetic workload kind');
+  take('seqs', int('seqs', 1, MAX_SEQS), `an integer in [1, ${MAX_SEQS}]`);
+  take('ctx', int('context', 1, MAX_CONTEXT), `an integer in [1, ${MAX_CONTEXT}]`);
+  take('seed', int('seed', 0, 2 ** 32 - 1), 'an integer ≥ 0');
+  take('page', (t) => {
+    const value = parseInteger(t, 0, 1e9);
+    const ok = value !== null && (PAGE_SIZES as readonly number[]).includes(value);
+    if (ok) config.pageSize = value;
+    return ok;
+  }, `one of ${PAGE_SIZES.join(', ')}`);
+  take('block', (t) => {
+    const value = parseInteger(t, 0, 1e9);
+    const ok = value !== null && (HADAMARD_BLOCKS as readonly number[]).includes(value);
+    if (ok) config.block = value;
+    return ok;
+  }, `one of ${HADAMARD_BLOCKS.join(', ')}`);
+  take('rotv', (t) => (t === '0' || t === '1') && ((config.rotateV = t === '1'), true), '0 or 1');
+  take('quick', (t) => (t === '0' || t === '1') && ((config.quick = t === '1'), true), '0 or 1');
+  take('methods', (t) => {
+    const list = t === '' ? [] : t.split(',');
+    const ok = list.every((m) => (METHOD_CHOICES as readonly string[]).includes(m));
+    if (ok) config.methods = METHOD_CHOICES.filter((m) => list.includes(m));
+    return ok;
+  }, `a comma-separated list of ${METHOD_CHOICES.join(', ')}`);
+  const fitted = fitBlock(config.preset, config.block);
+  if (fitted !== config.block) {
+    if (params.has('block')) warnings.push(`Hadamard block ${config.block} does not divide head_dim ${MODEL_PRESETS[config.preset].headDim} of ${config.preset}; using ${fitted}.`);
+    config.block = fitted;
+  }
+  return { config, warnings };
+}
+
+/** The query string of a configuration (every key, so the link reproduces the run whatever the defaults). */
+export function configToQuery(config: AppConfig): string {
+  const params = new URLSearchParams({
+    preset: config.preset,
+    workload: config.workload,
+    seqs: String(config.seqs),
+    ctx: String(config.context),
+    page: String(config.pageSize),
+    block: String(config.block),
+    rotv: config.rotateV ? '1' : '0',
+    methods: config.methods.join(','),
+    seed: String(config.seed),
+    quick: config.quick ? '1' : '0',
+  });
+  return `?${params.toString().replaceAll('%2C', ',')}`;
+}
+
+/** The accuracy lab's method ids for a configuration (src/accuracy/methods.ts), FP16 first. */
+export function accuracyMethodIds(config: AppConfig): string[] {
+  const kv = config.rotateV ? '-kv' : '';
+  const ids = ['fp16'];
+  if (config.methods.includes('int4')) ids.push('int4');
+  // Every block (ascending, the chosen one among them) or just the chosen one.
+  if (config.methods.includes('blocks')) ids.push(...blocksFor(config.preset).map((b) => `int4-hadamard-b${b}${kv}`));
+  else if (config.methods.includes('hadamard')) ids.push(`int4-hadamard-b${config.block}${kv}`);
+  if (config.methods.includes('signs')) ids.push(`int4-hadamard-b${config.block}${kv}-signs`);
+  return [...new Set(ids)];
+}
+
+/** The bench variants of a configuration: FP16, plus INT4 and INT4 + Hadamard when chosen. */
+export function benchMethods(config: AppConfig): BenchMethod[] {
+  const methods: BenchMethod[] = ['fp16'];
+  if (config.methods.includes('int4')) methods.push('int4');
+  if (config.methods.includes('hadamard') || config.methods.includes('blocks') || config.methods.includes('signs')) {
+    methods.push(config.rotateV ? 'int4-hadamard-kv' : 'int4-hadamard');
+  }
+  return methods;
+}
+
+/** Up to 3 values, ascending: `top`, top/4, top/16 while ≥ `floor`, then `floor` itself if there is room. */
+export function sweepValues(top: number, floor: number): number[] {
+  const values = [top];
+  for (let v = Math.floor(top / 4); v >= floor && values.length < 3; v = Math.floor(v / 4)) values.unshift(v);
+  if (values[0] > floor && values.length < 3) values.unshift(floor);
+  return values;
+}
+
+/** Concurrency values the bench sweeps (at the chosen context). */
+export function benchBatches(config: AppConfig): number[] {
+  return sweepValues(config.seqs, 1);
+}
+
+/** Context lengths the bench sweeps (at the chosen concurrency). */
+export function benchContexts(config: AppConfig): number[] {
+  return sweepValues(config.context, Math.min(config.context, 32));
+}
+
+/**
+ * The bench points: every method over the concurrency sweep at the chosen context, and over the
+ * context sweep at the chosen concurrency (the shared point once).
+ */
+export function benchPoints(config: AppConfig): DecodeStepPoint[] {
+  const shapes = [
+    ...benchBatches(config).map((batch) => ({ batch, context: config.context })),
+    ...benchContexts(config).filter((c) => c !== config.context).map((context) => ({ batch: config.seqs, context })),
+  ];
+  return shapes.flatMap(({ batch, context }) =>
+    benchMethods(config).map((m): DecodeStepPoint => {
+      const spec = benchMethodSpec(m);
+      const point: DecodeStepPoint = { preset: config.preset, ...spec, batch, context, pageSize: config.pageSize };
+      if (spec.method === 'int4-hadamard') point.hadamardBlock = config.block;
+      return point;
+    }),
+  );
+}

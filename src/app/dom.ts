@@ -1,0 +1,29 @@
+/** Tiny DOM helpers for the page: typed element lookup and creation. */
+
+/** The element with `id`, which index.html must contain. */
+export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`index.html has no element #${id}`);
+  return element as T;
+}
+
+type Attrs = Record<string, string | number | boolean | undefined>;
+
+/**
+ * Creates `<tag>` with attributes (false/undefined: left out; true: present) and children.
+ * @example el('button', { type: 'button', class: 'primary' }, 'Run')
+ */
+export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === false) continue;
+    element.setAttribute(name, value === true ? '' : String(value));
+  }
+  element.append(...children);
+  return element;
+}
+
+/** Adds a `<dt>term</dt><dd>value</dd>` pair to a description list. */
+export function addRow(list: HTMLElement, term: string, value: string | Node): void {
+  list.append(el('dt', {}, term), el('dd', {}, value));
+}

@@ -1,0 +1,114 @@
+/**
+ * Failures explained on the page: each error the library raises becomes a title, the library's own
+ * message (which says what went wrong and, for limits, what would fit) and what to do about it.
+ */
+import { UnknownMethodError } from '../accuracy/methods';
+import { KvCacheFullError } from '../cache/page-allocator';
+import { KvConfigError } from '../cache/paged-kv-cache';
+import { GpuError, type GpuContext } from '../gpu/gpu-context';
+import { TensorFileError } from '../io/safetensors';
+import { el } from './dom';
+
+/** Which browsers run WebGPU, and the flags that turn it on elsewhere. */
+export const WEBGPU_HELP = [
+  'Chrome or Edge 113+ on Windows, macOS and ChromeOS; on Linux start Chrome with --enable-unsafe-webgpu (and enable chrome://flags/#enable-vulkan if the GPU is not found).',
+  'Chrome 121+ on Android 12+ with a recent Qualcomm or ARM GPU.',
+  'Safari 26+ (macOS, iOS, iPadOS); earlier Safari: Develop → Feature Flags → WebGPU.',
+  'Firefox 141+ on Windows; elsewhere set dom.webgpu.enabled to true in about:config (Nightly).',
+  'Still nothing? chrome://gpu (or about:support) says whether the GPU is blocklisted.',
+];
+
+export interface ExplainedError {
+  /** Short heading. */
+  title: string;
+  /** The library's message. */
+  message: string;
+  /** What to do. */
+  help: string[];
+  /** The device is gone: offer to re-open it. */
+  recover: boolean;
+}
+
+/** True for the rejection an aborted run throws. */
+export function isAbort(e: unknown): boolean {
+  return e instanceof DOMException && e.name === 'AbortError';
+}
+
+/** Throws an AbortError when `signal` is aborted (checked between steps of a run). */
+export function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw new DOMException('The run was cancelled.', 'AbortError');
+}
+
+/** Turns any error of a run (or of opening the GPU) into what the page shows. */
+export function explainError(e: unknown, ctx: GpuContext | null): ExplainedError {
+  const message = e instanceof Error ? e.message : String(e);
+  if (ctx?.lostReason || (e instanceof GpuError && e.kind === 'device-lost')) {
+    return {
+      title: 'The GPU device was lost',
+      message: ctx?.lostReason ?? message,
+      help: [
+        'The browser or driver reset the GPU (a driver crash, a timeout of a long dispatch, another tab, or the system sleeping).',
+        'Press Recover to open a new device, then run again; smaller context or concurrency keeps each dispatch short.',
+      ],
+      recover: true,
+    };
+  }
+  if (e instanceof GpuError && e.kind === 'no-webgpu') return { title: 'WebGPU is not available in this browser', message, help: WEBGPU_HELP, recover: false };
+  if (e instanceof GpuError && e.kind === 'out-of-memory') {
+    return {
+      title: 'Too big for this GPU',
+      message,
+      help: ['The cache or a buffer exceeds what this adapter allows (phones often bind at most 128 MiB). Lower the context length or the concurrency.'],
+      recover: false,
+    };
+  }
+  if (e instanceof GpuError) {
+    return { title: `GPU ${e.kind} error`, message, help: ['This is a bug or a driver problem: please report it with the GPU details shown above.'], recover: false };
+  }
+  if (e instanceof KvCacheFullError) {
+    return {
+      title: 'Out of KV-cache pages',
+      message,
+      help: [`At most ${e.tokensThatFit} tokens fit now: lower the context length or the concurrency, or raise the page budget.`],
+      recover: false,
+    };
+  }
+  if (e instanceof TensorFileError) {
+    return {
+      title: 'This file cannot be used',
+      message,
+      help: ['Expected one .safetensors file with tensors k and v ([T, Hkv, D] or [Hkv, T, D]), optional q and context_lens; or .npy files k.npy, v.npy (optional q.npy, context_lens.npy). The README section "Real KV data" shows how to dump them.'],
+      recover: false,
+    };
+  }
+  if (e instanceof KvConfigError || e instanceof UnknownMethodError || e instanceof RangeError) {
+    return { title: 'This configuration is not supported', message, help: ['Change the highlighted setting and run again.'], recover: false };
+  }
+  return { title: 'Something went wrong', message, help: ['The browser console may say more.'], recover: false };
+}
+
+/** Fills the error panel; `onRecover` is wired to the Recover button when the device is lost. */
+export function showError(panel: HTMLElement, explained: ExplainedError, onRecover: () => void): void {
+  const dismiss = el('button', { type: 'button', class: 'secondary' }, 'Dismiss');
+  dismiss.addEventListener('click', () => clearError(panel));
+  const actions = el('div', { class: 'actions' });
+  if (explained.recover) {
+    const recover = el('button', { type: 'button', id: 'recover', class: 'primary' }, 'Recover');
+    recover.addEventListener('click', onRecover);
+    actions.append(recover);
+  }
+  actions.append(dismiss);
+  panel.replaceChildren(
+    el('h2', {}, explained.title),
+    el('p', { class: 'error-message' }, explained.message),
+    el('ul', {}, ...explained.help.map((h) => el('li', {}, h))),
+    actions,
+  );
+  panel.hidden = false;
+  panel.focus();
+}
+
+export function clearError(panel: HTMLElement): void {
+  panel.replaceChildren();
+  panel.hidden = true;
+}

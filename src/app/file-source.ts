@@ -1,0 +1,90 @@
+/**
+ * Real K/V data for the accuracy run: a .safetensors file or .npy files (k.npy, v.npy, optional
+ * q.npy, context_lens.npy), picked with the file input or dropped on the drop zone, parsed by the
+ * library's kv-file loader (src/accuracy/kv-file.ts). Files stay in the browser.
+ */
+import { loadKvNpy, loadKvSafetensors, type KvData, type KvFileLayout } from '../accuracy/kv-file';
+import { TensorFileError } from '../io/safetensors';
+import { byId } from './dom';
+
+export interface FileSourceEvents {
+  /** A file parsed (null: removed). */
+  onData(data: KvData | null, name: string | null): void;
+  onError(error: unknown): void;
+}
+
+const NPY_NAMES = { 'k.npy': 'k', 'v.npy': 'v', 'q.npy': 'q', 'context_lens.npy': 'contextLens' } as const;
+
+/** Parses the picked files with the library's loaders; throws TensorFileError for what it cannot use. */
+export async function parseKvFiles(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
+  const safetensors = files.find((f) => f.name.endsWith('.safetensors'));
+  if (safetensors) {
+    const bytes = new Uint8Array(await safetensors.arrayBuffer());
+    return { data: loadKvSafetensors(bytes, { layout, querySeed, source: safetensors.name }), name: safetensors.name };
+  }
+  const npy: Partial<Record<(typeof NPY_NAMES)[keyof typeof NPY_NAMES], Uint8Array>> = {};
+  for (const file of files) {
+    const key = NPY_NAMES[file.name as keyof typeof NPY_NAMES];
+    if (key) npy[key] = new Uint8Array(await file.arrayBuffer());
+  }
+  if (!npy.k || !npy.v) {
+    const names = files.map((f) => f.name).join(', ') || 'no file';
+    throw new TensorFileError('files', `got ${names}; expected one .safetensors file, or k.npy and v.npy (optional q.npy, context_lens.npy) picked together`, 'your selection');
+  }
+  const name = files.filter((f) => f.name in NPY_NAMES).map((f) => f.name).join(' + ');
+  return { data: loadKvNpy({ k: npy.k, v: npy.v, q: npy.q, contextLens: npy.contextLens }, { layout, querySeed, source: 'dropped files' }), name };
+}
+
+/** Wires #file-input, #drop-zone, #file-layout and #file-clear; keeps the last files to re-parse on a layout change. */
+export class FileSource {
+  private files: File[] = [];
+
+  constructor(private readonly events: FileSourceEvents, private readonly querySeed: () => number) {
+    const fileInput = byId<HTMLInputElement>('file-input');
+    fileInput.addEventListener('change', () => void this.load([...(fileInput.files ?? [])]));
+    const zone = byId('drop-zone');
+    zone.addEventListener('dragover', (e) => {
+      e.preventDefault();
+      zone.classList.add('dragging');
+    });
+    zone.addEventListener('dragleave', () => zone.classList.remove('dragging'));
+    zone.addEventListener('drop', (e) => {
+      e.preventDefault();
+      zone.classList.remove('dragging');
+      void this.load([...(e.dataTransfer?.files ?? [])]);
+    });
+    byId<HTMLSelectElement>('file-layout').addEventListener('change', () => {
+      if (this.files.length) void this.load(this.files);
+    });
+    byId('file-clear').addEventListener('click', () => {
+      this.files = [];
+      fileInput.value = '';
+      this.status('No file loaded.');
+      byId('file-clear').hidden = true;
+      this.events.onData(null, null);
+    });
+  }
+
+  private status(text: string): void {
+    byId('file-status').textContent = text;
+  }
+
+  async load(files: File[]): Promise<void> {
+    if (files.length === 0) return;
+    this.files = files;
+    const layoutChoice = byId<HTMLSelectElement>('file-layout').value;
+    const layout = layoutChoice === 'auto' ? undefined : (layoutChoice as KvFileLayout);
+    this.status(`Reading ${files.map((f) => f.name).join(', ')}…`);
+    try {
+      const { data, name } = await parseKvFiles(files, layout, this.querySeed());
+      this.status(`Loaded ${data.description}`);
+      byId('file-clear').hidden = false;
+      this.events.onData(data, name);
+    } catch (e) {
+      this.status('No file loaded.');
+      byId('file-clear').hidden = true;
+      this.events.onData(null, null);
+      this.events.onError(e);
+    }
+  }
+}

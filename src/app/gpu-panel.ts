@@ -1,0 +1,69 @@
+/**
+ * The "Your GPU" panel: the adapter, its optional features, the limits that matter for big caches,
+ * the kernel variants the page will run on it, and a one-kernel self-check.
+ */
+import { describeGpu, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
+import { runBandwidthProbeSum } from '../kernels/bandwidth-probe';
+import { formatBytes } from '../kernels/gpu-buffers';
+import { addRow, byId, el } from './dom';
+
+/** What each optional feature buys, for the feature list. */
+const FEATURE_USE: Record<(typeof OPTIONAL_FEATURES)[number], string> = {
+  'shader-f16': 'not needed: FP16 is packed in u32',
+  subgroups: 'faster softmax and dot-product reductions',
+  'timestamp-query': 'GPU-side timing of each kernel',
+};
+
+/** The kernel variants this device gets, one line each. */
+export function kernelVariants(ctx: GpuContext): string[] {
+  const a = ctx.adapterInfo;
+  const sizes = a.subgroupMinSize ? ` (subgroup size ${a.subgroupMinSize}–${a.subgroupMaxSize})` : '';
+  return [
+    ctx.features.subgroups
+      ? `Decode reductions: subgroup path${sizes}; no subgroup size is assumed.`
+      : 'Decode reductions: workgroup-memory path (this adapter has no subgroups).',
+    'Storage: INT4 codes 8 per u32 with scale/min as packed f16; the FP16 baseline packs two halves per u32 (pack2x16float), so shader-f16 is never required.',
+    'Long contexts with few sequences: split-K (flash-decoding) with a log-sum-exp merge, split count chosen per run.',
+    ctx.features['timestamp-query'] ? 'Timing: GPU timestamps (timestamp-query).' : 'Timing: wall clock around many dispatches (no timestamp-query).',
+  ];
+}
+
+function limitText(name: string, value: number): string {
+  return name.includes('Size') && !name.includes('Workgroup') ? formatBytes(value) : String(value);
+}
+
+/** Shows the adapter in #gpu-status / #gpu-details / #gpu-variants. */
+export function showGpu(ctx: GpuContext): void {
+  const status = byId('gpu-status');
+  status.textContent = `WebGPU ready: ${describeGpu(ctx)}`;
+  status.className = 'ok';
+  const details = byId('gpu-details');
+  details.replaceChildren();
+  const a = ctx.adapterInfo;
+  addRow(details, 'Adapter', [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unknown (the browser hides it)');
+  addRow(details, 'Software adapter', a.isFallbackAdapter || a.architecture === 'swiftshader' ? 'yes: timings are not representative of a GPU' : 'no');
+  for (const f of OPTIONAL_FEATURES) addRow(details, `Feature ${f}`, `${ctx.features[f] ? 'yes' : 'no'} (${FEATURE_USE[f]})`);
+  for (const l of RAISED_LIMITS) addRow(details, l, limitText(l, ctx.limits[l]));
+  details.hidden = false;
+  byId('gpu-variants').replaceChildren(...kernelVariants(ctx).map((line) => el('li', {}, line)));
+  byId('gpu-variants-block').hidden = false;
+}
+
+/** Runs one real kernel (the bandwidth probe summing known words) and reports the outcome. */
+export async function selfCheck(ctx: GpuContext): Promise<boolean> {
+  const data = Uint32Array.from({ length: 1 << 16 }, (_, i) => (i * 2654435761) >>> 0);
+  const want = data.reduce((s, x) => (s + x) >>> 0, 0);
+  const got = await runBandwidthProbeSum(ctx, data);
+  const ok = got === want;
+  addRow(byId('gpu-details'), 'Kernel self-check', ok ? 'passed (bandwidth probe read every word once)' : `FAILED: sum ${got}, expected ${want}`);
+  return ok;
+}
+
+/** Shows that no usable GPU was found. */
+export function showNoGpu(message: string): void {
+  const status = byId('gpu-status');
+  status.textContent = message;
+  status.className = 'error';
+  byId('gpu-details').hidden = true;
+  byId('gpu-variants-block').hidden = true;
+}

@@ -1,0 +1,116 @@
+/**
+ * The page's configuration and error explanations, without a browser: the URL form round-trips,
+ * bad parameters fall back with a warning, every derived method id and bench point is one the
+ * library accepts, and each library error gets its own explanation.
+ */
+import { describe, expect, it } from 'vitest';
+import { resolveMethods } from '../../src/accuracy/methods';
+import { resolvePoint } from '../../src/bench/decode-step-bench';
+import { KvCacheFullError } from '../../src/cache/page-allocator';
+import { KvConfigError } from '../../src/cache/paged-kv-cache';
+import { GpuError, type GpuContext } from '../../src/gpu/gpu-context';
+import { TensorFileError } from '../../src/io/safetensors';
+import {
+  accuracyMethodIds, benchBatches, benchContexts, benchMethods, benchPoints, configFromQuery, configToQuery, DEFAULT_CONFIG,
+  sweepValues, type AppConfig,
+} from '../../src/app/config';
+import { explainError, isAbort, throwIfAborted } from '../../src/app/errors';
+
+const custom: AppConfig = {
+  preset: 'tiny-d64', workload: 'attention-sink', seqs: 3, context: 777, pageSize: 32, block: 32, rotateV: true,
+  methods: ['hadamard', 'signs'], seed: 42, quick: false,
+};
+
+describe('configuration in the URL', () => {
+  it('round-trips the defaults and a custom configuration', () => {
+    expect(configFromQuery(configToQuery(DEFAULT_CONFIG))).toEqual({ config: DEFAULT_CONFIG, warnings: [] });
+    expect(configFromQuery(configToQuery(custom))).toEqual({ config: custom, warnings: [] });
+    expect(configToQuery(custom)).toBe('?preset=tiny-d64&workload=attention-sink&seqs=3&ctx=777&page=32&block=32&rotv=1&methods=hadamard,signs&seed=42&quick=0');
+  });
+
+  it('an empty query gives the defaults; no method but FP16 is allowed', () => {
+    expect(configFromQuery('')).toEqual({ config: DEFAULT_CONFIG, warnings: [] });
+    expect(configFromQuery('?methods=').config.methods).toEqual([]);
+  });
+
+  it('bad values fall back to the defaults, one warning each', () => {
+    const { config, warnings } = configFromQuery('?preset=gpt-9&seqs=0&ctx=12abc&page=12&block=48&rotv=yes&methods=int4,magic&seed=-1');
+    expect(config).toEqual(DEFAULT_CONFIG);
+    expect(warnings).toHaveLength(8);
+    expect(warnings[0]).toMatch(/preset="gpt-9".*llama-3\.1-8b/);
+  });
+
+  it('a block that does not divide head_dim is replaced, with a warning only when the URL asked for it', () => {
+    expect(configFromQuery('?preset=tiny-d64')).toMatchObject({ config: { block: 64 }, warnings: [] });
+    const asked = configFromQuery('?preset=tiny-d64&block=128');
+    expect(asked.config.block).toBe(64);
+    expect(asked.warnings[0]).toMatch(/block 128 does not divide head_dim 64/);
+  });
+});
+
+describe('what a configuration runs', () => {
+  it('accuracy method ids: FP16 first, no duplicates, all known to the method zoo', () => {
+    expect(accuracyMethodIds(DEFAULT_CONFIG)).toEqual(['fp16', 'int4', 'int4-hadamard-b16', 'int4-hadamard-b32', 'int4-hadamard-b64', 'int4-hadamard-b128']);
+    expect(accuracyMethodIds({ ...DEFAULT_CONFIG, methods: ['hadamard'] })).toEqual(['fp16', 'int4-hadamard-b128']);
+    expect(accuracyMethodIds(custom)).toEqual(['fp16', 'int4-hadamard-b32-kv', 'int4-hadamard-b32-kv-signs']);
+    for (const c of [DEFAULT_CONFIG, custom]) expect(resolveMethods(accuracyMethodIds(c)).map((s) => s.id)).toEqual(accuracyMethodIds(c));
+  });
+
+  it('sweeps: ×4 steps down from the chosen value, at most 3', () => {
+    expect(sweepValues(1, 1)).toEqual([1]);
+    expect(sweepValues(2, 1)).toEqual([1, 2]);
+    expect(sweepValues(16, 1)).toEqual([1, 4, 16]);
+    expect(sweepValues(256, 1)).toEqual([16, 64, 256]);
+    expect(benchBatches(DEFAULT_CONFIG)).toEqual([1, 4]);
+    expect(benchContexts(DEFAULT_CONFIG)).toEqual([32, 128, 512]);
+    expect(benchContexts({ ...DEFAULT_CONFIG, context: 20 })).toEqual([20]);
+  });
+
+  it('bench points: every method over both sweeps, the shared shape once, each valid for the bench', () => {
+    expect(benchMethods(DEFAULT_CONFIG)).toEqual(['fp16', 'int4', 'int4-hadamard']);
+    expect(benchMethods(custom)).toEqual(['fp16', 'int4-hadamard-kv']);
+    const points = benchPoints(DEFAULT_CONFIG);
+    expect(points).toHaveLength((2 + 3 - 1) * 3);
+    const shapes = new Set(points.map((p) => `${p.batch}x${p.context}`));
+    expect([...shapes]).toEqual(['1x512', '4x512', '4x32', '4x128']);
+    for (const p of benchPoints(custom)) {
+      const r = resolvePoint(p);
+      expect(r.pageSize).toBe(32);
+      if (r.method === 'int4-hadamard') expect([r.hadamardBlock, r.rotateV]).toEqual([32, true]);
+    }
+  });
+});
+
+describe('errors explained', () => {
+  const lostCtx = { lostReason: 'GPU device lost (unknown): gone' } as GpuContext;
+
+  it('one explanation per library error', () => {
+    expect(explainError(new GpuError('no navigator.gpu', 'no-webgpu'), null)).toMatchObject({ title: 'WebGPU is not available in this browser', recover: false });
+    expect(explainError(new GpuError('no navigator.gpu', 'no-webgpu'), null).help.join(' ')).toMatch(/Chrome or Edge 113\+.*Safari 26\+.*Firefox 141\+/);
+    const limit = explainError(new GpuError('K pool needs 2.00 GiB, more than maxStorageBufferBindingSize of 128.00 MiB; at most 6.3% of this size would fit', 'out-of-memory'), null);
+    expect(limit.title).toBe('Too big for this GPU');
+    expect(limit.message).toContain('would fit');
+    expect(explainError(new Error('anything'), lostCtx)).toMatchObject({ title: 'The GPU device was lost', message: lostCtx.lostReason, recover: true });
+    expect(explainError(new GpuError('lost', 'device-lost'), null).recover).toBe(true);
+    const full = explainError(new KvCacheFullError(3, 100, 7, 2, 32), null);
+    expect(full.title).toBe('Out of KV-cache pages');
+    expect(full.help[0]).toContain('At most 32 tokens');
+    expect(explainError(new TensorFileError("tensor 'k' shape", 'is [3]; expected [T, Hkv, D]', 'a.safetensors'), null)).toMatchObject({ title: 'This file cannot be used', message: "a.safetensors: tensor 'k' shape: is [3]; expected [T, Hkv, D]" });
+    expect(explainError(new KvConfigError('headDim 40 must be a multiple of 32'), null).title).toBe('This configuration is not supported');
+    expect(explainError('weird', null).title).toBe('Something went wrong');
+  });
+
+  it('cancellation is an AbortError, not a failure', () => {
+    const controller = new AbortController();
+    expect(() => throwIfAborted(controller.signal)).not.toThrow();
+    controller.abort();
+    let caught: unknown;
+    try {
+      throwIfAborted(controller.signal);
+    } catch (e) {
+      caught = e;
+    }
+    expect(isAbort(caught)).toBe(true);
+    expect(isAbort(new Error('x'))).toBe(false);
+  });
+});

@@ -1,0 +1,89 @@
+/**
+ * What the browser tests do on the page, as a user would: wait for the GPU, click a run button and
+ * wait for the outcome, and read tables and charts back.
+ */
+import type { Page } from 'playwright-core';
+
+/** SwiftShader is slow and the suite may share 2 cores between files: generous, but bounded. */
+export const RUN_TIMEOUT_MS = 120_000;
+
+/** Waits until the GPU panel says WebGPU is ready and the run buttons are enabled. */
+export async function waitForGpu(page: Page): Promise<void> {
+  await page.waitForSelector('#gpu-status.ok', { timeout: 60_000 });
+  await page.waitForSelector('#run-both:not([disabled])', { timeout: 60_000 });
+}
+
+/** Clicks a run button and waits for the progress line to say the run ended; returns that line. */
+export async function clickRunAndWait(page: Page, buttonId: 'run-both' | 'run-accuracy' | 'run-bench'): Promise<string> {
+  await page.click(`#${buttonId}`);
+  await page.waitForFunction(
+    () => /^(Done in|Cancelled|The run stopped)/.test(document.getElementById('progress-text')?.textContent ?? ''),
+    null,
+    { timeout: RUN_TIMEOUT_MS, polling: 200 },
+  );
+  return (await page.textContent('#progress-text')) ?? '';
+}
+
+export interface TableData {
+  /** Column keys in header order. */
+  keys: string[];
+  /** Per row: key → data-value (absent: null) and text. */
+  rows: { values: Record<string, string | null>; texts: Record<string, string> }[];
+}
+
+/** Reads the sortable table inside `#containerId`. */
+export function readTable(page: Page, containerId: string): Promise<TableData> {
+  return page.evaluate((id) => {
+    const table = document.querySelector(`#${id} table`);
+    if (!table) return { keys: [], rows: [] };
+    const keys = [...table.querySelectorAll('thead button.sort')].map((b) => b.getAttribute('data-key') ?? '');
+    const rows = [...table.querySelectorAll('tbody tr')].map((tr) => {
+      const values: Record<string, string | null> = {};
+      const texts: Record<string, string> = {};
+      for (const cell of tr.children) {
+        const key = cell.getAttribute('data-key') ?? '';
+        values[key] = cell.getAttribute('data-value');
+        texts[key] = cell.textContent ?? '';
+      }
+      return { values, texts };
+    });
+    return { keys, rows };
+  }, containerId);
+}
+
+/** The numbers of column `key`, one per row (NaN where a cell holds no number). */
+export function columnNumbers(table: TableData, key: string): number[] {
+  return table.rows.map((r) => (r.values[key] === null || r.values[key] === undefined ? NaN : Number(r.values[key])));
+}
+
+/** Size of the uPlot canvas inside `#boxId` (backing store and on-screen box), or null when there is none. */
+export function chartCanvas(page: Page, boxId: string): Promise<{ width: number; height: number; boxWidth: number; boxHeight: number; series: number } | null> {
+  return page.evaluate((id) => {
+    const canvas = document.querySelector<HTMLCanvasElement>(`#${id} .uplot canvas`);
+    if (!canvas) return null;
+    const box = canvas.getBoundingClientRect();
+    const series = document.querySelectorAll(`#${id} .u-legend .u-series`).length;
+    return { width: canvas.width, height: canvas.height, boxWidth: box.width, boxHeight: box.height, series };
+  }, boxId);
+}
+
+/** Whether the canvas in `#boxId` has any non-transparent pixel (something was drawn). */
+export function chartHasInk(page: Page, boxId: string): Promise<boolean> {
+  return page.evaluate((id) => {
+    const canvas = document.querySelector<HTMLCanvasElement>(`#${id} .uplot canvas`);
+    const pixels = canvas?.getContext('2d')?.getImageData(0, 0, canvas.width, canvas.height).data;
+    if (!pixels) return false;
+    for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) return true;
+    return false;
+  }, boxId);
+}
+
+/** The text behind a download link (fetched from its blob: URL inside the page). */
+export function downloadText(page: Page, selector: string): Promise<{ href: string; fileName: string; text: string }> {
+  return page.evaluate(async (sel) => {
+    const link = document.querySelector<HTMLAnchorElement>(sel);
+    if (!link) throw new Error(`no link ${sel}`);
+    const text = await (await fetch(link.href)).text();
+    return { href: link.href, fileName: link.download, text };
+  }, selector);
+}
