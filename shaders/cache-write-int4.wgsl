@@ -17,20 +17,7 @@
 // ROW_WORDS, PAGE_WORDS, SCALE_MIN_REGION_OFFSET, HADAMARD_BLOCK (1: no rotation), ROTATE_K,
 // ROTATE_V, ROT_VECTORS (rows per workgroup), WORKGROUP_SIZE (= ROT_VECTORS × ROW_WORDS).
 
-struct WriteParams {
-  num_tokens: u32,                 // N
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  sign_bits: array<vec4<u32>, 2>,  // bit d set: element d is multiplied by −1 before rotating
-}
-
-@group(0) @binding(0) var<storage, read> new_k: array<f32>;          // [N, NUM_KV_HEADS, HEAD_DIM]
-@group(0) @binding(1) var<storage, read> new_v: array<f32>;          // [N, NUM_KV_HEADS, HEAD_DIM]
-@group(0) @binding(2) var<storage, read> slots: array<u32>;          // [N] page * PAGE_SIZE + offset
-@group(0) @binding(3) var<storage, read_write> k_cache: array<u32>;  // [numPages * PAGE_WORDS], see layout.ts
-@group(0) @binding(4) var<storage, read_write> v_cache: array<u32>;  // [numPages * PAGE_WORDS]
-@group(0) @binding(5) var<uniform> params: WriteParams;
+// WriteParams and the bindings: lib/cache-write-io.wgsl.
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;  // [ROT_VECTORS, HEAD_DIM] rows being rotated
 var<workgroup> lane_min: array<f32, WORKGROUP_SIZE>;         // per-lane minima, [ROT_VECTORS, ROW_WORDS]
@@ -112,15 +99,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let word_index = page * PAGE_WORDS + (kv_head * PAGE_SIZE + offset) * ROW_WORDS + lane;
   let scale_min_index = page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + kv_head * PAGE_SIZE + offset;
   let scale_min = scale_bits | (min_bits << 16u);
-  if (is_v) {
-    v_cache[word_index] = word;
-    if (lane == 0u) {
-      v_cache[scale_min_index] = scale_min;
-    }
-  } else {
-    k_cache[word_index] = word;
-    if (lane == 0u) {
-      k_cache[scale_min_index] = scale_min;
-    }
+  store_cache_word(is_v, word_index, word);
+  if (lane == 0u) {
+    store_cache_word(is_v, scale_min_index, scale_min);
   }
 }

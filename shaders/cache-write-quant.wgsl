@@ -18,31 +18,11 @@
 // SCALE_MIN_REGION_OFFSET, SCALE_MIN_WORDS (groups per row), CODE_BITS, MAX_CODE (f32), LANES,
 // GROUP_LANES, ROWS_PER_WG, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
 
-struct WriteParams {
-  num_tokens: u32,                 // N
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-  sign_bits: array<vec4<u32>, 2>,  // unused here; same struct as the INT4 write
-}
-
-@group(0) @binding(0) var<storage, read> new_k: array<f32>;          // [N, NUM_KV_HEADS, HEAD_DIM]
-@group(0) @binding(1) var<storage, read> new_v: array<f32>;          // [N, NUM_KV_HEADS, HEAD_DIM]
-@group(0) @binding(2) var<storage, read> slots: array<u32>;          // [N] page * PAGE_SIZE + offset
-@group(0) @binding(3) var<storage, read_write> k_cache: array<u32>;  // [numPages * PAGE_WORDS], see layout.ts
-@group(0) @binding(4) var<storage, read_write> v_cache: array<u32>;  // [numPages * PAGE_WORDS]
-@group(0) @binding(5) var<uniform> params: WriteParams;
+// WriteParams and the bindings: lib/cache-write-io.wgsl.
 
 var<workgroup> lane_min: array<f32, WORKGROUP_SIZE>;  // per-lane minima, [ROWS_PER_WG, LANES]
 var<workgroup> lane_max: array<f32, WORKGROUP_SIZE>;
 
-fn store(is_v: bool, index: u32, word: u32) {
-  if (is_v) {
-    v_cache[index] = word;
-  } else {
-    k_cache[index] = word;
-  }
-}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -111,17 +91,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
     for (var e = 0u; e < 8u; e++) {
       word |= (codes[e] & 0xfu) << (8u * (e % 4u) + select(0u, 4u, e >= 4u));  // NIBBLE ORDER
     }
-    store(is_v, row_start + lane, word);
+    store_cache_word(is_v, row_start + lane, word);
   } else {
     for (var w = 0u; w < 2u; w++) {
       var word = 0u;
       for (var j = 0u; j < 4u; j++) {
         word |= (codes[4u * w + j] & 0xffu) << (8u * j);  // BYTE ORDER
       }
-      store(is_v, row_start + 2u * lane + w, word);
+      store_cache_word(is_v, row_start + 2u * lane + w, word);
     }
   }
   if (lane % GROUP_LANES == 0u) {
-    store(is_v, page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_bits | (min_bits << 16u));
+    store_cache_word(is_v, page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_bits | (min_bits << 16u));
   }
 }

@@ -8,25 +8,7 @@
 //
 // Needs, besides the decode constants: SCALE_MIN_WORDS, GROUP_WORDS (prepended by src/kernels/paged-decode.ts).
 
-// Codes to floats without an integer→float conversion (as in kv-format-int4.wgsl).
-const CODE_FLOAT_BIAS: f32 = 8388608.0;
-
-fn codes_low(w: u32) -> vec4<f32> {
-  let bits = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu)) | vec4<u32>(0x4b000000u);
-  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
-}
-
-fn codes_high(w: u32) -> vec4<f32> {
-  let bits = ((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu)) | vec4<u32>(0x4b000000u);
-  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
-}
-
-fn cache_word(buffer_is_v: bool, index: u32) -> u32 {
-  if (buffer_is_v) {
-    return v_cache[index / 4u][index % 4u];
-  }
-  return k_cache[index / 4u][index % 4u];
-}
+// Code helpers (codes_low, codes_high, codes_u8, cache_word): lib/kv-codes.wgsl.
 
 // Word index of the first scale/min word of the row whose codes start at word `row`.
 fn row_scale_min_index(row: u32) -> u32 {

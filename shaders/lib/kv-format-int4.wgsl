@@ -2,26 +2,7 @@
 // 8 nibbles in NIBBLE ORDER (word w: elements 8w..8w+3 in the low nibbles of bytes 0..3, 8w+4..8w+7
 // in the high nibbles), plus one scale/min word = pack2x16float(scale, min).
 
-// Codes to floats without an integer→float conversion (a slow instruction on many GPUs): a code c
-// placed in the low mantissa bits of 2^23 is the float 2^23 + c exactly; subtracting 2^23 is exact.
-const CODE_FLOAT_BIAS: f32 = 8388608.0;
-
-fn codes_low(w: u32) -> vec4<f32> {
-  let bits = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu)) | vec4<u32>(0x4b000000u);
-  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
-}
-
-fn codes_high(w: u32) -> vec4<f32> {
-  let bits = ((vec4<u32>(w) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu)) | vec4<u32>(0x4b000000u);
-  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
-}
-
-fn cache_word(buffer_is_v: bool, index: u32) -> u32 {
-  if (buffer_is_v) {
-    return v_cache[index / 4u][index % 4u];
-  }
-  return k_cache[index / 4u][index % 4u];
-}
+// Code helpers (codes_low, codes_high, codes_u8, cache_word): lib/kv-codes.wgsl.
 
 // score[g] = q_g · (scale·codes + min) = scale·(q_g·codes) + min·Σq_g, for the workgroup's heads.
 fn k_scores(row: u32, scale_min_index: u32, score: ptr<function, array<f32, HEADS_PER_WG>>) {

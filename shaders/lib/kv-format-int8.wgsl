@@ -2,21 +2,7 @@
 // 4 codes 0..255 in BYTE ORDER (word w: element 4w+j in byte j), plus one scale/min word =
 // pack2x16float(scale, min) for the whole row (token-wise, as int4).
 
-// Codes to floats without an integer→float conversion: a code c in the low mantissa bits of 2^23 is
-// the float 2^23 + c exactly; subtracting 2^23 is exact (as in kv-format-int4.wgsl).
-const CODE_FLOAT_BIAS: f32 = 8388608.0;
-
-fn codes_u8(w: u32) -> vec4<f32> {
-  let bits = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu)) | vec4<u32>(0x4b000000u);
-  return bitcast<vec4<f32>>(bits) - vec4<f32>(CODE_FLOAT_BIAS);
-}
-
-fn cache_word(buffer_is_v: bool, index: u32) -> u32 {
-  if (buffer_is_v) {
-    return v_cache[index / 4u][index % 4u];
-  }
-  return k_cache[index / 4u][index % 4u];
-}
+// Code helpers (codes_low, codes_high, codes_u8, cache_word): lib/kv-codes.wgsl.
 
 // score[g] = q_g · (scale·codes + min) = scale·(q_g·codes) + min·Σq_g, for the workgroup's heads.
 fn k_scores(row: u32, scale_min_index: u32, score: ptr<function, array<f32, HEADS_PER_WG>>) {

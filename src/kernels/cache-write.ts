@@ -38,7 +38,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
   if (format === null) {
     return {
       key: `cache-write-fp16/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}`,
-      code: () => assembleWgsl({ constants: { ...common, WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE }, sources: [WGSL_LIBRARIES.f16, writeFp16Wgsl] }),
+      code: () => assembleWgsl({ constants: { ...common, WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE }, sources: [WGSL_LIBRARIES.f16, WGSL_LIBRARIES.cacheWriteIo, writeFp16Wgsl] }),
     };
   }
   const lanes = layout.headDim / LANE_ELEMENTS;
@@ -59,7 +59,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
       code: () =>
         assembleWgsl({
           constants,
-          sources: [`const MAX_CODE: f32 = ${format.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, writeQuantWgsl],
+          sources: [`const MAX_CODE: f32 = ${format.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.cacheWriteIo, writeQuantWgsl],
         }),
     };
   }
@@ -78,7 +78,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     code: () =>
       assembleWgsl({
         constants,
-        sources: [`const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.quantCode, writeInt4Wgsl],
+        sources: [`const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.cacheWriteIo, writeInt4Wgsl],
       }),
   };
 }

@@ -3,12 +3,22 @@
  * then the kernel. All shader text comes from shaders/ (imported as text), the constants from the
  * host, so the same numbers are never typed twice.
  */
+import cacheWriteIoWgsl from '../../shaders/lib/cache-write-io.wgsl?raw';
 import f16Wgsl from '../../shaders/lib/f16.wgsl?raw';
 import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
+import kvCodesWgsl from '../../shaders/lib/kv-codes.wgsl?raw';
 import quantCodeWgsl from '../../shaders/lib/quant-code.wgsl?raw';
 import { wgslU32Constants } from './pipeline-cache';
 
-export const WGSL_LIBRARIES = { f16: f16Wgsl, hadamard: hadamardWgsl, quantCode: quantCodeWgsl } as const;
+export const WGSL_LIBRARIES = {
+  f16: f16Wgsl,
+  hadamard: hadamardWgsl,
+  quantCode: quantCodeWgsl,
+  /** WriteParams + bindings of every cache-write kernel */
+  cacheWriteIo: cacheWriteIoWgsl,
+  /** code-word helpers of the quantized decode formats */
+  kvCodes: kvCodesWgsl,
+} as const;
 
 export function assembleWgsl(parts: { enables?: string[]; constants: Record<string, number>; sources: string[] }): string {
   const enables = (parts.enables ?? []).map((e) => `enable ${e};`).join('\n');

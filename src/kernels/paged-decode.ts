@@ -130,12 +130,12 @@ function formatSources(layout: CacheLayout): string[] {
     case 'fp16':
       return [fp16FormatWgsl];
     case 'int4':
-      return [int4FormatWgsl];
+      return [WGSL_LIBRARIES.kvCodes, int4FormatWgsl];
     case 'int8':
-      return [int8FormatWgsl];
+      return [WGSL_LIBRARIES.kvCodes, int8FormatWgsl];
     case 'int4-g32': {
       const groupWords = (quantFormat(layout.method, layout.headDim)?.groupSize ?? layout.headDim) / NIBBLES_PER_WORD;
-      return [`const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;\nconst GROUP_WORDS: u32 = ${groupWords}u;`, int4G32FormatWgsl];
+      return [`const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;\nconst GROUP_WORDS: u32 = ${groupWords}u;`, WGSL_LIBRARIES.kvCodes, int4G32FormatWgsl];
     }
   }
 }
