@@ -20,6 +20,15 @@ export function testGpu(options: NodeGpuOptions = {}): Promise<GpuContext> {
   return ctx;
 }
 
+/**
+ * A device with `subgroups`, for the subgroup kernels: the default device when it has them,
+ * otherwise SwiftShader (which has them), so those kernels are tested on every machine.
+ */
+export async function subgroupTestGpu(): Promise<GpuContext> {
+  const ctx = await testGpu();
+  return ctx.features.subgroups ? ctx : testGpu({ adapter: 'swiftshader' });
+}
+
 afterAll(async () => {
   for (const ctx of contexts.values()) (await ctx).device.destroy();
   contexts.clear();
