@@ -23,6 +23,7 @@ import type { GpuContext } from '../gpu/gpu-context';
 import { accuracyCommand } from './accuracy-command';
 import { benchCommand } from './bench-command';
 import { runCaseCommand } from './run-case';
+import { simulateCommand } from './simulate-command';
 
 /** What the entry point gives a running command. */
 export interface CliEnv {
@@ -53,4 +54,5 @@ export const COMMANDS: Readonly<Record<string, CliCommand>> = {
   'run-case': runCaseCommand,
   bench: benchCommand,
   accuracy: accuracyCommand,
+  simulate: simulateCommand,
 };

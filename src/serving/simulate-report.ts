@@ -1,0 +1,145 @@
+/**
+ * Text tables and JSON of a `simulate` result (src/serving/simulate-sweep.ts). Pure formatting; no GPU.
+ *
+ * Tables: the pool each method gets from the budget and how many requests fit; decode output tokens/s
+ * against the concurrency cap with the ratios the paper's claim is about (int4-hadamard / int4 ≈ 1 at
+ * every cap; int4 / fp16 > 1 where KV memory binds); per-run totals; page utilisation over time at the
+ * largest cap.
+ */
+import { formatBytes } from '../kernels/gpu-buffers';
+import type { KvMethod } from '../layout';
+import type { SimulateMethodResult, SimulateResult, SimulateRun } from './simulate-sweep';
+
+/** Rows of the utilisation timeline. */
+const TIMELINE_ROWS = 12;
+
+/** 1234567 → "1.23M", 12345 → "12.3k". */
+export function formatRate(perSec: number): string {
+  if (!Number.isFinite(perSec)) return String(perSec);
+  if (perSec >= 1e9) return `${(perSec / 1e9).toFixed(2)}G`;
+  if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)}M`;
+  if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)}k`;
+  return perSec.toFixed(0);
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(0)}%`;
+}
+
+/** Left-aligned first column, right-aligned others, two spaces between. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+function runAt(m: SimulateMethodResult | undefined, cap: number): SimulateRun | undefined {
+  return m?.runs.find((r) => r.cap === cap);
+}
+
+function ratio(a: SimulateRun | undefined, b: SimulateRun | undefined): string {
+  if (!a || !b || !(b.summary.decodeTokensPerSec > 0)) return '-';
+  return `${(a.summary.decodeTokensPerSec / b.summary.decodeTokensPerSec).toFixed(2)}×`;
+}
+
+/** The whole report as text. */
+export function formatSimulateReport(r: SimulateResult): string {
+  const byMethod = new Map<KvMethod, SimulateMethodResult>(r.methods.map((m) => [m.method, m]));
+  const m = r.model;
+  const out: string[] = [];
+  out.push('Serving simulation: continuous batching over the paged KV cache');
+  out.push(`adapter: ${r.adapter}; GPU time: ${r.timingMethod}${r.timingFallbackReason ? ` (${r.timingFallbackReason})` : ''}`);
+  out.push(`workload: ${r.workload}; ${r.requests.count} requests, mean ${r.requests.meanPromptLen.toFixed(0)} in / ${r.requests.meanOutputLen.toFixed(0)} out${r.requests.lastArrivalStep > 0 ? `, arrivals until step ${r.requests.lastArrivalStep}` : ', all at step 0'}`);
+  out.push(`model: ONE layer of ${m.name} (Hq ${m.numQueryHeads}, Hkv ${m.numKvHeads}, D ${m.headDim}; the model has ${m.numLayers} layers), page ${r.pageSize} tokens, Hadamard block ${r.hadamardBlock}`);
+  out.push(
+    `budget: ${formatBytes(r.budgetBytes)} of KV cache for the layer (≈ ${formatBytes(r.budgetBytes * m.numLayers)} for ${m.numLayers} layers); ` +
+      `prefill chunk ${r.scheduler.prefillChunkTokens} tokens/sequence${r.scheduler.prefillTokensPerStep !== undefined ? `, ≤ ${r.scheduler.prefillTokensPerStep} tokens/step` : ''}; ` +
+      `reserve ${r.scheduler.reservePages ?? 0} pages; ${r.maxSteps > 0 ? `≤ ${r.maxSteps} steps per run` : 'runs until every request is done'}`,
+  );
+  out.push('');
+  out.push(
+    ...table(
+      ['method', 'pages', 'bytes/token', 'pool', 'fits at full length'],
+      r.methods.map((x) => [x.method, String(x.numPages), String(x.bytesPerToken), formatBytes(x.poolBytes), String(x.fitsAtFullLength)]),
+    ),
+  );
+  out.push('');
+  out.push(`Decode output tokens/s of one layer (mean decode batch) vs concurrency cap; ÷${m.numLayers} for the whole model`);
+  const ratioColumns: [string, KvMethod, KvMethod][] = [];
+  if (byMethod.has('int4-hadamard') && byMethod.has('int4')) ratioColumns.push(['hadamard/int4', 'int4-hadamard', 'int4']);
+  if (byMethod.has('int4') && byMethod.has('fp16')) ratioColumns.push(['int4/fp16', 'int4', 'fp16']);
+  if (byMethod.has('int4-hadamard') && byMethod.has('fp16')) ratioColumns.push(['hadamard/fp16', 'int4-hadamard', 'fp16']);
+  out.push(
+    ...table(
+      ['cap', ...r.methods.map((x) => x.method), ...ratioColumns.map(([name]) => name)],
+      r.caps.map((cap) => [
+        String(cap),
+        ...r.methods.map((x) => {
+          const run = runAt(x, cap);
+          return run ? `${formatRate(run.summary.decodeTokensPerSec)} (${run.summary.meanDecodeBatch.toFixed(1)})` : '-';
+        }),
+        ...ratioColumns.map(([, a, b]) => ratio(runAt(byMethod.get(a), cap), runAt(byMethod.get(b), cap))),
+      ]),
+    ),
+  );
+  out.push('');
+  out.push('Runs (pages: mean / peak fraction of the pool in use; slots: tokens / allocated slots; GPU ms summed over the run;');
+  out.push('      append = decode tokens\' cache writes; median step = append + attention of one decode step; e2e = output tokens / all GPU time)');
+  out.push(
+    ...table(
+      ['method', 'cap', 'steps', 'finished', 'refused', 'preempted', 'peak running', 'pages', 'slots', 'prefill ms', 'append ms', 'attention ms', 'median step µs', 'e2e tok/s'],
+      r.methods.flatMap((x) =>
+        x.runs.map(({ cap, summary: s }) => [
+          x.method,
+          String(cap),
+          String(s.steps),
+          `${s.finished}/${s.requests}`,
+          String(s.refused),
+          String(s.preemptions),
+          String(s.peakRunning),
+          `${pct(s.meanPageFraction)} / ${pct(s.peakPageFraction)}`,
+          pct(s.meanSlotUtilisation),
+          (s.prefillNs / 1e6).toFixed(2),
+          (s.decodeAppendNs / 1e6).toFixed(2),
+          (s.attentionNs / 1e6).toFixed(2),
+          (s.medianDecodeStepNs / 1e3).toFixed(1),
+          formatRate(s.outputTokensPerSec),
+        ]),
+      ),
+    ),
+  );
+  const refusals = [...new Set(r.methods.flatMap((x) => x.runs.flatMap((run) => run.summary.refusedReasons.map((reason) => `${x.method}: ${reason}`))))];
+  if (refusals.length) {
+    out.push('');
+    out.push('Refused:');
+    for (const line of refusals.slice(0, 6)) out.push(`  ${line}`);
+    if (refusals.length > 6) out.push(`  … ${refusals.length - 6} more`);
+  }
+  const cap = Math.max(...r.caps);
+  const runs = r.methods.map((x) => runAt(x, cap));
+  const longest = runs.reduce((n, run) => Math.max(n, run?.steps.length ?? 0), 0);
+  if (longest > 0) {
+    out.push('');
+    out.push(`Page utilisation over time at cap ${cap}: running/waiting requests, pages in use, slot utilisation`);
+    const stride = Math.max(1, Math.ceil(longest / TIMELINE_ROWS));
+    const rows: string[][] = [];
+    for (let step = 0; step < longest; step += stride) {
+      rows.push([
+        String(step),
+        ...runs.map((run) => {
+          const s = run?.steps[step];
+          return s ? `${s.running}/${s.waiting} ${pct(s.pageFraction)} ${pct(s.slotUtilisation)}` : '-';
+        }),
+      ]);
+    }
+    out.push(...table(['step', ...r.methods.map((x) => x.method)], rows));
+  }
+  out.push('');
+  for (const note of r.notes) out.push(`note: ${note}`);
+  return out.join('\n');
+}
+
+/** The result as pretty JSON (the step records included). */
+export function simulateReportJson(r: SimulateResult): string {
+  return JSON.stringify(r, (_key, value) => (typeof value === 'number' && !Number.isFinite(value) ? null : value), 1);
+}
