@@ -32,7 +32,14 @@ export interface ChartSpec {
   barLabels?: string[];
   /** Height in CSS pixels (default 260). */
   height?: number;
+  /** Many x values (a timeline): uPlot's own x ticks instead of one per value, no point markers. */
+  dense?: boolean;
+  /** Linear y axes start here (counts, percentages) instead of near the smallest value. */
+  yMin?: number;
 }
+
+/** Tick spacings of a dense x axis: whole numbers (steps), 1-2-5 per decade. */
+const DENSE_X_INCREMENTS = Array.from({ length: 7 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
 
 /** Axis labels: a little smaller than uPlot's bold 12px default, so long metric names fit. */
 const LABEL_FONT = '11px system-ui, sans-serif';
@@ -90,7 +97,7 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
         stroke: color,
         width: s.reference ? 1.5 : 2,
         dash: s.reference ? [6, 4] : undefined,
-        points: { show: !s.reference, size: 7 },
+        points: { show: !s.reference && !spec.dense, size: 7 },
         spanGaps: true,
       });
     }
@@ -111,6 +118,8 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
       rotate: narrow || labels.some((l) => l.length > 8) ? -30 : 0,
       size: narrow || labels.some((l) => l.length > 8) ? 80 : 40,
     });
+  } else if (spec.dense) {
+    Object.assign(xAxis, { incrs: DENSE_X_INCREMENTS });
   } else {
     Object.assign(xAxis, { splits: () => xs, values: (_u: uPlot, splits: number[]) => splits.map((v) => String(v)) });
   }
@@ -126,7 +135,11 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
       x: bars
         ? { time: false, range: () => [-0.5, n - 0.5] }
         : { time: false, distr: spec.xLog ? 3 : 1, log: 2 },
-      y: { distr: yLog ? 3 : 1, log: 10 },
+      y: {
+        distr: yLog ? 3 : 1,
+        log: 10,
+        ...(spec.yMin !== undefined && !yLog ? { range: (_u: uPlot, _min: number, max: number): uPlot.Range.MinMax => [spec.yMin!, Math.max(max * 1.05, spec.yMin! + 1)] } : {}),
+      },
     },
     axes: [xAxis, { label: spec.yLabel, labelFont: LABEL_FONT, labelSize: 24, stroke: ink, grid, ticks: grid, size: 64 }],
   };

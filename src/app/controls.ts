@@ -29,7 +29,8 @@ export class Controls {
   private current: AppConfig;
   private fileName: string | null = null;
 
-  constructor(initial: AppConfig, private readonly onChange: (config: AppConfig) => void) {
+  /** `extraQuery`: more keys for the URL ('&…': the serving section's), written with this form's. */
+  constructor(initial: AppConfig, private readonly onChange: (config: AppConfig) => void, private readonly extraQuery: () => string = () => '') {
     this.current = { ...initial, methods: [...initial.methods] };
     fillSelect(select('preset'), PRESET_NAMES.map((n) => ({ value: n, text: MODEL_PRESETS[n].name })));
     fillSelect(select('workload'), [
@@ -67,9 +68,9 @@ export class Controls {
     this.describe();
   }
 
-  /** Puts the whole configuration in the address bar (on every change, and when a run starts). */
+  /** Puts the whole configuration in the address bar (on every change of either form, and when a run starts). */
   writeUrl(): void {
-    history.replaceState(history.state, '', `${configToQuery(this.current)}${location.hash}`);
+    history.replaceState(history.state, '', `${configToQuery(this.current)}${this.extraQuery()}${location.hash}`);
   }
 
   /** Disables every control during a run. */

@@ -7,6 +7,8 @@ import { KvCacheFullError } from '../cache/page-allocator';
 import { KvConfigError } from '../cache/paged-kv-cache';
 import { GpuError, type GpuContext } from '../gpu/gpu-context';
 import { TensorFileError } from '../io/safetensors';
+import { RequestSpecError } from '../serving/requests';
+import { SchedulerError } from '../serving/scheduler';
 import { el } from './dom';
 
 /** Which browsers run WebGPU, and the flags that turn it on elsewhere. */
@@ -81,7 +83,7 @@ export function explainError(e: unknown, ctx: GpuContext | null): ExplainedError
       recover: false,
     };
   }
-  if (e instanceof KvConfigError || e instanceof UnknownMethodError || e instanceof RangeError) {
+  if (e instanceof KvConfigError || e instanceof UnknownMethodError || e instanceof RangeError || e instanceof RequestSpecError || e instanceof SchedulerError) {
     return { title: 'This configuration is not supported', message, help: ['Change the highlighted setting and run again.'], recover: false };
   }
   return { title: 'Something went wrong', message, help: ['The browser console may say more.'], recover: false };

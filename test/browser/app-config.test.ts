@@ -15,6 +15,11 @@ import {
   sweepValues, type AppConfig,
 } from '../../src/app/config';
 import { explainError, isAbort, throwIfAborted } from '../../src/app/errors';
+import {
+  DEFAULT_SERVING_CONFIG, servingConfigFromQuery, servingConfigToQuery, servingFits, servingSweepOptions, type ServingConfig,
+} from '../../src/app/serving-config';
+import { checkSweepOptions } from '../../src/serving/simulate-sweep';
+import { RequestSpecError } from '../../src/serving/requests';
 
 const custom: AppConfig = {
   preset: 'tiny-d64', workload: 'attention-sink', seqs: 3, context: 777, pageSize: 32, block: 32, rotateV: true,
@@ -81,6 +86,40 @@ describe('what a configuration runs', () => {
   });
 });
 
+describe('the serving section: URL and what it runs', () => {
+  const serving: ServingConfig = { regime: 'long', scale: 1 / 128, budgetMib: 2.5, caps: [1, 4, 16], steps: 0, methods: ['fp16', 'int4-hadamard'] };
+
+  it('round-trips the defaults and a custom configuration, next to the run section\'s keys', () => {
+    expect(servingConfigFromQuery(servingConfigToQuery(DEFAULT_SERVING_CONFIG))).toEqual({ config: DEFAULT_SERVING_CONFIG, warnings: [] });
+    expect(servingConfigFromQuery(servingConfigToQuery(serving))).toEqual({ config: serving, warnings: [] });
+    expect(servingConfigToQuery(serving)).toBe('&sim-regime=long&sim-scale=1/128&sim-budget=2.5&sim-caps=1,4,16&sim-steps=0&sim-methods=fp16,int4-hadamard');
+    const both = `${configToQuery(custom)}${servingConfigToQuery(serving)}`;
+    expect(configFromQuery(both)).toEqual({ config: custom, warnings: [] });
+    expect(servingConfigFromQuery(both).config).toEqual(serving);
+    expect(servingConfigFromQuery('?sim-scale=0.5&sim-caps=8, 2,2').config).toMatchObject({ scale: 0.5, caps: [2, 8] });
+  });
+
+  it('bad values fall back to the defaults, one warning each', () => {
+    const { config, warnings } = servingConfigFromQuery('?sim-regime=medium&sim-scale=1/3&sim-budget=0&sim-caps=0,2&sim-steps=-1&sim-methods=');
+    expect(config).toEqual(DEFAULT_SERVING_CONFIG);
+    expect(warnings).toHaveLength(6);
+    expect(warnings[0]).toMatch(/sim-regime="medium".*short or long/);
+  });
+
+  it('the sweep is what `simulate` would run, and INT4 fits more requests than FP16 in the default budget', () => {
+    const options = servingSweepOptions(DEFAULT_CONFIG, DEFAULT_SERVING_CONFIG);
+    expect(() => checkSweepOptions(options)).not.toThrow();
+    expect(options).toMatchObject({ model: { name: 'Llama-3.1-8B', numLayers: 32 }, budgetBytes: 2 ** 18, caps: [1, 2, 4, 8], maxSteps: 20, pageSize: 16, hadamardBlock: 128 });
+    expect(options.requests).toHaveLength(16);
+    expect(options.requests.every((r) => r.promptLen === 4 && r.outputLen === 16 && r.arrivalStep === 0)).toBe(true);
+    expect(servingSweepOptions({ ...DEFAULT_CONFIG, preset: 'tiny-d64' }, serving)).toMatchObject({ hadamardBlock: 64, methods: ['fp16', 'int4-hadamard'], maxSteps: 0 });
+    const fits = Object.fromEntries(servingFits(DEFAULT_CONFIG, DEFAULT_SERVING_CONFIG).map((f) => [f.method, f.fits]));
+    expect(fits.int4).toBeGreaterThan(fits.fp16);
+    expect(fits['int4-hadamard']).toBe(fits.int4);
+    expect(fits.fp16).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('errors explained', () => {
   const lostCtx = { lostReason: 'GPU device lost (unknown): gone' } as GpuContext;
 
@@ -97,6 +136,7 @@ describe('errors explained', () => {
     expect(full.help[0]).toContain('At most 32 tokens');
     expect(explainError(new TensorFileError("tensor 'k' shape", 'is [3]; expected [T, Hkv, D]', 'a.safetensors'), null)).toMatchObject({ title: 'This file cannot be used', message: "a.safetensors: tensor 'k' shape: is [3]; expected [T, Hkv, D]" });
     expect(explainError(new KvConfigError('headDim 40 must be a multiple of 32'), null).title).toBe('This configuration is not supported');
+    expect(explainError(new RequestSpecError('regime scale must be a positive number, got 0'), null).title).toBe('This configuration is not supported');
     expect(explainError('weird', null).title).toBe('Something went wrong');
   });
 

@@ -13,15 +13,19 @@ export async function waitForGpu(page: Page): Promise<void> {
   await page.waitForSelector('#run-both:not([disabled])', { timeout: 60_000 });
 }
 
-/** Clicks a run button and waits for the progress line to say the run ended; returns that line. */
-export async function clickRunAndWait(page: Page, buttonId: 'run-both' | 'run-accuracy' | 'run-bench'): Promise<string> {
+/**
+ * Clicks a run button and waits for the progress line of its section (the serving section has its
+ * own) to say the run ended; returns that line.
+ */
+export async function clickRunAndWait(page: Page, buttonId: 'run-both' | 'run-accuracy' | 'run-bench' | 'sim-run'): Promise<string> {
+  const textId = buttonId === 'sim-run' ? 'sim-progress-text' : 'progress-text';
   await page.click(`#${buttonId}`);
   await page.waitForFunction(
-    () => /^(Done in|Cancelled|The run stopped)/.test(document.getElementById('progress-text')?.textContent ?? ''),
-    null,
+    (id) => /^(Done in|Cancelled|The run stopped)/.test(document.getElementById(id)?.textContent ?? ''),
+    textId,
     { timeout: RUN_TIMEOUT_MS, polling: 200 },
   );
-  return (await page.textContent('#progress-text')) ?? '';
+  return (await page.textContent(`#${textId}`)) ?? '';
 }
 
 export interface TableData {

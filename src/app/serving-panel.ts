@@ -1,0 +1,230 @@
+/**
+ * The serving section: continuous batching of many requests over ONE paged cache per method, sized
+ * by the same memory budget, through the real kernels (the library's runSimulateSweep, as the
+ * `simulate` CLI runs it). Its controls live in the URL next to the run section's; its results are
+ * a fits table, three uPlot charts (tokens/s vs concurrency cap; pages in use and running sequences
+ * per step at the largest cap), a sortable table of the runs and JSON/CSV downloads.
+ */
+import type { GpuContext } from '../gpu/gpu-context';
+import { formatBytes } from '../kernels/gpu-buffers';
+import type { KvMethod } from '../layout';
+import { REGIMES, type RegimeName } from '../serving/requests';
+import { simulateReportJson } from '../serving/simulate-report';
+import { runSimulateSweep, type SimulateMethodResult, type SimulateResult, type SimulateRun } from '../serving/simulate-sweep';
+import type { ProgressFn } from './accuracy-panel';
+import { renderChart, type ChartSeries } from './charts';
+import type { AppConfig } from './config';
+import { byId, el } from './dom';
+import { throwIfAborted } from './errors';
+import { fileStamp, showDownloads, toCsv } from './export';
+import {
+  MAX_BUDGET_MIB, parseBudgetMib, parseCaps, parseSteps, scaleText, servingFits, SERVING_METHODS, SERVING_SCALES, servingLengths,
+  servingModel, servingSweepOptions, type ServingConfig,
+} from './serving-config';
+import { formatNumber, renderTable, type Column } from './tables';
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const input = (id: string) => byId<HTMLInputElement>(id);
+const select = (id: string) => byId<HTMLSelectElement>(id);
+
+/** The serving form: shows a configuration, reads it back on every change, says what a run will do. */
+export class ServingControls {
+  private current: ServingConfig;
+
+  /**
+   * @param app the run section's configuration (model shape, page size, seed)
+   * @param onChange called after every accepted change (main.ts writes the URL)
+   */
+  constructor(initial: ServingConfig, private readonly app: () => AppConfig, private readonly onChange: () => void) {
+    this.current = { ...initial, caps: [...initial.caps], methods: [...initial.methods] };
+    select('sim-regime').replaceChildren(...Object.values(REGIMES).map((r) => el('option', { value: r.name }, `${r.name}: ${r.description}`)));
+    input('sim-budget').max = String(MAX_BUDGET_MIB);
+    this.show();
+    const form = byId<HTMLFormElement>('serving-controls');
+    form.addEventListener('change', () => this.read());
+    form.addEventListener('input', (e) => {
+      if ((e.target as HTMLElement).matches('input:not([type=checkbox])')) this.read();
+    });
+    form.addEventListener('submit', (e) => e.preventDefault());
+  }
+
+  get config(): ServingConfig {
+    return { ...this.current, caps: [...this.current.caps], methods: [...this.current.methods] };
+  }
+
+  setDisabled(disabled: boolean): void {
+    byId<HTMLFieldSetElement>('serving-fieldset').disabled = disabled;
+  }
+
+  private show(): void {
+    const c = this.current;
+    select('sim-regime').value = c.regime;
+    input('sim-budget').value = String(c.budgetMib);
+    input('sim-caps').value = c.caps.join(',');
+    input('sim-steps').value = String(c.steps);
+    for (const m of SERVING_METHODS) input(`sim-method-${m}`).checked = c.methods.includes(m);
+    this.fillScales();
+    this.describe();
+  }
+
+  /** Scale options with the lengths each gives in the chosen regime (from the library). */
+  private fillScales(): void {
+    const regime = this.current.regime;
+    select('sim-scale').replaceChildren(...SERVING_SCALES.map((s) => {
+      const { promptLen, outputLen } = servingLengths({ ...this.current, regime, scale: s });
+      return el('option', { value: String(s) }, `×${scaleText(s)}: ${promptLen} in / ${outputLen} out`);
+    }));
+    select('sim-scale').value = String(this.current.scale);
+  }
+
+  /** Reads the form; an invalid field is marked and leaves its value as it was. */
+  private read(): void {
+    const next: ServingConfig = { ...this.current };
+    next.regime = select('sim-regime').value as RegimeName;
+    next.scale = Number(select('sim-scale').value);
+    const field = <T>(id: string, parse: (text: string) => T | null, apply: (value: T) => void) => {
+      const value = parse(input(id).value);
+      input(id).setAttribute('aria-invalid', value === null ? 'true' : 'false');
+      if (value !== null) apply(value);
+    };
+    field('sim-budget', parseBudgetMib, (v) => (next.budgetMib = v));
+    field('sim-caps', parseCaps, (v) => (next.caps = v));
+    field('sim-steps', parseSteps, (v) => (next.steps = v));
+    const methods = SERVING_METHODS.filter((m) => input(`sim-method-${m}`).checked);
+    byId('sim-methods').classList.toggle('invalid', methods.length === 0);
+    if (methods.length) next.methods = methods;
+    const regimeChanged = next.regime !== this.current.regime;
+    this.current = next;
+    if (regimeChanged) this.fillScales();
+    this.describe();
+    this.onChange();
+  }
+
+  /** The plan of a run: model, lengths, and how many requests each method's pool holds (library arithmetic). */
+  describe(): void {
+    const c = this.current;
+    const app = this.app();
+    const model = servingModel(app);
+    const { promptLen, outputLen } = servingLengths(c);
+    const fits = servingFits(app, c);
+    const none = fits.filter((f) => f.fits === 0).map((f) => f.method);
+    byId('sim-plan').textContent =
+      `${plural(c.methods.length, 'method')} × ${plural(c.caps.length, 'cap')} (${c.caps.join(', ')}) = ${plural(c.methods.length * c.caps.length, 'run')} of ` +
+      `${c.steps === 0 ? 'as many steps as it takes' : `${c.steps} steps`}, ${2 * Math.max(...c.caps)} requests of ${promptLen} in / ${outputLen} out, ` +
+      `one layer of ${model.name} (page ${app.pageSize}, from section 3). ` +
+      `${c.budgetMib} MiB per layer holds ${fits.map((f) => `${f.method} ${f.pages} pages = ${f.fits} requests`).join(', ')} at full length. ` +
+      `For all ${model.numLayers} layers: ×${model.numLayers} memory and step time, tokens/s ÷${model.numLayers}.` +
+      (none.length ? ` No ${none.join(' or ')} request fits: raise the budget or lower the scale.` : '') +
+      (byId('sim-methods').classList.contains('invalid') ? ' Tick at least one method (until then the last choice is kept).' : '');
+  }
+}
+
+/** Runs the sweep; `signal` is checked after each (method, cap) run, the library's only hook. */
+export async function runServingPanel(ctx: GpuContext, app: AppConfig, config: ServingConfig, signal: AbortSignal, progress: ProgressFn): Promise<SimulateResult> {
+  const options = servingSweepOptions(app, config);
+  const total = options.methods.length * options.caps.length;
+  let done = 0;
+  progress(null, total, `Serving: ${options.methods[0]}: building the cache, warming up, cap ${options.caps[0]}…`);
+  throwIfAborted(signal);
+  return runSimulateSweep(ctx, options, (line) => {
+    done++;
+    throwIfAborted(signal);
+    progress(done, total, `Serving: ${line} (run ${done} of ${total})`);
+  });
+}
+
+function runAt(m: SimulateMethodResult, cap: number): SimulateRun | undefined {
+  return m.runs.find((r) => r.cap === cap);
+}
+
+const num = (digits = 4) => (v: number | string | null) => formatNumber(v, digits);
+const percent = (v: number | string | null) => (typeof v === 'number' ? `${(100 * v).toFixed(0)}%` : formatNumber(v));
+const finite = (v: number) => (Number.isFinite(v) ? v : null);
+
+export const FITS_COLUMNS: Column<SimulateMethodResult>[] = [
+  { key: 'method', label: 'Method', value: (m) => m.method },
+  { key: 'pages', label: 'Pages', title: 'Pages of the pool the budget buys', value: (m) => m.numPages },
+  { key: 'bytes_per_token', label: 'Bytes / token', title: 'One token in the simulated layer: K and V, all kv heads, scale/min included', value: (m) => m.bytesPerToken },
+  { key: 'pool_bytes', label: 'Pool', title: 'K and V pools together (≤ the budget)', value: (m) => m.poolBytes, format: (v) => (typeof v === 'number' ? formatBytes(v) : formatNumber(v)) },
+  { key: 'fits_at_full_length', label: 'Requests that fit', title: 'Requests whose whole context (prompt + output) fits the pool at once', value: (m) => m.fitsAtFullLength },
+];
+
+interface RunRow {
+  method: KvMethod;
+  run: SimulateRun;
+}
+
+export const SERVING_COLUMNS: Column<RunRow>[] = [
+  { key: 'method', label: 'Method', value: (r) => r.method },
+  { key: 'cap', label: 'Cap', title: 'Concurrency cap: the most requests running at once', value: (r) => r.run.cap },
+  { key: 'steps', label: 'Steps', value: (r) => r.run.summary.steps },
+  { key: 'finished', label: 'Finished', value: (r) => r.run.summary.finished },
+  { key: 'refused', label: 'Refused', title: 'Requests whose whole context exceeds the pool', value: (r) => r.run.summary.refused },
+  { key: 'preemptions', label: 'Preempted', title: 'Evictions (youngest first) when decoding ran out of pages; recomputed later', value: (r) => r.run.summary.preemptions },
+  { key: 'peak_running', label: 'Peak running', value: (r) => r.run.summary.peakRunning },
+  { key: 'mean_decode_batch', label: 'Mean batch', title: 'Mean sequences per decode step', value: (r) => r.run.summary.meanDecodeBatch, format: num(3) },
+  { key: 'decode_tokens', label: 'Output tokens', value: (r) => r.run.summary.decodeTokens },
+  { key: 'decode_tokens_per_s', label: 'Decode tok/s', title: 'Output tokens / GPU time of the decode steps (append + attention), one layer', value: (r) => r.run.summary.decodeTokensPerSec, format: num() },
+  { key: 'output_tokens_per_s', label: 'End-to-end tok/s', title: 'Output tokens / all GPU time, prefill cache writes included, one layer', value: (r) => r.run.summary.outputTokensPerSec, format: num() },
+  { key: 'median_step_us', label: 'Median step µs', title: 'GPU time of one decode step: append + attention, one layer', value: (r) => r.run.summary.medianDecodeStepNs / 1e3, format: num() },
+  { key: 'append_ms', label: 'Append ms', title: "Decode tokens' cache writes, summed over the run", value: (r) => r.run.summary.decodeAppendNs / 1e6, format: num() },
+  { key: 'attention_ms', label: 'Attention ms', title: 'Paged decode attention, summed over the run', value: (r) => r.run.summary.attentionNs / 1e6, format: num() },
+  { key: 'prefill_ms', label: 'Prefill ms', title: 'Prompt cache writes (no prefill attention is simulated), summed over the run', value: (r) => r.run.summary.prefillNs / 1e6, format: num() },
+  { key: 'mean_page_fraction', label: 'Pages (mean)', title: 'Mean fraction of the pool in use', value: (r) => r.run.summary.meanPageFraction, format: percent },
+  { key: 'peak_page_fraction', label: 'Pages (peak)', value: (r) => r.run.summary.peakPageFraction, format: percent },
+  { key: 'slot_utilisation', label: 'Slots used', title: 'Tokens / allocated page slots (1 − internal fragmentation), mean', value: (r) => r.run.summary.meanSlotUtilisation, format: percent },
+  { key: 'recomputed_tokens', label: 'Recomputed', title: 'Tokens re-prefilled after preemption', value: (r) => r.run.summary.recomputedTokens },
+  { key: 'mean_latency_steps', label: 'Latency (steps)', title: 'Mean steps from arrival to finish, finished requests only', value: (r) => finite(r.run.summary.meanLatencySteps), format: num(3) },
+];
+
+/** One line per method over the caps: decode output tokens/s of one layer. */
+function throughputSeries(result: SimulateResult): ChartSeries[] {
+  return result.methods.map((m) => ({ label: m.method, values: result.caps.map((cap) => runAt(m, cap)?.summary.decodeTokensPerSec ?? null) }));
+}
+
+/** Per step at the largest cap, one line per method (steps the run did not reach are gaps). */
+function timeline(result: SimulateResult, cap: number, value: (s: SimulateRun['steps'][number]) => number, label: (m: SimulateMethodResult) => string) {
+  const runs = result.methods.map((m) => ({ m, run: runAt(m, cap) }));
+  const longest = runs.reduce((n, { run }) => Math.max(n, run?.steps.length ?? 0), 0);
+  const xs = Array.from({ length: longest }, (_, i) => i);
+  return { xs, series: runs.map(({ m, run }): ChartSeries => ({ label: label(m), values: xs.map((i) => (run?.steps[i] ? value(run.steps[i]) : null)) })) };
+}
+
+export function drawServingCharts(result: SimulateResult): void {
+  const model = result.model.name;
+  renderChart(byId('sim-chart-throughput'), {
+    title: `${model}, one layer: decode output tokens/s vs concurrency cap`,
+    xLabel: 'concurrency cap (requests)',
+    yLabel: 'tokens/s (one layer)',
+    xs: result.caps,
+    xLog: true,
+    yLog: true,
+    series: throughputSeries(result),
+  });
+  const cap = Math.max(...result.caps);
+  const pages = timeline(result, cap, (s) => 100 * s.pageFraction, (m) => `${m.method} (${m.numPages} pages)`);
+  renderChart(byId('sim-chart-pages'), { title: `Pages in use per step, cap ${cap}`, xLabel: 'step', yLabel: '% of the pool', dense: true, yMin: 0, ...pages });
+  const running = timeline(result, cap, (s) => s.running, (m) => m.method);
+  running.series.push({ label: `cap ${cap}`, values: running.xs.map(() => cap), reference: true });
+  renderChart(byId('sim-chart-running'), { title: `Running sequences per step, cap ${cap}`, xLabel: 'step', yLabel: 'running requests', dense: true, yMin: 0, ...running });
+}
+
+export function showServing(result: SimulateResult): void {
+  byId('serving-results').hidden = false;
+  const m = result.model;
+  byId('sim-summary').replaceChildren(
+    el('li', {}, `${result.workload}; ${result.requests.count} requests at step 0; ONE layer of ${m.name} (Hq ${m.numQueryHeads}, Hkv ${m.numKvHeads}, D ${m.headDim}), page ${result.pageSize}, Hadamard block ${result.hadamardBlock}.`),
+    el('li', {}, `Budget ${formatBytes(result.budgetBytes)} per layer, ${formatBytes(result.budgetBytes * m.numLayers)} for the model's ${m.numLayers} layers; ${result.maxSteps > 0 ? `at most ${result.maxSteps} steps per run` : 'each run until every request is done'}.`),
+    el('li', {}, `GPU time: ${result.timingMethod === 'timestamp' ? 'GPU timestamps' : 'wall clock'}${result.timingFallbackReason ? ` (${result.timingFallbackReason})` : ''}, on ${result.adapter}.`),
+    el('li', {}, el('details', { class: 'notes' }, el('summary', {}, 'How to read these numbers'), el('ul', {}, ...result.notes.map((n) => el('li', {}, n))))),
+  );
+  renderTable(byId('sim-fits'), 'What the budget holds per method (click a header to sort)', FITS_COLUMNS, result.methods);
+  drawServingCharts(result);
+  const rows = result.methods.flatMap((x) => x.runs.map((run): RunRow => ({ method: x.method, run })));
+  renderTable(byId('sim-table'), 'Runs: one per method and concurrency cap (click a header to sort)', SERVING_COLUMNS, rows);
+  const stamp = fileStamp();
+  showDownloads(byId('sim-downloads'), [
+    { label: 'Download JSON', fileName: `serving-${stamp}.json`, mime: 'application/json', text: simulateReportJson(result) },
+    { label: 'Download CSV', fileName: `serving-${stamp}.csv`, mime: 'text/csv', text: toCsv(SERVING_COLUMNS, rows) },
+  ]);
+}
