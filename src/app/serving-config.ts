@@ -9,10 +9,10 @@
  * The model shape, page size and seed are the run section's (preset, page, seed).
  */
 import { MODEL_PRESETS } from '../bench/decode-step-bench';
-import { KV_METHODS, type KvMethod } from '../layout';
+import { DEFAULT_HADAMARD_BLOCK, KV_METHODS, type KvMethod } from '../layout';
 import { isRegimeName, REGIMES, regimeRequests, scaledRegime, type RegimeName } from '../serving/requests';
 import type { SimulateSweepOptions } from '../serving/simulate-sweep';
-import { concurrencyThatFits, pagesForServingBudget, type ModelShape } from '../serving/simulator';
+import { concurrencyThatFits, DEFAULT_PREFILL_CHUNK_TOKENS, pagesForServingBudget, type ModelShape } from '../serving/simulator';
 import type { AppConfig } from './config';
 
 /** Methods of the serving run: the paper's three (int4-hadamard with B = min(128, head_dim), K only). */
@@ -24,10 +24,6 @@ export const MAX_BUDGET_MIB = 16384;
 export const MAX_CAP = 4096;
 export const MAX_CAPS = 16;
 export const MAX_SERVING_STEPS = 100_000;
-/** The `simulate` CLI's scheduler defaults (src/cli/simulate-command.ts). */
-const PREFILL_CHUNK_TOKENS = 512;
-const HADAMARD_BLOCK = 128;
-
 export interface ServingConfig {
   regime: RegimeName;
   /** Multiplies the regime's prompt and output lengths (one of SERVING_SCALES). */
@@ -155,7 +151,7 @@ export function servingBudgetBytes(config: ServingConfig): number {
 
 /** Hadamard block of int4-hadamard: 128, or head_dim when smaller (as the CLI). */
 export function servingHadamardBlock(model: ModelShape): number {
-  return Math.min(HADAMARD_BLOCK, model.headDim);
+  return Math.min(DEFAULT_HADAMARD_BLOCK, model.headDim);
 }
 
 /**
@@ -188,7 +184,7 @@ export function servingSweepOptions(app: AppConfig, config: ServingConfig): Simu
     workload: servingWorkload(config),
     pageSize: app.pageSize,
     hadamardBlock: servingHadamardBlock(model),
-    prefillChunkTokens: PREFILL_CHUNK_TOKENS,
+    prefillChunkTokens: DEFAULT_PREFILL_CHUNK_TOKENS,
     reservePages: 0,
     dataSeed: app.seed,
   };

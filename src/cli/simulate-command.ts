@@ -5,7 +5,7 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { isKvMethod, KV_METHODS, type KvMethod } from '../layout';
+import { DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, isKvMethod, KV_METHODS, type KvMethod } from '../layout';
 import {
   generateRequests, isRegimeName, parseLengthDistribution, parseTrace, REGIMES, RequestSpecError, scaledRegime, TraceParseError,
   type ArrivalProcess, type RegimeName, type ServingRequest,
@@ -13,7 +13,7 @@ import {
 import { SchedulerError } from '../serving/scheduler';
 import { formatSimulateReport, simulateReportJson } from '../serving/simulate-report';
 import { runSimulateSweep } from '../serving/simulate-sweep';
-import { LLAMA_3_1_8B, type ModelShape } from '../serving/simulator';
+import { DEFAULT_PREFILL_CHUNK_TOKENS, LLAMA_3_1_8B, type ModelShape } from '../serving/simulator';
 import type { CliCommand } from './commands';
 
 const DEFAULTS = {
@@ -21,9 +21,9 @@ const DEFAULTS = {
   budgetMib: 256,
   caps: [1, 2, 4, 8, 16, 32, 64, 128],
   steps: 256,
-  chunk: 512,
-  pageSize: 16,
-  hadamardBlock: 128,
+  chunk: DEFAULT_PREFILL_CHUNK_TOKENS,
+  pageSize: DEFAULT_PAGE_SIZE,
+  hadamardBlock: DEFAULT_HADAMARD_BLOCK,
   seed: 1,
 };
 

@@ -42,6 +42,9 @@ export interface ModelShape {
   numLayers: number;
 }
 
+/** Prompt tokens a sequence may prefill per step (the CLI's and the page's default chunk). */
+export const DEFAULT_PREFILL_CHUNK_TOKENS = 512;
+
 /** Llama-3.1-8B: 32 layers, 32 query heads, 8 kv heads, head_dim 128. */
 export const LLAMA_3_1_8B: ModelShape = { name: 'Llama-3.1-8B', headDim: 128, numQueryHeads: 32, numKvHeads: 8, numLayers: 32 };
 
