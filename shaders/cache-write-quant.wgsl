@@ -1,28 +1,32 @@
-// Cache write of the unrotated extra methods: token-wise INT8 (`int8`) and INT4 with one scale/min per
-// group of channels (`int4-g32`). Quantize + pack + paged store for a batch of new tokens; no rotation
-// (int4 and int4-hadamard use cache-write-int4.wgsl).
+// Fused cache write of every quantized method: [block-diagonal Hadamard rotation] + quantization +
+// packing + paged store, for a batch of new tokens (prefill: many per sequence; decode: one each).
+// Methods: token-wise INT4 (`int4`; `int4-hadamard` rotates K, and V when rotate_v), token-wise INT8
+// (`int8`) and INT4 with one scale/min per group of channels (`int4-g32`).
 //
 // One workgroup handles ROWS_PER_WG rows of either K (workgroup_id.y = 0) or V (y = 1); a row is one
 // (token, kv head) vector of HEAD_DIM values and LANES = HEAD_DIM/8 invocations share it: lane i owns
-// elements 8i..8i+7. A scale group is GROUP_LANES consecutive lanes (all of them for token-wise INT8,
-// 32/8 = 4 for int4-g32). Per row:
-//   1. load 8 values per lane;
-//   2. min/max over the group (per lane, then across the group's lanes through workgroup memory);
-//   3. scale = (max − min)/MAX_CODE and min rounded to f16 (f16_bits: round to nearest even), then
+// elements 8i..8i+7. A scale group is GROUP_LANES consecutive lanes (all of them for token-wise
+// methods, 32/8 = 4 for int4-g32). Per row:
+//   1. load 8 values per lane (× random signs when rotating);
+//   2. rotate: log2(B) butterfly stages in workgroup memory, then × 1/√B (rows of a workgroup are all
+//      K or all V, so "rotate or not" is uniform and the barriers are legal);
+//   3. min/max over the group (per lane, then across the group's lanes through workgroup memory);
+//   4. scale = (max − min)/MAX_CODE and min rounded to f16 (f16_bits: round to nearest even), then
 //      q = quant_code(x, min16, scale16, MAX_CODE), q = 0 when scale16 = 0 (DESIGN.md §3 per group);
-//   4. pack: CODE_BITS = 4 → 1 word in NIBBLE ORDER; CODE_BITS = 8 → 2 words in BYTE ORDER
+//   5. pack: CODE_BITS = 4 → 1 word in NIBBLE ORDER; CODE_BITS = 8 → 2 words in BYTE ORDER
 //      (src/layout.ts); the group's first lane stores pack(scale16, min16) at its group's index.
 // A non-finite input only ever reaches its own group's words and scale/min.
 //
 // Constants from src/kernels/cache-write.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, SCALE_MIN_WORDS (groups per row), CODE_BITS, MAX_CODE (f32), LANES,
-// GROUP_LANES, ROWS_PER_WG, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
+// GROUP_LANES, ROWS_PER_WG, ROT_VECTORS (= ROWS_PER_WG), HADAMARD_BLOCK (1: no rotation), ROTATE_K,
+// ROTATE_V, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
 
 // WriteParams and the bindings: lib/cache-write-io.wgsl.
 
-var<workgroup> lane_min: array<f32, WORKGROUP_SIZE>;  // per-lane minima, [ROWS_PER_WG, LANES]
+var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;  // [ROWS_PER_WG, HEAD_DIM] rows being rotated
+var<workgroup> lane_min: array<f32, WORKGROUP_SIZE>;         // per-lane minima, [ROWS_PER_WG, LANES]
 var<workgroup> lane_max: array<f32, WORKGROUP_SIZE>;
-
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32,
@@ -34,6 +38,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let row = (wid.x + wid.z * nwg.x) * ROWS_PER_WG + row_in_wg;  // = token * NUM_KV_HEADS + kv head
   let valid = row < params.num_tokens * NUM_KV_HEADS;
 
+  let rotate = select(ROTATE_K, ROTATE_V, is_v) == 1u;
+
   // 1. load
   var x: array<f32, 8>;
   for (var e = 0u; e < 8u; e++) {
@@ -42,10 +48,23 @@ fn main(@builtin(local_invocation_index) lid: u32,
     if (valid) {
       value = select(new_k[row * HEAD_DIM + d], new_v[row * HEAD_DIM + d], is_v);
     }
+    if (rotate) {
+      value *= hadamard_sign(params.sign_bits, d);
+      rot_buf[row_in_wg * HEAD_DIM + d] = value;
+    }
     x[e] = value;
   }
 
-  // 2. min / max over the group
+  // 2. rotate
+  if (rotate) {
+    hadamard_rows_in_workgroup(lid);
+    let norm = inverseSqrt(f32(HADAMARD_BLOCK));
+    for (var e = 0u; e < 8u; e++) {
+      x[e] = rot_buf[row_in_wg * HEAD_DIM + lane * 8u + e] * norm;
+    }
+  }
+
+  // 3. min / max over the group
   var mn = x[0];
   var mx = x[0];
   for (var e = 1u; e < 8u; e++) {
@@ -62,7 +81,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     mx = max(mx, lane_max[first_lane + j]);
   }
 
-  // 3. f16 scale / min, quantize
+  // 4. f16 scale / min, quantize
   let scale_bits = f16_bits((mx - mn) / MAX_CODE);
   let min_bits = f16_bits(mn);
   let scale16 = f16_value(scale_bits);
@@ -85,7 +104,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let row_slot = kv_head * PAGE_SIZE + slot % PAGE_SIZE;
   let row_start = page * PAGE_WORDS + row_slot * ROW_WORDS;
 
-  // 4. pack and store
+  // 5. pack and store
   if (CODE_BITS == 4u) {
     var word = 0u;
     for (var e = 0u; e < 8u; e++) {

@@ -1,4 +1,4 @@
-// Bindings shared by the cache-write kernels (cache-write-int4.wgsl, cache-write-quant.wgsl,
+// Bindings shared by the cache-write kernels (cache-write-quant.wgsl,
 // cache-write-fp16.wgsl), so the host binds them all the same way (src/kernels/cache-write.ts).
 
 struct WriteParams {

@@ -1,12 +1,10 @@
 /**
- * Host side of the cache-write kernels: shaders/cache-write-int4.wgsl (fused rotate + INT4 quantize +
- * pack + paged store; plain INT4 when not rotating), shaders/cache-write-quant.wgsl (the extra
- * unrotated methods int8 and int4-g32) and shaders/cache-write-fp16.wgsl (the baseline).
+ * Host side of the cache-write kernels: shaders/cache-write-quant.wgsl (every quantized method: fused
+ * [Hadamard rotation] + quantize + pack + paged store) and shaders/cache-write-fp16.wgsl (the baseline).
  */
 import writeFp16Wgsl from '../../shaders/cache-write-fp16.wgsl?raw';
-import writeInt4Wgsl from '../../shaders/cache-write-int4.wgsl?raw';
 import writeQuantWgsl from '../../shaders/cache-write-quant.wgsl?raw';
-import { INT4_MAX_CODE, quantFormat, type CacheLayout } from '../layout';
+import { quantFormat, type CacheLayout } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
@@ -43,42 +41,34 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
   }
   const lanes = layout.headDim / LANE_ELEMENTS;
   const rowsPerWorkgroup = CACHE_WRITE_WORKGROUP_SIZE / lanes;
-  if (layout.method === 'int8' || layout.method === 'int4-g32') {
-    const constants = {
-      ...common,
-      SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
-      SCALE_MIN_WORDS: layout.scaleMinWords,
-      CODE_BITS: format.codeBits,
-      LANES: lanes,
-      GROUP_LANES: format.groupSize / LANE_ELEMENTS,
-      ROWS_PER_WG: rowsPerWorkgroup,
-      WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE,
-    };
-    return {
-      key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}`,
-      code: () =>
-        assembleWgsl({
-          constants,
-          sources: [`const MAX_CODE: f32 = ${format.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.cacheWriteIo, writeQuantWgsl],
-        }),
-    };
-  }
   const block = options.rotateK || options.rotateV ? options.hadamardBlock : 1;
   const constants = {
     ...common,
     SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
+    SCALE_MIN_WORDS: layout.scaleMinWords,
+    CODE_BITS: format.codeBits,
+    LANES: lanes,
+    GROUP_LANES: format.groupSize / LANE_ELEMENTS,
+    ROWS_PER_WG: rowsPerWorkgroup,
+    ROT_VECTORS: rowsPerWorkgroup,
     HADAMARD_BLOCK: block,
     ROTATE_K: options.rotateK ? 1 : 0,
     ROTATE_V: options.rotateV ? 1 : 0,
-    ROT_VECTORS: rowsPerWorkgroup,
     WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE,
   };
   return {
-    key: `cache-write-int4/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}`,
+    key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}`,
     code: () =>
       assembleWgsl({
         constants,
-        sources: [`const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.cacheWriteIo, writeInt4Wgsl],
+        sources: [
+          `const MAX_CODE: f32 = ${format.maxCode}.0;`,
+          WGSL_LIBRARIES.f16,
+          WGSL_LIBRARIES.hadamard,
+          WGSL_LIBRARIES.quantCode,
+          WGSL_LIBRARIES.cacheWriteIo,
+          writeQuantWgsl,
+        ],
       }),
   };
 }
