@@ -331,6 +331,7 @@ export class PagedKvCache {
       rotateQ: this.rotatesK,
       rotateOut: this.rotatesV,
       useSubgroups: this.config.useSubgroups && ctx.features.subgroups,
+      subgroupMinSize: ctx.adapterInfo.subgroupMinSize,
       tuning,
     };
     const decode = await prepareDecode(ctx, shape, buffers, numSeqs, plan);

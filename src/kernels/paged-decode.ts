@@ -1,9 +1,16 @@
 /**
- * Host side of shaders/paged-decode.wgsl (+ lib/kv-format-*.wgsl, lib/tile-max-*.wgsl) and
- * shaders/paged-decode-merge.wgsl: variants, the split-K choice, binding and dispatch.
+ * Host side of the decode kernels and shaders/paged-decode-merge.wgsl: variants, the split-K choice,
+ * binding and dispatch. Two kernels compute the same thing with the same bindings and outputs:
+ *  - shaders/paged-decode-subgroup.wgsl (+ lib/kv-lane-*.wgsl): INT4 and FP16 where the adapter has
+ *    subgroups; the fast one.
+ *  - shaders/paged-decode.wgsl (+ lib/kv-format-*.wgsl, lib/tile-max-*.wgsl): every format, with or
+ *    without subgroups; the fallback, and the kernel of the extra formats (int8, int4-g32).
  */
 import mergeWgsl from '../../shaders/paged-decode-merge.wgsl?raw';
+import subgroupDecodeWgsl from '../../shaders/paged-decode-subgroup.wgsl?raw';
 import decodeWgsl from '../../shaders/paged-decode.wgsl?raw';
+import fp16LaneWgsl from '../../shaders/lib/kv-lane-fp16.wgsl?raw';
+import int4LaneWgsl from '../../shaders/lib/kv-lane-int4.wgsl?raw';
 import fp16FormatWgsl from '../../shaders/lib/kv-format-fp16.wgsl?raw';
 import int4FormatWgsl from '../../shaders/lib/kv-format-int4.wgsl?raw';
 import int4G32FormatWgsl from '../../shaders/lib/kv-format-int4-g32.wgsl?raw';
@@ -33,8 +40,15 @@ export interface DecodeTuning {
   workgroupSize: number;
   /** Cap on query heads per workgroup (fewer: less state per invocation, more K/V re-reads). */
   maxHeadsPerWorkgroup: number;
-  /** V loads each invocation keeps in flight. */
+  /** V loads each invocation keeps in flight (workgroup-memory kernel). */
   vPrefetch: number;
+  /**
+   * Subgroup kernel: lanes that share one token (a power of two; 0 = automatic, see
+   * lanesPerToken()). Capped by the adapter's smallest subgroup and by the format's load width.
+   */
+  lanesPerToken: number;
+  /** Subgroup kernel: tokens each lane group loads before using any (loads in flight). */
+  tokensPerStep: number;
 }
 
 /**
@@ -46,7 +60,16 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   workgroupSize: 64,
   maxHeadsPerWorkgroup: 2,
   vPrefetch: 8,
+  lanesPerToken: 0,
+  tokensPerStep: 2,
 };
+
+/** WGSL's smallest subgroup size: what is assumed when the adapter does not report its own. */
+export const WGSL_MIN_SUBGROUP_SIZE = 4;
+/** Lanes per token the subgroup kernel prefers when the tuning says 0 (automatic). */
+export const PREFERRED_LANES_PER_TOKEN = 8;
+/** Subgroup kernel: subgroups merged per pass through workgroup memory. */
+const MAX_MERGE_ROWS = 8;
 
 export interface DecodeShape {
   layout: CacheLayout;
@@ -58,6 +81,8 @@ export interface DecodeShape {
   /** V was rotated: rotate the output back. */
   rotateOut: boolean;
   useSubgroups: boolean;
+  /** The adapter's smallest subgroup size (WGSL_MIN_SUBGROUP_SIZE when unknown). */
+  subgroupMinSize?: number;
   tuning?: Partial<DecodeTuning>;
 }
 
@@ -68,7 +93,88 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}): DecodeTuning 
     throw new Error(`maxHeadsPerWorkgroup must be in [1, ${MAX_HEADS_PER_WORKGROUP}], got ${t.maxHeadsPerWorkgroup}`);
   }
   if (!Number.isInteger(t.vPrefetch) || t.vPrefetch < 1 || t.vPrefetch > 32) throw new Error(`vPrefetch must be in [1, 32], got ${t.vPrefetch}`);
+  if (!(t.lanesPerToken === 0 || (Number.isInteger(t.lanesPerToken) && t.lanesPerToken >= 1 && t.lanesPerToken <= 32 && (t.lanesPerToken & (t.lanesPerToken - 1)) === 0))) {
+    throw new Error(`lanesPerToken must be 0 (automatic) or a power of two in [1, 32], got ${t.lanesPerToken}`);
+  }
+  if (!Number.isInteger(t.tokensPerStep) || t.tokensPerStep < 1 || t.tokensPerStep > 8) throw new Error(`tokensPerStep must be in [1, 8], got ${t.tokensPerStep}`);
   return t;
+}
+
+/** Lane formats of the subgroup kernel: values per lane load must be a whole CacheChunk. */
+const LANE_FORMATS = {
+  /** one u32 = 8 nibbles; a lane loads vec2<u32> or vec4<u32> (≥ 16 channels) */
+  int4: { source: int4LaneWgsl, channelsPerWord: 8, minChannelsPerLane: 16 },
+  /** one u32 = 2 halves; a lane loads vec4<u32> (≥ 8 channels) */
+  fp16: { source: fp16LaneWgsl, channelsPerWord: 2, minChannelsPerLane: 8 },
+} as const;
+
+function laneFormat(shape: DecodeShape) {
+  const format = DECODE_FORMATS[shape.layout.method];
+  return format === 'int4' || format === 'fp16' ? LANE_FORMATS[format] : null;
+}
+
+/**
+ * Which decode kernel serves a shape: the subgroup kernel needs subgroups and a lane format (INT4,
+ * FP16); everything else runs the workgroup-memory kernel.
+ */
+export function decodeKernelKind(shape: DecodeShape): 'subgroup' | 'workgroup' {
+  return shape.useSubgroups && laneFormat(shape) !== null ? 'subgroup' : 'workgroup';
+}
+
+/**
+ * Lanes per token of the subgroup kernel: the tuning's value, or PREFERRED_LANES_PER_TOKEN, capped so
+ * that a token's lanes fit in the smallest subgroup and each lane loads at least a whole chunk.
+ */
+export function lanesPerToken(shape: DecodeShape, tuning: DecodeTuning): number {
+  const format = laneFormat(shape);
+  if (!format) throw new Error(`no subgroup decode kernel for ${shape.layout.method}`);
+  const subgroupMin = shape.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE;
+  const formatMax = shape.layout.headDim / format.minChannelsPerLane;
+  const wanted = tuning.lanesPerToken || PREFERRED_LANES_PER_TOKEN;
+  if (tuning.lanesPerToken && tuning.lanesPerToken > Math.min(subgroupMin, formatMax)) {
+    throw new Error(`lanesPerToken ${tuning.lanesPerToken} is too many: at most ${Math.min(subgroupMin, formatMax)} here (smallest subgroup ${subgroupMin}; ${shape.layout.method} with head_dim ${shape.layout.headDim} needs ≥ ${format.minChannelsPerLane} channels per lane)`);
+  }
+  return Math.max(1, Math.min(wanted, subgroupMin, formatMax));
+}
+
+/** Constants of the subgroup kernel (shaders/paged-decode-subgroup.wgsl). */
+export function subgroupDecodeConstants(shape: DecodeShape) {
+  const { layout } = shape;
+  const tuning = resolveTuning(shape.tuning);
+  const format = laneFormat(shape)!;
+  const groupSize = shape.numQueryHeads / layout.numKvHeads;
+  const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
+  const lanes = lanesPerToken(shape, tuning);
+  const laneWords = layout.headDim / lanes / format.channelsPerWord;
+  const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
+  return {
+    HEAD_DIM: layout.headDim,
+    NUM_KV_HEADS: layout.numKvHeads,
+    PAGE_SIZE: layout.pageSize,
+    ROW_WORDS: layout.rowWords,
+    PAGE_WORDS: layout.pageWords,
+    SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
+    NUM_Q_HEADS: shape.numQueryHeads,
+    GROUP_SIZE: groupSize,
+    HEADS_PER_WG: heads,
+    HEAD_GROUPS: groupSize / heads,
+    WORKGROUP_SIZE: tuning.workgroupSize,
+    LANES_PER_TOKEN: lanes,
+    CHUNK_WORDS: Math.min(4, laneWords),
+    TOKENS_PER_STEP: tuning.tokensPerStep,
+    MAX_SUBGROUPS: maxSubgroups,
+    MERGE_ROWS: Math.min(MAX_MERGE_ROWS, maxSubgroups),
+    HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
+    ROTATE_Q: shape.rotateQ ? 1 : 0,
+    ROTATE_OUT: shape.rotateOut ? 1 : 0,
+    ROT_VECTORS: heads,
+  };
+}
+
+/** Workgroup memory of a subgroup-kernel variant, in bytes. */
+export function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
+  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG;
+  return floats * 4;
 }
 
 /** Query heads per workgroup: the whole GQA group when it fits, else the largest divisor that does. */
@@ -141,6 +247,39 @@ function formatSources(layout: CacheLayout): string[] {
 }
 
 export function decodeVariant(shape: DecodeShape): ShaderVariant {
+  return decodeKernelKind(shape) === 'subgroup' ? subgroupDecodeVariant(shape) : workgroupDecodeVariant(shape);
+}
+
+function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
+  const constants = subgroupDecodeConstants(shape);
+  const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
+  const key = [
+    `paged-decode-subgroup-${format}`,
+    `d${constants.HEAD_DIM}`,
+    `hq${constants.NUM_Q_HEADS}`,
+    `hkv${constants.NUM_KV_HEADS}`,
+    `p${constants.PAGE_SIZE}`,
+    `b${constants.HADAMARD_BLOCK}`,
+    `q${constants.ROTATE_Q}o${constants.ROTATE_OUT}`,
+    `wg${constants.WORKGROUP_SIZE}g${constants.HEADS_PER_WG}l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`,
+  ].join('/');
+  return {
+    key,
+    code: () =>
+      assembleWgsl({
+        enables: ['subgroups'],
+        constants,
+        sources: [
+          `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
+          WGSL_LIBRARIES.hadamard,
+          LANE_FORMATS[format].source,
+          subgroupDecodeWgsl,
+        ],
+      }),
+  };
+}
+
+function workgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
   const constants = decodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method];
   const key = [
@@ -253,8 +392,9 @@ export function mergeParams(plan: SplitPlan, signBits: Uint32Array): Uint32Array
 }
 
 export async function prepareDecode(ctx: GpuContext, shape: DecodeShape, buffers: DecodeBuffers, numSeqs: number, plan: SplitPlan): Promise<PreparedDecode> {
-  const constants = decodeConstants(shape);
-  const shared = decodeWorkgroupBytes(constants);
+  const subgroupKernel = decodeKernelKind(shape) === 'subgroup';
+  const constants = subgroupKernel ? subgroupDecodeConstants(shape) : decodeConstants(shape);
+  const shared = subgroupKernel ? subgroupDecodeWorkgroupBytes(subgroupDecodeConstants(shape)) : decodeWorkgroupBytes(decodeConstants(shape));
   if (shared > ctx.limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`decode kernel needs ${shared} bytes of workgroup memory; this device allows ${ctx.limits.maxComputeWorkgroupStorageSize}`);
   }

@@ -1,0 +1,337 @@
+// Decode attention over a paged KV cache, subgroup kernel (INT4 or FP16; needs `enable subgroups;`).
+// The format file included before this one (lib/kv-lane-int4.wgsl or lib/kv-lane-fp16.wgsl) supplies
+// group_values(), query_lane_order(), value_channel_order(), GROUPS_PER_CHUNK and HAS_SCALE_MIN; the
+// host declares `alias CacheChunk` (vec2<u32> or vec4<u32>, CHUNK_WORDS words).
+//
+// Grid and outputs are those of paged-decode.wgsl (the workgroup-memory kernel, used where subgroups
+// are missing): workgroup (split, kv_head × HEAD_GROUPS + head_group, seq) owns HEADS_PER_WG query
+// heads of one kv head and the tokens [split × tokens_per_split, …) of the sequence.
+//
+// LANES_PER_TOKEN consecutive subgroup lanes share a token: lane l holds the query values of channels
+// [l·C, l·C + C), C = HEAD_DIM / LANES_PER_TOKEN, in registers, reads those channels of the token's
+// K and V rows (coalesced: one CacheChunk load per CHUNK_WORDS words) and adds its partial dot
+// products to the other lanes' with subgroupShuffleXor (the host keeps LANES_PER_TOKEN ≤ the
+// adapter's smallest subgroup, so a token's lanes are always in one subgroup). Each token slot (the
+// lanes of one token) runs its own online softmax over tokens slot, slot + slots, … with no barrier
+// and no workgroup memory in the loop; TOKENS_PER_STEP tokens are loaded before any is used. The
+// running maximum is only moved when a score exceeds it by RESCALE_SLACK (exact: sums and
+// accumulators always refer to the same maximum, so only rounding differs), which makes the rescale
+// branch rare. At the end the slots are merged (log-sum-exp) within each subgroup by shuffles and
+// across subgroups through workgroup memory, MERGE_ROWS subgroups at a time.
+//
+// No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
+// token slots are claimed with atomics.
+//
+// Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
+// SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
+// LANES_PER_TOKEN, CHUNK_WORDS, TOKENS_PER_STEP, MAX_SUBGROUPS, MERGE_ROWS, HADAMARD_BLOCK, ROTATE_Q,
+// ROTATE_OUT, ROT_VECTORS (= HEADS_PER_WG).
+
+struct DecodeParams {
+  max_pages_per_seq: u32,          // row stride of block_tables
+  num_splits: u32,                 // workgroups along x
+  tokens_per_split: u32,
+  scale_log2: f32,                 // softmax scale × log2(e)
+  sign_bits: array<vec4<u32>, 2>,  // random Hadamard signs, bit d set = −1
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;                  // [S, NUM_Q_HEADS, HEAD_DIM]
+@group(0) @binding(1) var<storage, read> k_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
+@group(0) @binding(2) var<storage, read> v_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
+@group(0) @binding(3) var<storage, read> block_tables: array<u32>;       // [S, max_pages_per_seq] page ids
+@group(0) @binding(4) var<storage, read> context_lens: array<u32>;       // [S] tokens per sequence, ≥ 1
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;          // [S, NUM_Q_HEADS, HEAD_DIM]
+@group(0) @binding(6) var<storage, read_write> partial_acc: array<f32>;  // [S, NUM_Q_HEADS, num_splits, HEAD_DIM]
+@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>; // [S, NUM_Q_HEADS, num_splits] (max·log2e, sum)
+@group(0) @binding(8) var<uniform> params: DecodeParams;
+
+var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;        // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
+var<workgroup> q_sum_shared: array<f32, HEADS_PER_WG>;             // Σ_d scaled query (for the INT4 min term)
+var<workgroup> context_len_shared: u32;
+var<workgroup> subgroup_counter: atomic<u32>;                      // subgroups claimed (zero-initialised)
+var<workgroup> slot_counter: atomic<u32>;                          // token slots claimed
+var<workgroup> counts_shared: vec2<u32>;                           // (subgroups, token slots)
+var<workgroup> subgroup_max: array<f32, MAX_SUBGROUPS * HEADS_PER_WG>; // [subgroup, head] running maxima
+var<workgroup> merge_rows: array<f32, MERGE_ROWS * HEAD_DIM>;      // [MERGE_ROWS, HEAD_DIM] subgroup sums of one head
+var<workgroup> merge_sums: array<vec2<f32>, MERGE_ROWS>;           // (Σp, Σp·min) per row
+var<workgroup> head_sums: array<vec2<f32>, HEADS_PER_WG>;          // (Σp, Σp·min) per head
+
+const CHANNELS_PER_LANE: u32 = HEAD_DIM / LANES_PER_TOKEN;
+const GROUPS_PER_LANE: u32 = CHANNELS_PER_LANE / 8u;         // groups of 8 values
+const CHUNKS_PER_LANE: u32 = GROUPS_PER_LANE / GROUPS_PER_CHUNK;
+const LANE_VECS: u32 = 2u * GROUPS_PER_LANE;                  // vec4 of one head's lane values
+const STEP_SCORES: u32 = TOKENS_PER_STEP * HEADS_PER_WG;
+
+// Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
+const NEG_HUGE: f32 = -3.0e38;
+// log2 units: p = exp2(score − reference) stays ≤ 2^RESCALE_SLACK.
+const RESCALE_SLACK: f32 = 8.0;
+
+fn scale_min_word(buffer_is_v: bool, index: u32) -> u32 {
+  if (buffer_is_v) {
+    return v_cache[index / CHUNK_WORDS][index % CHUNK_WORDS];
+  }
+  return k_cache[index / CHUNK_WORDS][index % CHUNK_WORDS];
+}
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_size) sg_size: u32) {
+  let split = wid.x;
+  let kv_head = wid.y / HEAD_GROUPS;
+  let first_q_head = kv_head * GROUP_SIZE + (wid.y % HEAD_GROUPS) * HEADS_PER_WG;
+  let seq = wid.z;
+
+  // 0. queries (rotated when K is), the subgroup index and token slots of this subgroup
+  if (lid == 0u) {
+    context_len_shared = context_lens[seq];
+  }
+  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+    var value = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i];
+    if (ROTATE_Q == 1u) {
+      value *= hadamard_sign(params.sign_bits, i % HEAD_DIM);
+    }
+    rot_buf[i] = value;
+  }
+  if (ROTATE_Q == 1u) {
+    hadamard_rows_in_workgroup(lid);
+  } else {
+    workgroupBarrier();
+  }
+  var claim = vec2<u32>(0u);
+  if (subgroupElect()) {
+    claim = vec2<u32>(atomicAdd(&subgroup_counter, 1u), atomicAdd(&slot_counter, sg_size / LANES_PER_TOKEN));
+  }
+  claim = subgroupBroadcastFirst(claim);
+  let q_scale = params.scale_log2 * select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_Q == 1u);
+  if (lid < HEADS_PER_WG) {
+    var sum = 0.0;
+    for (var d = 0u; d < HEAD_DIM; d++) {
+      sum += rot_buf[lid * HEAD_DIM + d] * q_scale;
+    }
+    q_sum_shared[lid] = sum;
+  }
+  workgroupBarrier();
+  if (lid == 0u) {
+    counts_shared = vec2<u32>(atomicLoad(&subgroup_counter), atomicLoad(&slot_counter));
+  }
+  let counts = workgroupUniformLoad(&counts_shared);
+  let context_len = workgroupUniformLoad(&context_len_shared);
+
+  let slot = claim.y + sg_lane / LANES_PER_TOKEN;
+  let lane = sg_lane % LANES_PER_TOKEN;
+  var q_lane: array<vec4<f32>, HEADS_PER_WG * LANE_VECS>;  // [head, lane vec] scaled, in group_values' order
+  var q_sum: array<f32, HEADS_PER_WG>;
+  for (var g = 0u; g < HEADS_PER_WG; g++) {
+    for (var i = 0u; i < GROUPS_PER_LANE; i++) {
+      let base = g * HEAD_DIM + lane * CHANNELS_PER_LANE + 8u * i;
+      var x: array<f32, 8>;
+      for (var j = 0u; j < 8u; j++) {
+        x[j] = rot_buf[base + j] * q_scale;
+      }
+      let ordered = query_lane_order(x);
+      q_lane[g * LANE_VECS + 2u * i] = ordered[0];
+      q_lane[g * LANE_VECS + 2u * i + 1u] = ordered[1];
+    }
+    q_sum[g] = q_sum_shared[g];
+  }
+
+  var running_max: array<f32, HEADS_PER_WG>;          // the maximum the sums below refer to
+  var sum_p: array<f32, HEADS_PER_WG>;                // Σ p over this slot's tokens
+  var sum_p_min: array<f32, HEADS_PER_WG>;            // Σ p·min
+  var acc: array<vec4<f32>, HEADS_PER_WG * LANE_VECS>; // Σ p·scale·values (group_values' order)
+  for (var g = 0u; g < HEADS_PER_WG; g++) {
+    running_max[g] = NEG_HUGE;
+    sum_p[g] = 0.0;
+    sum_p_min[g] = 0.0;
+  }
+  for (var i = 0u; i < HEADS_PER_WG * LANE_VECS; i++) {
+    acc[i] = vec4<f32>(0.0);
+  }
+
+  // 1. tokens chunk_start + slot, + slots, …, TOKENS_PER_STEP at a time
+  let chunk_start = split * params.tokens_per_split;
+  let chunk_end = min(context_len, chunk_start + params.tokens_per_split);
+  let slots = counts.y;
+  for (var step_start = chunk_start; step_start < chunk_end; step_start += slots * TOKENS_PER_STEP) {
+    var k_chunks: array<CacheChunk, TOKENS_PER_STEP * CHUNKS_PER_LANE>;
+    var v_chunks: array<CacheChunk, TOKENS_PER_STEP * CHUNKS_PER_LANE>;
+    var k_scale_min: array<vec2<f32>, TOKENS_PER_STEP>;
+    var v_scale_min: array<vec2<f32>, TOKENS_PER_STEP>;
+    var live: array<bool, TOKENS_PER_STEP>;
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {
+      let t = step_start + u * slots + slot;
+      live[u] = t < chunk_end;
+      k_scale_min[u] = vec2<f32>(1.0, 0.0);
+      v_scale_min[u] = vec2<f32>(1.0, 0.0);
+      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
+        k_chunks[u * CHUNKS_PER_LANE + c] = CacheChunk();
+        v_chunks[u * CHUNKS_PER_LANE + c] = CacheChunk();
+      }
+      if (live[u]) {
+        let page = block_tables[seq * params.max_pages_per_seq + t / PAGE_SIZE];
+        let token_slot = kv_head * PAGE_SIZE + t % PAGE_SIZE;
+        let first_chunk = (page * PAGE_WORDS + token_slot * ROW_WORDS) / CHUNK_WORDS + lane * CHUNKS_PER_LANE;
+        for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
+          k_chunks[u * CHUNKS_PER_LANE + c] = k_cache[first_chunk + c];
+          v_chunks[u * CHUNKS_PER_LANE + c] = v_cache[first_chunk + c];
+        }
+        if (HAS_SCALE_MIN) {
+          let scale_min_index = page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + token_slot;
+          k_scale_min[u] = unpack2x16float(scale_min_word(false, scale_min_index));
+          v_scale_min[u] = unpack2x16float(scale_min_word(true, scale_min_index));
+        }
+      }
+    }
+
+    // scores: this lane's partial q·codes, summed over the token's lanes
+    var score: array<f32, STEP_SCORES>;  // [token, head]
+    for (var i = 0u; i < STEP_SCORES; i++) {
+      score[i] = 0.0;
+    }
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {
+      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
+        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {
+          let values = group_values(k_chunks[u * CHUNKS_PER_LANE + c], i);
+          let lane_vec = 2u * (c * GROUPS_PER_CHUNK + i);
+          for (var g = 0u; g < HEADS_PER_WG; g++) {
+            score[u * HEADS_PER_WG + g] += dot(values[0], q_lane[g * LANE_VECS + lane_vec]) + dot(values[1], q_lane[g * LANE_VECS + lane_vec + 1u]);
+          }
+        }
+      }
+    }
+    for (var r = 1u; r < LANES_PER_TOKEN; r <<= 1u) {
+      for (var i = 0u; i < STEP_SCORES; i++) {
+        score[i] += subgroupShuffleXor(score[i], r);
+      }
+    }
+
+    // online softmax: move the reference maximum only when a score passes it by RESCALE_SLACK
+    for (var g = 0u; g < HEADS_PER_WG; g++) {
+      var step_max = NEG_HUGE;
+      for (var u = 0u; u < TOKENS_PER_STEP; u++) {
+        let s = select(NEG_HUGE, k_scale_min[u].x * score[u * HEADS_PER_WG + g] + k_scale_min[u].y * q_sum[g], live[u]);
+        score[u * HEADS_PER_WG + g] = s;
+        step_max = max(step_max, s);
+      }
+      if (step_max > running_max[g] + RESCALE_SLACK) {
+        let alpha = exp2(running_max[g] - step_max);  // 0 the first time (exp2(−inf))
+        running_max[g] = step_max;
+        sum_p[g] *= alpha;
+        sum_p_min[g] *= alpha;
+        for (var i = 0u; i < LANE_VECS; i++) {
+          acc[g * LANE_VECS + i] *= alpha;
+        }
+      }
+    }
+
+    // values: Σ p·scale·codes per lane value, Σ p and Σ p·min per slot
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {
+      var p_scaled: array<f32, HEADS_PER_WG>;
+      for (var g = 0u; g < HEADS_PER_WG; g++) {
+        let p = select(0.0, exp2(score[u * HEADS_PER_WG + g] - running_max[g]), live[u]);
+        sum_p[g] += p;
+        sum_p_min[g] += p * v_scale_min[u].y;
+        p_scaled[g] = p * v_scale_min[u].x;
+      }
+      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
+        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {
+          let values = group_values(v_chunks[u * CHUNKS_PER_LANE + c], i);
+          let lane_vec = 2u * (c * GROUPS_PER_CHUNK + i);
+          for (var g = 0u; g < HEADS_PER_WG; g++) {
+            acc[g * LANE_VECS + lane_vec] += p_scaled[g] * values[0];
+            acc[g * LANE_VECS + lane_vec + 1u] += p_scaled[g] * values[1];
+          }
+        }
+      }
+    }
+  }
+
+  // 2. merge: every slot's sums refer to the workgroup maximum of its head…
+  for (var g = 0u; g < HEADS_PER_WG; g++) {
+    let m = subgroupMax(running_max[g]);
+    if (subgroupElect()) {
+      subgroup_max[claim.x * HEADS_PER_WG + g] = m;
+    }
+  }
+  workgroupBarrier();
+  let num_subgroups = counts.x;
+  var head_max: array<f32, HEADS_PER_WG>;
+  for (var g = 0u; g < HEADS_PER_WG; g++) {
+    var m = NEG_HUGE;
+    for (var s = 0u; s < num_subgroups; s++) {
+      m = max(m, subgroup_max[s * HEADS_PER_WG + g]);
+    }
+    head_max[g] = m;
+    let alpha = exp2(running_max[g] - m);
+    sum_p[g] *= alpha;
+    sum_p_min[g] *= alpha;
+    for (var i = 0u; i < LANE_VECS; i++) {
+      acc[g * LANE_VECS + i] *= alpha;
+    }
+  }
+  // …then the slots of a subgroup are summed (lanes with the same channels)…
+  for (var r = LANES_PER_TOKEN; r < sg_size; r <<= 1u) {
+    for (var g = 0u; g < HEADS_PER_WG; g++) {
+      sum_p[g] += subgroupShuffleXor(sum_p[g], r);
+      sum_p_min[g] += subgroupShuffleXor(sum_p_min[g], r);
+    }
+    for (var i = 0u; i < HEADS_PER_WG * LANE_VECS; i++) {
+      acc[i] += subgroupShuffleXor(acc[i], r);
+    }
+  }
+  // …and the subgroups through workgroup memory, head by head, into rot_buf (unnormalised).
+  for (var g = 0u; g < HEADS_PER_WG; g++) {
+    for (var first = 0u; first < num_subgroups; first += MERGE_ROWS) {
+      let row = claim.x - first;  // wraps (large) for subgroups before `first`
+      if (row < MERGE_ROWS && sg_lane < LANES_PER_TOKEN) {
+        for (var i = 0u; i < GROUPS_PER_LANE; i++) {
+          let values = value_channel_order(acc[g * LANE_VECS + 2u * i], acc[g * LANE_VECS + 2u * i + 1u]);
+          for (var j = 0u; j < 8u; j++) {
+            merge_rows[row * HEAD_DIM + lane * CHANNELS_PER_LANE + 8u * i + j] = values[j];
+          }
+        }
+        if (lane == 0u) {
+          merge_sums[row] = vec2<f32>(sum_p[g], sum_p_min[g]);
+        }
+      }
+      workgroupBarrier();
+      let rows = min(MERGE_ROWS, num_subgroups - first);
+      for (var d = lid; d < HEAD_DIM; d += WORKGROUP_SIZE) {
+        var total = select(0.0, rot_buf[g * HEAD_DIM + d], first > 0u);
+        for (var r = 0u; r < rows; r++) {
+          total += merge_rows[r * HEAD_DIM + d];
+        }
+        rot_buf[g * HEAD_DIM + d] = total;
+      }
+      if (lid == 0u) {
+        var sums = select(vec2<f32>(0.0), head_sums[g], first > 0u);
+        for (var r = 0u; r < rows; r++) {
+          sums += merge_sums[r];
+        }
+        head_sums[g] = sums;
+      }
+      workgroupBarrier();
+    }
+  }
+
+  // 3. Σ p·(scale·code + min) = acc + Σ p·min. With one split and no V rotation the result is final;
+  // otherwise shaders/paged-decode-merge.wgsl finishes it (and rotates V back).
+  let num_splits = params.num_splits;
+  if (num_splits == 1u && ROTATE_OUT == 0u) {
+    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+      let sums = head_sums[i / HEAD_DIM];
+      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = (rot_buf[i] + sums.y) / sums.x;
+    }
+  } else {
+    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+      let head = first_q_head + i / HEAD_DIM;
+      partial_acc[((seq * NUM_Q_HEADS + head) * num_splits + split) * HEAD_DIM + i % HEAD_DIM] = rot_buf[i] + head_sums[i / HEAD_DIM].y;
+    }
+    if (lid < HEADS_PER_WG) {
+      partial_ml[(seq * NUM_Q_HEADS + first_q_head + lid) * num_splits + split] = vec2<f32>(head_max[lid], head_sums[lid].x);
+    }
+  }
+}
