@@ -12,8 +12,9 @@
 // K and V rows (coalesced: one CacheChunk load per CHUNK_WORDS words) and adds its partial dot
 // products to the other lanes' with subgroupShuffleXor (the host keeps LANES_PER_TOKEN ≤ the
 // adapter's smallest subgroup, so a token's lanes are always in one subgroup). Each token slot (the
-// lanes of one token) runs its own online softmax over tokens slot, slot + slots, … with no barrier
-// and no workgroup memory in the loop; TOKENS_PER_STEP tokens are loaded before any is used. The
+// lanes of one token) runs its own online softmax over steps of TOKENS_PER_STEP consecutive tokens
+// of one page (one block-table read per step), with no barrier and no workgroup memory in the loop;
+// a step's loads are issued one step ahead (software pipelining). The
 // running maximum is only moved when a score exceeds it by RESCALE_SLACK (exact: sums and
 // accumulators always refer to the same maximum, so only rounding differs), which makes the rescale
 // branch rare. At the end the slots are merged (log-sum-exp) within each subgroup by shuffles and
@@ -22,10 +23,17 @@
 // No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
 // token slots are claimed with atomics.
 //
+// Loops over per-invocation arrays are marked `// unroll` and unrolled by the host
+// (src/kernels/wgsl-unroll.ts) so that the arrays stay in registers.
+//
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
-// LANES_PER_TOKEN, CHUNK_WORDS, TOKENS_PER_STEP, MAX_SUBGROUPS, MERGE_ROWS, HADAMARD_BLOCK, ROTATE_Q,
-// ROTATE_OUT, ROT_VECTORS (= HEADS_PER_WG).
+// LANES_PER_TOKEN, CHANNELS_PER_LANE (= HEAD_DIM / LANES_PER_TOKEN), GROUPS_PER_LANE (groups of 8
+// values), CHUNK_WORDS, GROUPS_PER_CHUNK, CHUNKS_PER_LANE, LANE_VECS (vec4 of one head's lane values
+// = 2·GROUPS_PER_LANE), ACC_VECS (= HEADS_PER_WG·LANE_VECS), TOKENS_PER_STEP, STEP_SCORES
+// (= TOKENS_PER_STEP·HEADS_PER_WG), STEP_CHUNKS (= TOKENS_PER_STEP·CHUNKS_PER_LANE), SCALE_MIN_CHUNKS (= max(1, TOKENS_PER_STEP / CHUNK_WORDS)),
+// MAX_SUBGROUPS, MERGE_ROWS, HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT,
+// ROT_VECTORS (= HEADS_PER_WG).
 
 struct DecodeParams {
   max_pages_per_seq: u32,          // row stride of block_tables
@@ -56,22 +64,60 @@ var<workgroup> merge_rows: array<f32, MERGE_ROWS * HEAD_DIM>;      // [MERGE_ROW
 var<workgroup> merge_sums: array<vec2<f32>, MERGE_ROWS>;           // (Σp, Σp·min) per row
 var<workgroup> head_sums: array<vec2<f32>, HEADS_PER_WG>;          // (Σp, Σp·min) per head
 
-const CHANNELS_PER_LANE: u32 = HEAD_DIM / LANES_PER_TOKEN;
-const GROUPS_PER_LANE: u32 = CHANNELS_PER_LANE / 8u;         // groups of 8 values
-const CHUNKS_PER_LANE: u32 = GROUPS_PER_LANE / GROUPS_PER_CHUNK;
-const LANE_VECS: u32 = 2u * GROUPS_PER_LANE;                  // vec4 of one head's lane values
-const STEP_SCORES: u32 = TOKENS_PER_STEP * HEADS_PER_WG;
-
 // Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
 const NEG_HUGE: f32 = -3.0e38;
 // log2 units: p = exp2(score − reference) stays ≤ 2^RESCALE_SLACK.
 const RESCALE_SLACK: f32 = 8.0;
 
-fn scale_min_word(buffer_is_v: bool, index: u32) -> u32 {
-  if (buffer_is_v) {
-    return v_cache[index / CHUNK_WORDS][index % CHUNK_WORDS];
+// What one lane reads for one step: its K and V chunks of TOKENS_PER_STEP consecutive tokens of one
+// page, and the chunks holding those tokens' scale/min words (INT4).
+struct StepLoads {
+  k: array<CacheChunk, STEP_CHUNKS>,               // [token, chunk]
+  v: array<CacheChunk, STEP_CHUNKS>,
+  k_scale_min: array<CacheChunk, SCALE_MIN_CHUNKS>,
+  v_scale_min: array<CacheChunk, SCALE_MIN_CHUNKS>,
+}
+
+// Page of the step starting at token first_t (tokens past the chunk map to its last token's page).
+fn step_page(seq: u32, first_t: u32, chunk_end: u32) -> u32 {
+  return block_tables[seq * params.max_pages_per_seq + min(first_t, chunk_end - 1u) / PAGE_SIZE];
+}
+
+// Issues the loads of a step; tokens past the chunk re-read its last token (their p is 0).
+fn load_step(page: u32, first_t: u32, chunk_end: u32, kv_head: u32, lane: u32) -> StepLoads {
+  var loads: StepLoads;
+  for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
+    let token_slot = kv_head * PAGE_SIZE + min(first_t + u, chunk_end - 1u) % PAGE_SIZE;
+    let first_chunk = (page * PAGE_WORDS + token_slot * ROW_WORDS) / CHUNK_WORDS + lane * CHUNKS_PER_LANE;
+    for (var c = 0u; c < CHUNKS_PER_LANE; c++) {  // unroll
+      loads.k[u * CHUNKS_PER_LANE + c] = k_cache[first_chunk + c];
+      loads.v[u * CHUNKS_PER_LANE + c] = v_cache[first_chunk + c];
+    }
   }
-  return k_cache[index / CHUNK_WORDS][index % CHUNK_WORDS];
+  if (HAS_SCALE_MIN) {
+    // consecutive words from a multiple of TOKENS_PER_STEP: SCALE_MIN_CHUNKS whole chunks
+    let first_scale_min = (page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + kv_head * PAGE_SIZE + first_t % PAGE_SIZE) / CHUNK_WORDS;
+    for (var c = 0u; c < SCALE_MIN_CHUNKS; c++) {  // unroll
+      loads.k_scale_min[c] = k_cache[first_scale_min + c];
+      loads.v_scale_min[c] = v_cache[first_scale_min + c];
+    }
+  }
+  return loads;
+}
+
+// (scale, min) of the step's tokens from the loaded chunks; (0, 0) for tokens that are not live, whose
+// words may belong to a page's unused slots. (1, 0) without scale/min (FP16).
+fn step_scale_mins(chunks: array<CacheChunk, SCALE_MIN_CHUNKS>, first_word: u32, live: array<bool, TOKENS_PER_STEP>) -> array<vec2<f32>, TOKENS_PER_STEP> {
+  var scale_mins: array<vec2<f32>, TOKENS_PER_STEP>;
+  for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
+    if (HAS_SCALE_MIN) {
+      let w = select(first_word % CHUNK_WORDS, 0u, TOKENS_PER_STEP >= CHUNK_WORDS) + u;
+      scale_mins[u] = select(vec2<f32>(0.0), unpack2x16float(chunks[w / CHUNK_WORDS][w % CHUNK_WORDS]), live[u]);
+    } else {
+      scale_mins[u] = vec2<f32>(1.0, 0.0);
+    }
+  }
+  return scale_mins;
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -122,13 +168,13 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
   let slot = claim.y + sg_lane / LANES_PER_TOKEN;
   let lane = sg_lane % LANES_PER_TOKEN;
-  var q_lane: array<vec4<f32>, HEADS_PER_WG * LANE_VECS>;  // [head, lane vec] scaled, in group_values' order
+  var q_lane: array<vec4<f32>, ACC_VECS>;  // [head, lane vec] scaled, in group_values' order
   var q_sum: array<f32, HEADS_PER_WG>;
-  for (var g = 0u; g < HEADS_PER_WG; g++) {
-    for (var i = 0u; i < GROUPS_PER_LANE; i++) {
+  for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
+    for (var i = 0u; i < GROUPS_PER_LANE; i++) {  // unroll
       let base = g * HEAD_DIM + lane * CHANNELS_PER_LANE + 8u * i;
       var x: array<f32, 8>;
-      for (var j = 0u; j < 8u; j++) {
+      for (var j = 0u; j < 8u; j++) {  // unroll
         x[j] = rot_buf[base + j] * q_scale;
       }
       let ordered = query_lane_order(x);
@@ -141,77 +187,70 @@ fn main(@builtin(local_invocation_index) lid: u32,
   var running_max: array<f32, HEADS_PER_WG>;          // the maximum the sums below refer to
   var sum_p: array<f32, HEADS_PER_WG>;                // Σ p over this slot's tokens
   var sum_p_min: array<f32, HEADS_PER_WG>;            // Σ p·min
-  var acc: array<vec4<f32>, HEADS_PER_WG * LANE_VECS>; // Σ p·scale·values (group_values' order)
-  for (var g = 0u; g < HEADS_PER_WG; g++) {
+  var acc: array<vec4<f32>, ACC_VECS>; // Σ p·scale·values (group_values' order)
+  for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
     running_max[g] = NEG_HUGE;
     sum_p[g] = 0.0;
     sum_p_min[g] = 0.0;
   }
-  for (var i = 0u; i < HEADS_PER_WG * LANE_VECS; i++) {
+  for (var i = 0u; i < ACC_VECS; i++) {  // unroll
     acc[i] = vec4<f32>(0.0);
   }
 
-  // 1. tokens chunk_start + slot, + slots, …, TOKENS_PER_STEP at a time
+  // 1. slot s takes TOKENS_PER_STEP consecutive tokens (one page: TOKENS_PER_STEP divides PAGE_SIZE)
+  // per step, slots side by side; tokens past the chunk re-read its last token and get p = 0.
   let chunk_start = split * params.tokens_per_split;
   let chunk_end = min(context_len, chunk_start + params.tokens_per_split);
   let slots = counts.y;
-  for (var step_start = chunk_start; step_start < chunk_end; step_start += slots * TOKENS_PER_STEP) {
-    var k_chunks: array<CacheChunk, TOKENS_PER_STEP * CHUNKS_PER_LANE>;
-    var v_chunks: array<CacheChunk, TOKENS_PER_STEP * CHUNKS_PER_LANE>;
-    var k_scale_min: array<vec2<f32>, TOKENS_PER_STEP>;
-    var v_scale_min: array<vec2<f32>, TOKENS_PER_STEP>;
-    var live: array<bool, TOKENS_PER_STEP>;
-    for (var u = 0u; u < TOKENS_PER_STEP; u++) {
-      let t = step_start + u * slots + slot;
-      live[u] = t < chunk_end;
-      k_scale_min[u] = vec2<f32>(1.0, 0.0);
-      v_scale_min[u] = vec2<f32>(1.0, 0.0);
-      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
-        k_chunks[u * CHUNKS_PER_LANE + c] = CacheChunk();
-        v_chunks[u * CHUNKS_PER_LANE + c] = CacheChunk();
-      }
-      if (live[u]) {
-        let page = block_tables[seq * params.max_pages_per_seq + t / PAGE_SIZE];
-        let token_slot = kv_head * PAGE_SIZE + t % PAGE_SIZE;
-        let first_chunk = (page * PAGE_WORDS + token_slot * ROW_WORDS) / CHUNK_WORDS + lane * CHUNKS_PER_LANE;
-        for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
-          k_chunks[u * CHUNKS_PER_LANE + c] = k_cache[first_chunk + c];
-          v_chunks[u * CHUNKS_PER_LANE + c] = v_cache[first_chunk + c];
-        }
-        if (HAS_SCALE_MIN) {
-          let scale_min_index = page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + token_slot;
-          k_scale_min[u] = unpack2x16float(scale_min_word(false, scale_min_index));
-          v_scale_min[u] = unpack2x16float(scale_min_word(true, scale_min_index));
-        }
-      }
+  // Software pipeline: the loads of step n + 1 and the page of step n + 2 are issued before step n
+  // is computed.
+  let stride = slots * TOKENS_PER_STEP;
+  let slot_offset = slot * TOKENS_PER_STEP;
+  var next = load_step(step_page(seq, chunk_start + slot_offset, chunk_end), chunk_start + slot_offset, chunk_end, kv_head, lane);
+  var page_after = step_page(seq, chunk_start + stride + slot_offset, chunk_end);
+  for (var step_start = chunk_start; step_start < chunk_end; step_start += stride) {
+    let first_t = step_start + slot_offset;
+    let cur = next;
+    if (step_start + stride < chunk_end) {
+      next = load_step(page_after, first_t + stride, chunk_end, kv_head, lane);
+      page_after = step_page(seq, first_t + 2u * stride, chunk_end);
     }
+    var live: array<bool, TOKENS_PER_STEP>;
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
+      live[u] = first_t + u < chunk_end;
+    }
+    let first_scale_min_word = kv_head * PAGE_SIZE + first_t % PAGE_SIZE;  // ≡ its word index mod CHUNK_WORDS
+    let k_scale_min = step_scale_mins(cur.k_scale_min, first_scale_min_word, live);
+    let v_scale_min = step_scale_mins(cur.v_scale_min, first_scale_min_word, live);
+    let k_chunks = cur.k;
+    let v_chunks = cur.v;
 
     // scores: this lane's partial q·codes, summed over the token's lanes
     var score: array<f32, STEP_SCORES>;  // [token, head]
-    for (var i = 0u; i < STEP_SCORES; i++) {
+    for (var i = 0u; i < STEP_SCORES; i++) {  // unroll
       score[i] = 0.0;
     }
-    for (var u = 0u; u < TOKENS_PER_STEP; u++) {
-      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
-        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
+      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {  // unroll
+        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {  // unroll
           let values = group_values(k_chunks[u * CHUNKS_PER_LANE + c], i);
           let lane_vec = 2u * (c * GROUPS_PER_CHUNK + i);
-          for (var g = 0u; g < HEADS_PER_WG; g++) {
+          for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
             score[u * HEADS_PER_WG + g] += dot(values[0], q_lane[g * LANE_VECS + lane_vec]) + dot(values[1], q_lane[g * LANE_VECS + lane_vec + 1u]);
           }
         }
       }
     }
-    for (var r = 1u; r < LANES_PER_TOKEN; r <<= 1u) {
-      for (var i = 0u; i < STEP_SCORES; i++) {
+    for (var r = 1u; r < LANES_PER_TOKEN; r <<= 1u) {  // unroll
+      for (var i = 0u; i < STEP_SCORES; i++) {  // unroll
         score[i] += subgroupShuffleXor(score[i], r);
       }
     }
 
     // online softmax: move the reference maximum only when a score passes it by RESCALE_SLACK
-    for (var g = 0u; g < HEADS_PER_WG; g++) {
+    for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
       var step_max = NEG_HUGE;
-      for (var u = 0u; u < TOKENS_PER_STEP; u++) {
+      for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
         let s = select(NEG_HUGE, k_scale_min[u].x * score[u * HEADS_PER_WG + g] + k_scale_min[u].y * q_sum[g], live[u]);
         score[u * HEADS_PER_WG + g] = s;
         step_max = max(step_max, s);
@@ -221,26 +260,26 @@ fn main(@builtin(local_invocation_index) lid: u32,
         running_max[g] = step_max;
         sum_p[g] *= alpha;
         sum_p_min[g] *= alpha;
-        for (var i = 0u; i < LANE_VECS; i++) {
+        for (var i = 0u; i < LANE_VECS; i++) {  // unroll
           acc[g * LANE_VECS + i] *= alpha;
         }
       }
     }
 
     // values: Σ p·scale·codes per lane value, Σ p and Σ p·min per slot
-    for (var u = 0u; u < TOKENS_PER_STEP; u++) {
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
       var p_scaled: array<f32, HEADS_PER_WG>;
-      for (var g = 0u; g < HEADS_PER_WG; g++) {
+      for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
         let p = select(0.0, exp2(score[u * HEADS_PER_WG + g] - running_max[g]), live[u]);
         sum_p[g] += p;
         sum_p_min[g] += p * v_scale_min[u].y;
         p_scaled[g] = p * v_scale_min[u].x;
       }
-      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {
-        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {
+      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {  // unroll
+        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {  // unroll
           let values = group_values(v_chunks[u * CHUNKS_PER_LANE + c], i);
           let lane_vec = 2u * (c * GROUPS_PER_CHUNK + i);
-          for (var g = 0u; g < HEADS_PER_WG; g++) {
+          for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
             acc[g * LANE_VECS + lane_vec] += p_scaled[g] * values[0];
             acc[g * LANE_VECS + lane_vec + 1u] += p_scaled[g] * values[1];
           }
@@ -250,7 +289,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   }
 
   // 2. merge: every slot's sums refer to the workgroup maximum of its head…
-  for (var g = 0u; g < HEADS_PER_WG; g++) {
+  for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
     let m = subgroupMax(running_max[g]);
     if (subgroupElect()) {
       subgroup_max[claim.x * HEADS_PER_WG + g] = m;
@@ -259,7 +298,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   workgroupBarrier();
   let num_subgroups = counts.x;
   var head_max: array<f32, HEADS_PER_WG>;
-  for (var g = 0u; g < HEADS_PER_WG; g++) {
+  for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
     var m = NEG_HUGE;
     for (var s = 0u; s < num_subgroups; s++) {
       m = max(m, subgroup_max[s * HEADS_PER_WG + g]);
@@ -268,28 +307,28 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let alpha = exp2(running_max[g] - m);
     sum_p[g] *= alpha;
     sum_p_min[g] *= alpha;
-    for (var i = 0u; i < LANE_VECS; i++) {
+    for (var i = 0u; i < LANE_VECS; i++) {  // unroll
       acc[g * LANE_VECS + i] *= alpha;
     }
   }
   // …then the slots of a subgroup are summed (lanes with the same channels)…
   for (var r = LANES_PER_TOKEN; r < sg_size; r <<= 1u) {
-    for (var g = 0u; g < HEADS_PER_WG; g++) {
+    for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
       sum_p[g] += subgroupShuffleXor(sum_p[g], r);
       sum_p_min[g] += subgroupShuffleXor(sum_p_min[g], r);
     }
-    for (var i = 0u; i < HEADS_PER_WG * LANE_VECS; i++) {
+    for (var i = 0u; i < ACC_VECS; i++) {  // unroll
       acc[i] += subgroupShuffleXor(acc[i], r);
     }
   }
   // …and the subgroups through workgroup memory, head by head, into rot_buf (unnormalised).
-  for (var g = 0u; g < HEADS_PER_WG; g++) {
+  for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
     for (var first = 0u; first < num_subgroups; first += MERGE_ROWS) {
       let row = claim.x - first;  // wraps (large) for subgroups before `first`
       if (row < MERGE_ROWS && sg_lane < LANES_PER_TOKEN) {
-        for (var i = 0u; i < GROUPS_PER_LANE; i++) {
+        for (var i = 0u; i < GROUPS_PER_LANE; i++) {  // unroll
           let values = value_channel_order(acc[g * LANE_VECS + 2u * i], acc[g * LANE_VECS + 2u * i + 1u]);
-          for (var j = 0u; j < 8u; j++) {
+          for (var j = 0u; j < 8u; j++) {  // unroll
             merge_rows[row * HEAD_DIM + lane * CHANNELS_PER_LANE + 8u * i + j] = values[j];
           }
         }

@@ -1,7 +1,6 @@
 // FP16 cache format for paged-decode-subgroup.wgsl (layout in src/layout.ts): CacheChunk = vec4<u32>
-// (declared by the host) is one group of 8 values, pack2x16float pairs in order; no scale/min.
+// (declared by the host; GROUPS_PER_CHUNK = 1) is one group of 8 values, pack2x16float pairs in order; no scale/min.
 
-const GROUPS_PER_CHUNK: u32 = 1u;
 const HAS_SCALE_MIN: bool = false;
 
 fn group_values(chunk: CacheChunk, i: u32) -> array<vec4<f32>, 2> {

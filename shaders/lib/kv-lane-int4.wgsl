@@ -9,7 +9,6 @@
 //   lane vector a = elements (0, 4, 1, 5) × (1, 16, 256, 4096)
 //   lane vector b = elements (2, 6, 3, 7) × (65536, 256, 4096, 65536)   (6, 3, 7 read from w >> 12)
 
-const GROUPS_PER_CHUNK: u32 = CHUNK_WORDS;
 const HAS_SCALE_MIN: bool = true;
 const LANE_FLOAT_BIAS: f32 = 8388608.0;
 

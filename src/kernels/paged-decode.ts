@@ -22,6 +22,7 @@ import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
+import { unrollLoops } from './wgsl-unroll';
 
 /** Invocations per decode workgroup = tokens per tile. */
 export const DECODE_WORKGROUP_SIZE = 128;
@@ -47,7 +48,7 @@ export interface DecodeTuning {
    * lanesPerToken()). Capped by the adapter's smallest subgroup and by the format's load width.
    */
   lanesPerToken: number;
-  /** Subgroup kernel: tokens each lane group loads before using any (loads in flight). */
+  /** Subgroup kernel: consecutive tokens each lane group loads before using any (loads in flight); 1, 2, 4 or 8 (divides every page size, ≥ 8). */
   tokensPerStep: number;
 }
 
@@ -68,6 +69,8 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
 export const WGSL_MIN_SUBGROUP_SIZE = 4;
 /** Lanes per token the subgroup kernel prefers when the tuning says 0 (automatic). */
 export const PREFERRED_LANES_PER_TOKEN = 8;
+/** Subgroup kernel: a lane's values come in groups of 8 (two vec4). */
+const VALUES_PER_GROUP = 8;
 /** Subgroup kernel: subgroups merged per pass through workgroup memory. */
 const MAX_MERGE_ROWS = 8;
 
@@ -96,7 +99,7 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}): DecodeTuning 
   if (!(t.lanesPerToken === 0 || (Number.isInteger(t.lanesPerToken) && t.lanesPerToken >= 1 && t.lanesPerToken <= 32 && (t.lanesPerToken & (t.lanesPerToken - 1)) === 0))) {
     throw new Error(`lanesPerToken must be 0 (automatic) or a power of two in [1, 32], got ${t.lanesPerToken}`);
   }
-  if (!Number.isInteger(t.tokensPerStep) || t.tokensPerStep < 1 || t.tokensPerStep > 8) throw new Error(`tokensPerStep must be in [1, 8], got ${t.tokensPerStep}`);
+  if (![1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 1, 2, 4 or 8 (it divides every page size), got ${t.tokensPerStep}`);
   return t;
 }
 
@@ -145,8 +148,15 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
   const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
   const lanes = lanesPerToken(shape, tuning);
-  const laneWords = layout.headDim / lanes / format.channelsPerWord;
+  const channelsPerLane = layout.headDim / lanes;
+  const laneWords = channelsPerLane / format.channelsPerWord;
+  const chunkWords = Math.min(4, laneWords);
+  const groupsPerLane = channelsPerLane / VALUES_PER_GROUP;
+  const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
   const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
+  // A step's tokens must share a page: halve the tuning's value until it divides the page size.
+  let tokensPerStep = tuning.tokensPerStep;
+  while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   return {
     HEAD_DIM: layout.headDim,
     NUM_KV_HEADS: layout.numKvHeads,
@@ -160,8 +170,17 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     HEAD_GROUPS: groupSize / heads,
     WORKGROUP_SIZE: tuning.workgroupSize,
     LANES_PER_TOKEN: lanes,
-    CHUNK_WORDS: Math.min(4, laneWords),
-    TOKENS_PER_STEP: tuning.tokensPerStep,
+    CHANNELS_PER_LANE: channelsPerLane,
+    GROUPS_PER_LANE: groupsPerLane,
+    CHUNK_WORDS: chunkWords,
+    GROUPS_PER_CHUNK: groupsPerChunk,
+    CHUNKS_PER_LANE: groupsPerLane / groupsPerChunk,
+    LANE_VECS: 2 * groupsPerLane,
+    ACC_VECS: 2 * groupsPerLane * heads,
+    TOKENS_PER_STEP: tokensPerStep,
+    STEP_SCORES: tokensPerStep * heads,
+    STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
+    SCALE_MIN_CHUNKS: Math.max(1, tokensPerStep / chunkWords),
     MAX_SUBGROUPS: maxSubgroups,
     MERGE_ROWS: Math.min(MAX_MERGE_ROWS, maxSubgroups),
     HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
@@ -273,7 +292,7 @@ function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
           WGSL_LIBRARIES.hadamard,
           LANE_FORMATS[format].source,
-          subgroupDecodeWgsl,
+          unrollLoops(subgroupDecodeWgsl, constants),
         ],
       }),
   };
