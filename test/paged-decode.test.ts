@@ -1,12 +1,15 @@
 /**
- * Paged decode attention (shaders/paged-decode.wgsl + merge) through Dawn, against float64 references:
+ * Paged decode attention (shaders/paged-decode-subgroup.wgsl for int4/fp16 with subgroups,
+ * shaders/paged-decode.wgsl otherwise, + merge) through Dawn, against float64 references:
  *  1. against attention over exactly the bytes the GPU cached (isolates the attention kernel):
  *     |error| ≤ ATTENTION_F32_TOL · max|V̂|;
  *  2. against the fully independent reference (its own quantization): the GPU agrees to within
  *     QUANT_AGREEMENT of the scheme's own quantization error (rare rounding ties may flip a code).
  */
 import { describe, expect, it } from 'vitest';
-import { INT4_MAX_CODE, quantFormat, type KvMethod } from '../src/layout';
+import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
+import { decodeKernelKind, resolveTuning } from '../src/kernels/paged-decode';
+import { cacheLayout, INT4_MAX_CODE, quantFormat, type KvMethod } from '../src/layout';
 import { referenceDecode, exactDecode } from '../src/reference/saw-int4';
 import { maxAbsError, relativeL2 } from '../src/reference/metrics';
 import { subgroupTestGpu, testGpu } from './gpu-harness';
@@ -41,7 +44,9 @@ interface Case extends KernelCase {
 
 function label(c: Case): string {
   const k = c.config;
-  return `${k.method}${k.method === 'int4-hadamard' ? `-B${k.hadamardBlock ?? Math.min(128, k.headDim)}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''}` : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 6 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'} ${c.subgroups ? 'subgroups' : 'workgroup-reduce'}`;
+  const t = c.tuning;
+  const tuning = t ? ` lanes=${t.lanesPerToken ?? 'auto'} step=${t.tokensPerStep ?? '-'} wg=${t.workgroupSize ?? '-'} heads/wg≤${t.maxHeadsPerWorkgroup ?? '-'}` : '';
+  return `${k.method}${k.method === 'int4-hadamard' ? `-B${k.hadamardBlock ?? Math.min(128, k.headDim)}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''}` : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 6 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'} ${c.subgroups ? 'subgroups' : 'workgroup-reduce'}${tuning}`;
 }
 
 const GRID: Case[] = [
@@ -78,6 +83,15 @@ const GRID: Case[] = [
   { config: { method: 'int4-g32', headDim: 128, numQueryHeads: 32, numKvHeads: 4, pageSize: 32 }, contextLens: [45, 1], seed: 36, subgroups: false },
   { config: { method: 'int4-g32', headDim: 256, numQueryHeads: 8, numKvHeads: 2, pageSize: 16 }, contextLens: [19, 300], seed: 37, subgroups: true, numSplits: 2 },
   { config: { method: 'int4-g32', headDim: 128, numQueryHeads: 4, numKvHeads: 1, pageSize: 128 }, contextLens: [2100], seed: 38, subgroups: false },
+  // subgroup-kernel tunings: lanes per token 1/2/4 (a token's lanes always fit the smallest subgroup),
+  // tokens per step 1..8 (halved until it divides the page: P=12 → 4, P=9 → 1), workgroups of
+  // 64..256 (16 subgroups of 4 on SwiftShader: the cross-subgroup merge takes two passes), 1..4 heads
+  { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 515], seed: 41, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64, maxHeadsPerWorkgroup: 1 } },
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 12 }, contextLens: [5, 40, 100], seed: 42, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 8, workgroupSize: 256, maxHeadsPerWorkgroup: 4 } },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 9, hadamardBlock: 64, rotateV: true }, contextLens: [10, 300], seed: 43, subgroups: true, numSplits: 3, tuning: { lanesPerToken: 4, tokensPerStep: 4, maxHeadsPerWorkgroup: 2 } },
+  { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 44, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 2, workgroupSize: 128, maxHeadsPerWorkgroup: 4 } },
+  { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 16 }, contextLens: [33, 130], seed: 45, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64 } },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4 } },
 ];
 
 describe('paged decode attention vs float64 references', () => {
@@ -106,6 +120,31 @@ describe('paged decode attention vs float64 references', () => {
       }
     });
   }
+
+  it('int4 and fp16 run the subgroup kernel where subgroups exist; other formats and no subgroups run the workgroup kernel', async () => {
+    const ctx = await subgroupTestGpu();
+    const shape = (method: KvMethod, useSubgroups: boolean) => ({ layout: cacheLayout({ method, headDim: 128, numKvHeads: 8, pageSize: 16, numPages: 4 }), useSubgroups });
+    for (const method of ['fp16', 'int4', 'int4-hadamard'] as const) {
+      expect(decodeKernelKind(shape(method, true))).toBe('subgroup');
+      expect(decodeKernelKind(shape(method, false))).toBe('workgroup');
+    }
+    for (const method of ['int8', 'int4-g32'] as const) expect(decodeKernelKind(shape(method, true))).toBe('workgroup');
+    expect(ctx.features.subgroups).toBe(true);
+  });
+
+  it('rejects decode tunings the kernels cannot run, with what would', async () => {
+    expect(() => resolveTuning({ tokensPerStep: 3 }, 'subgroup')).toThrow(/tokensPerStep must be 1, 2, 4 or 8/);
+    expect(() => resolveTuning({ lanesPerToken: 6 }, 'subgroup')).toThrow(/power of two/);
+    expect(() => resolveTuning({ workgroupSize: 96 }, 'subgroup')).toThrow(/64, 128 or 256/);
+    const ctx = await subgroupTestGpu();
+    const cache = await PagedKvCache.create(ctx, { method: 'int4', headDim: 128, numQueryHeads: 8, numKvHeads: 2, numPages: 2 });
+    const seq = cache.createSequence();
+    await cache.append([seq], [1], new Float32Array(2 * 128).fill(0.5), new Float32Array(2 * 128).fill(0.25));
+    // 32 lanes would leave each lane 4 INT4 channels (the kernel loads ≥ 16 per lane)
+    await expect(cache.attention([seq], new Float32Array(8 * 128), { tuning: { lanesPerToken: 32 } })).rejects.toThrow(/lanesPerToken 32 is too many: at most [48] here/);
+    await expect(cache.attention([seq], new Float32Array(8 * 128), { tuning: { tokensPerStep: 5 } })).rejects.toBeInstanceOf(KvConfigError);
+    cache.destroy();
+  });
 
   it('a corrupted output fails the attention check (the tolerance bites)', async () => {
     const ctx = await testGpu();

@@ -18,7 +18,7 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeParams, headsPerWorkgroup, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, decodeKernelKind, decodeParams, headsPerWorkgroup, lanesPerToken, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -112,7 +112,7 @@ export interface AttentionOptions {
   scale?: number;
   /** Force a split-K count (default: chosen from the work size). */
   numSplits?: number;
-  /** Decode kernel tuning for this GPU (default DEFAULT_DECODE_TUNING). */
+  /** Decode kernel tuning for this GPU (defaults: DEFAULT_SUBGROUP_DECODE_TUNING or DEFAULT_DECODE_TUNING, by kernel). */
   tuning?: Partial<DecodeTuning>;
 }
 
@@ -299,9 +299,12 @@ export class PagedKvCache {
     const numSeqs = seqIds.length;
     const maxContext = Math.max(...packed.contextLens);
     const groupSize = hq / hkv;
+    const useSubgroups = this.config.useSubgroups && this.ctx.features.subgroups;
     let tuning: DecodeTuning;
     try {
-      tuning = resolveTuning(options.tuning);
+      const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
+      tuning = resolveTuning(options.tuning, kind);
+      if (kind === 'subgroup') lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize }, tuning);
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }
@@ -330,7 +333,7 @@ export class PagedKvCache {
       hadamardBlock: this.config.hadamardBlock,
       rotateQ: this.rotatesK,
       rotateOut: this.rotatesV,
-      useSubgroups: this.config.useSubgroups && ctx.features.subgroups,
+      useSubgroups,
       subgroupMinSize: ctx.adapterInfo.subgroupMinSize,
       tuning,
     };

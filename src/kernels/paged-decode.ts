@@ -53,16 +53,29 @@ export interface DecodeTuning {
 }
 
 /**
- * Measured best on an NVIDIA H200 through Dawn/Vulkan (batch 64, context 4096, 32/8 heads, D=128;
- * docs/tuning.md): 64 invocations and 2 query heads per workgroup were fastest for both FP16 and
- * INT4; 4 or 8 heads per workgroup ran ~2× slower (per-invocation state grows with the head count).
+ * Workgroup-memory kernel (paged-decode.wgsl), measured best on an NVIDIA H200 through Dawn/Vulkan
+ * (batch 64, context 4096, 32/8 heads, D=128; docs/tuning.md): 64 invocations and 2 query heads per
+ * workgroup; 4 or 8 heads per workgroup ran ~2× slower (per-invocation state grows with the head count).
  */
 export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   workgroupSize: 64,
   maxHeadsPerWorkgroup: 2,
   vPrefetch: 8,
   lanesPerToken: 0,
-  tokensPerStep: 2,
+  tokensPerStep: 4,
+};
+
+/**
+ * Subgroup kernel (paged-decode-subgroup.wgsl), measured best on the same H200 and workload for INT4
+ * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup, 8 lanes per token,
+ * 4 tokens per step.
+ */
+export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
+  workgroupSize: 128,
+  maxHeadsPerWorkgroup: 4,
+  vPrefetch: 8,
+  lanesPerToken: 0,
+  tokensPerStep: 4,
 };
 
 /** WGSL's smallest subgroup size: what is assumed when the adapter does not report its own. */
@@ -89,8 +102,9 @@ export interface DecodeShape {
   tuning?: Partial<DecodeTuning>;
 }
 
-export function resolveTuning(tuning: Partial<DecodeTuning> = {}): DecodeTuning {
-  const t = { ...DEFAULT_DECODE_TUNING, ...tuning };
+/** The tuning with the kernel's defaults filled in, validated. */
+export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKernelKind = 'workgroup'): DecodeTuning {
+  const t = { ...(kind === 'subgroup' ? DEFAULT_SUBGROUP_DECODE_TUNING : DEFAULT_DECODE_TUNING), ...tuning };
   if (![64, 128, 256].includes(t.workgroupSize)) throw new Error(`decode workgroupSize must be 64, 128 or 256, got ${t.workgroupSize}`);
   if (!Number.isInteger(t.maxHeadsPerWorkgroup) || t.maxHeadsPerWorkgroup < 1 || t.maxHeadsPerWorkgroup > MAX_HEADS_PER_WORKGROUP) {
     throw new Error(`maxHeadsPerWorkgroup must be in [1, ${MAX_HEADS_PER_WORKGROUP}], got ${t.maxHeadsPerWorkgroup}`);
@@ -111,7 +125,7 @@ const LANE_FORMATS = {
   fp16: { source: fp16LaneWgsl, channelsPerWord: 2, minChannelsPerLane: 8 },
 } as const;
 
-function laneFormat(shape: DecodeShape) {
+function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
   const format = DECODE_FORMATS[shape.layout.method];
   return format === 'int4' || format === 'fp16' ? LANE_FORMATS[format] : null;
 }
@@ -120,7 +134,9 @@ function laneFormat(shape: DecodeShape) {
  * Which decode kernel serves a shape: the subgroup kernel needs subgroups and a lane format (INT4,
  * FP16); everything else runs the workgroup-memory kernel.
  */
-export function decodeKernelKind(shape: DecodeShape): 'subgroup' | 'workgroup' {
+export type DecodeKernelKind = 'subgroup' | 'workgroup';
+
+export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups'>): DecodeKernelKind {
   return shape.useSubgroups && laneFormat(shape) !== null ? 'subgroup' : 'workgroup';
 }
 
@@ -128,7 +144,7 @@ export function decodeKernelKind(shape: DecodeShape): 'subgroup' | 'workgroup' {
  * Lanes per token of the subgroup kernel: the tuning's value, or PREFERRED_LANES_PER_TOKEN, capped so
  * that a token's lanes fit in the smallest subgroup and each lane loads at least a whole chunk.
  */
-export function lanesPerToken(shape: DecodeShape, tuning: DecodeTuning): number {
+export function lanesPerToken(shape: Pick<DecodeShape, 'layout' | 'subgroupMinSize'>, tuning: DecodeTuning): number {
   const format = laneFormat(shape);
   if (!format) throw new Error(`no subgroup decode kernel for ${shape.layout.method}`);
   const subgroupMin = shape.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE;
@@ -143,7 +159,7 @@ export function lanesPerToken(shape: DecodeShape, tuning: DecodeTuning): number 
 /** Constants of the subgroup kernel (shaders/paged-decode-subgroup.wgsl). */
 export function subgroupDecodeConstants(shape: DecodeShape) {
   const { layout } = shape;
-  const tuning = resolveTuning(shape.tuning);
+  const tuning = resolveTuning(shape.tuning, 'subgroup');
   const format = laneFormat(shape)!;
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
   const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
@@ -206,7 +222,7 @@ export function headsPerWorkgroup(groupSize: number, headDim: number, maxHeads =
 
 export function decodeConstants(shape: DecodeShape) {
   const { layout } = shape;
-  const tuning = resolveTuning(shape.tuning);
+  const tuning = resolveTuning(shape.tuning, 'workgroup');
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
   const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
   const valueLanes = layout.headDim / 8;

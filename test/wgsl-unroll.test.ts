@@ -1,0 +1,53 @@
+/**
+ * The WGSL loop unroller (src/kernels/wgsl-unroll.ts): exact expansions, nesting, step forms, and
+ * refusals. The decode tests run the unrolled subgroup kernel itself on the GPU.
+ */
+import { describe, expect, it } from 'vitest';
+import { MAX_UNROLLED_ITERATIONS, unrollLoops } from '../src/kernels/wgsl-unroll';
+
+const squash = (s: string) => s.replace(/\/\*[^*]*\*\//g, '').replace(/\s+/g, ' ').trim();
+
+describe('unrollLoops', () => {
+  it('expands a marked loop into one block per iteration with the variable replaced', () => {
+    const code = 'a; for (var i = 0u; i < N; i++) {  // unroll\n  x[i] = y[i + 1u] * i;\n}\nb;';
+    expect(squash(unrollLoops(code, { N: 3 }))).toBe('a; { x[0u] = y[0u + 1u] * 0u; } { x[1u] = y[1u + 1u] * 1u; } { x[2u] = y[2u + 1u] * 2u; } b;');
+  });
+
+  it('leaves unmarked loops and look-alike names alone', () => {
+    const code = 'for (var i = 0u; i < N; i++) {\n  ii[i] = 0u;\n}';
+    expect(unrollLoops(code, { N: 2 })).toBe(code);
+    const marked = 'for (var i = 0u; i < 2u; i++) {  // unroll\n  ii[i] = vec4<u32>(i);\n}';
+    expect(squash(unrollLoops(marked, {}))).toBe('{ ii[0u] = vec4<u32>(0u); } { ii[1u] = vec4<u32>(1u); }');
+  });
+
+  it('handles nested marked loops, shift and constant steps, and braces in comments', () => {
+    const code = [
+      'for (var g = 0u; g < G; g++) {  // unroll',
+      '  for (var r = 1u; r < L; r <<= 1u) {  // unroll { not a brace',
+      '    s[g] += f(s[g], r);',
+      '  }',
+      '}',
+      'for (var c = 2u; c < 7u; c += S) {  // unroll',
+      '  t[c] = 0.0;',
+      '}',
+    ].join('\n');
+    expect(squash(unrollLoops(code, { G: 2, L: 8, S: 2 }))).toBe(
+      '{ { s[0u] += f(s[0u], 1u); } { s[0u] += f(s[0u], 2u); } { s[0u] += f(s[0u], 4u); } } ' +
+        '{ { s[1u] += f(s[1u], 1u); } { s[1u] += f(s[1u], 2u); } { s[1u] += f(s[1u], 4u); } } ' +
+        '{ t[2u] = 0.0; } { t[4u] = 0.0; } { t[6u] = 0.0; }',
+    );
+  });
+
+  it('emits nothing for an empty range and keeps the rest of the code', () => {
+    expect(squash(unrollLoops('a; for (var i = 0u; i < N; i++) {  // unroll\n x[i] = 1.0;\n}\nb;', { N: 0 }))).toBe('a; b;');
+  });
+
+  it('refuses what it cannot unroll faithfully', () => {
+    expect(() => unrollLoops('for (var i = 0u; i < M; i++) {  // unroll\n x[i] = 1.0;\n}', {})).toThrow(/unknown bound "M"/);
+    expect(() => unrollLoops('for (var i = 0u; i < 4u; i++) {  // unroll\n if (x) { break; }\n}', {})).toThrow(/break\/continue/);
+    expect(() => unrollLoops('for (var i = 0u; j < 4u; i++) {  // unroll\n x[i] = 1.0;\n}', {})).toThrow(/mismatch/);
+    expect(() => unrollLoops('for (var i = 0u; i < 4u; i++) {  // unroll\n x[i] = 1.0;\n', {})).toThrow(/unbalanced/);
+    expect(() => unrollLoops('for (var i = 0u; i < N; i++) {  // unroll\n x[i] = 1.0;\n}', { N: MAX_UNROLLED_ITERATIONS + 1 })).toThrow(/too many iterations/);
+    expect(() => unrollLoops('for (var r = 0u; r < 4u; r <<= 1u) {  // unroll\n x[r] = 1.0;\n}', {})).toThrow(/too many iterations/);
+  });
+});
