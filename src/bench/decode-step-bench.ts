@@ -130,7 +130,7 @@ export const QUICK_SWEEP: SweepSpec = {
   presets: ['tiny-d64'],
   methods: ['fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv'],
   batches: [2],
-  contexts: [40, 300],
+  contexts: [40, 1000],  // 1000: long enough for split-K with the subgroup kernel (≥ 384 tokens per split)
 };
 
 /** Short timing for quick runs (SwiftShader): still warm-up, several samples, median and min. */

@@ -309,7 +309,7 @@ export class PagedKvCache {
       throw new KvConfigError((e as Error).message);
     }
     const baseWorkgroups = numSeqs * hkv * (groupSize / headsPerWorkgroup(groupSize, d, tuning.maxHeadsPerWorkgroup));
-    const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning.workgroupSize);
+    const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
     const merged = needsMerge(plan, { rotateOut: this.rotatesV });

@@ -24,16 +24,10 @@ import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
 import { unrollLoops } from './wgsl-unroll';
 
-/** Invocations per decode workgroup = tokens per tile. */
-export const DECODE_WORKGROUP_SIZE = 128;
 /** At most this many query heads share a workgroup (registers: 8 accumulators of 8 values each). */
 export const MAX_HEADS_PER_WORKGROUP = 8;
 /** At most this many f32 of queries per workgroup (HEADS_PER_WG × HEAD_DIM) to bound workgroup memory. */
 const MAX_QUERY_FLOATS_PER_WORKGROUP = 1024;
-/** Split-K: aim for at least this many workgroups in flight… */
-export const TARGET_WORKGROUPS = 2048;
-/** …but give each split at least this many tokens (one tile). */
-export const MIN_TOKENS_PER_SPLIT = DECODE_WORKGROUP_SIZE;
 
 /** Per-GPU tuning of the decode kernel (defaults: DEFAULT_DECODE_TUNING). */
 export interface DecodeTuning {
@@ -48,6 +42,10 @@ export interface DecodeTuning {
    * lanesPerToken()). Capped by the adapter's smallest subgroup and by the format's load width.
    */
   lanesPerToken: number;
+  /** Split-K: split a sequence's context until the grid has about this many workgroups… */
+  targetWorkgroups: number;
+  /** …but give each split at least this many tokens. */
+  minTokensPerSplit: number;
   /** Subgroup kernel: consecutive tokens each lane group loads before using any (loads in flight); 1, 2, 4 or 8 (divides every page size, ≥ 8). */
   tokensPerStep: number;
 }
@@ -63,12 +61,16 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 4,
+  targetWorkgroups: 2048,
+  minTokensPerSplit: 128,
 };
 
 /**
  * Subgroup kernel (paged-decode-subgroup.wgsl), measured best on the same H200 and workload for INT4
  * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup, 8 lanes per token,
- * 4 tokens per step.
+ * 4 tokens per step. Split-K: each workgroup's prologue and merge cost more than a workgroup-memory
+ * tile loop's, so the kernel wants few, long workgroups: about two per SM (256 on the H200's 132) and
+ * ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k (docs/tuning.md).
  */
 export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   workgroupSize: 128,
@@ -76,6 +78,8 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 4,
+  targetWorkgroups: 256,
+  minTokensPerSplit: 384,
 };
 
 /** WGSL's smallest subgroup size: what is assumed when the adapter does not report its own. */
@@ -113,6 +117,8 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   if (!(t.lanesPerToken === 0 || (Number.isInteger(t.lanesPerToken) && t.lanesPerToken >= 1 && t.lanesPerToken <= 32 && (t.lanesPerToken & (t.lanesPerToken - 1)) === 0))) {
     throw new Error(`lanesPerToken must be 0 (automatic) or a power of two in [1, 32], got ${t.lanesPerToken}`);
   }
+  if (!Number.isInteger(t.targetWorkgroups) || t.targetWorkgroups < 1) throw new Error(`targetWorkgroups must be a positive integer, got ${t.targetWorkgroups}`);
+  if (!Number.isInteger(t.minTokensPerSplit) || t.minTokensPerSplit < 1) throw new Error(`minTokensPerSplit must be a positive integer, got ${t.minTokensPerSplit}`);
   if (![1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 1, 2, 4 or 8 (it divides every page size), got ${t.tokensPerStep}`);
   return t;
 }
@@ -366,12 +372,14 @@ export interface SplitPlan {
 }
 
 /**
- * Split-K plan: split the context only when the grid (sequences × kv heads × head groups) is too
- * small to fill the GPU, and never below MIN_TOKENS_PER_SPLIT tokens per split.
+ * Split-K plan: split the context only when the grid (sequences × kv heads × head groups) has fewer
+ * than `tuning.targetWorkgroups` workgroups, never below `tuning.minTokensPerSplit` tokens per split
+ * (unless `requestedSplits` asks for it); splits are whole multiples of `tuning.workgroupSize` tokens.
  */
-export function chooseSplits(baseWorkgroups: number, maxContext: number, requestedSplits?: number, tileTokens = DECODE_WORKGROUP_SIZE): SplitPlan {
-  const maxSplits = Math.max(1, Math.ceil(maxContext / Math.max(MIN_TOKENS_PER_SPLIT, tileTokens)));
-  let splits = requestedSplits ?? Math.ceil(TARGET_WORKGROUPS / Math.max(1, baseWorkgroups));
+export function chooseSplits(baseWorkgroups: number, maxContext: number, requestedSplits: number | undefined, tuning: Pick<DecodeTuning, 'workgroupSize' | 'targetWorkgroups' | 'minTokensPerSplit'>): SplitPlan {
+  const tileTokens = tuning.workgroupSize;
+  const maxSplits = Math.max(1, Math.ceil(maxContext / Math.max(tuning.minTokensPerSplit, tileTokens)));
+  let splits = requestedSplits ?? Math.ceil(tuning.targetWorkgroups / Math.max(1, baseWorkgroups));
   splits = Math.max(1, Math.min(splits, requestedSplits ? Math.ceil(maxContext / tileTokens) : maxSplits));
   const tokensPerSplit = Math.ceil(Math.ceil(maxContext / splits) / tileTokens) * tileTokens;
   return { numSplits: Math.ceil(maxContext / tokensPerSplit), tokensPerSplit };
