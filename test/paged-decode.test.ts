@@ -133,7 +133,7 @@ describe('paged decode attention vs float64 references', () => {
   });
 
   it('rejects decode tunings the kernels cannot run, with what would', async () => {
-    expect(() => resolveTuning({ tokensPerStep: 3 }, 'subgroup')).toThrow(/tokensPerStep must be 1, 2, 4 or 8/);
+    expect(() => resolveTuning({ tokensPerStep: 3 }, 'subgroup')).toThrow(/tokensPerStep must be 0 \(automatic\), 1, 2, 4 or 8/);
     expect(() => resolveTuning({ lanesPerToken: 6 }, 'subgroup')).toThrow(/power of two/);
     expect(() => resolveTuning({ workgroupSize: 96 }, 'subgroup')).toThrow(/64, 128 or 256/);
     const ctx = await subgroupTestGpu();

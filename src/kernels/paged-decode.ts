@@ -46,7 +46,10 @@ export interface DecodeTuning {
   targetWorkgroups: number;
   /** …but give each split at least this many tokens. */
   minTokensPerSplit: number;
-  /** Subgroup kernel: consecutive tokens each lane group loads before using any (loads in flight); 1, 2, 4 or 8 (divides every page size, ≥ 8). */
+  /**
+   * Subgroup kernel: consecutive tokens each lane group loads before using any (loads in flight); 1, 2,
+   * 4 or 8, halved until it divides the page size; 0 = the format's preferred value.
+   */
   tokensPerStep: number;
 }
 
@@ -60,15 +63,15 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   maxHeadsPerWorkgroup: 2,
   vPrefetch: 8,
   lanesPerToken: 0,
-  tokensPerStep: 4,
+  tokensPerStep: 0,
   targetWorkgroups: 2048,
   minTokensPerSplit: 128,
 };
 
 /**
  * Subgroup kernel (paged-decode-subgroup.wgsl), measured best on the same H200 and workload for INT4
- * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup, 8 lanes per token,
- * 4 tokens per step. Split-K: each workgroup's prologue and merge cost more than a workgroup-memory
+ * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup, 8 lanes per token;
+ * tokens per step by format (LANE_FORMATS). Split-K: each workgroup's prologue and merge cost more than a workgroup-memory
  * tile loop's, so the kernel wants few, long workgroups: about two per SM (256 on the H200's 132) and
  * ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k (docs/tuning.md).
  */
@@ -77,7 +80,7 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   maxHeadsPerWorkgroup: 4,
   vPrefetch: 8,
   lanesPerToken: 0,
-  tokensPerStep: 4,
+  tokensPerStep: 0,
   targetWorkgroups: 256,
   minTokensPerSplit: 384,
 };
@@ -119,16 +122,20 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   }
   if (!Number.isInteger(t.targetWorkgroups) || t.targetWorkgroups < 1) throw new Error(`targetWorkgroups must be a positive integer, got ${t.targetWorkgroups}`);
   if (!Number.isInteger(t.minTokensPerSplit) || t.minTokensPerSplit < 1) throw new Error(`minTokensPerSplit must be a positive integer, got ${t.minTokensPerSplit}`);
-  if (![1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 1, 2, 4 or 8 (it divides every page size), got ${t.tokensPerStep}`);
+  if (![0, 1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 0 (automatic), 1, 2, 4 or 8, got ${t.tokensPerStep}`);
   return t;
 }
 
-/** Lane formats of the subgroup kernel: values per lane load must be a whole CacheChunk. */
+/**
+ * Lane formats of the subgroup kernel: values per lane load must be a whole CacheChunk. Preferred
+ * tokens per step measured on the H200 (batch 64 × 4k): INT4 4 (265 µs; 2: 275, 8: 313), FP16 2
+ * (274 µs; 4: 295).
+ */
 const LANE_FORMATS = {
   /** one u32 = 8 nibbles; a lane loads vec2<u32> or vec4<u32> (≥ 16 channels) */
-  int4: { source: int4LaneWgsl, channelsPerWord: 8, minChannelsPerLane: 16 },
+  int4: { source: int4LaneWgsl, channelsPerWord: 8, minChannelsPerLane: 16, preferredTokensPerStep: 4 },
   /** one u32 = 2 halves; a lane loads vec4<u32> (≥ 8 channels) */
-  fp16: { source: fp16LaneWgsl, channelsPerWord: 2, minChannelsPerLane: 8 },
+  fp16: { source: fp16LaneWgsl, channelsPerWord: 2, minChannelsPerLane: 8, preferredTokensPerStep: 2 },
 } as const;
 
 function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
@@ -177,7 +184,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
   const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
   // A step's tokens must share a page: halve the tuning's value until it divides the page size.
-  let tokensPerStep = tuning.tokensPerStep;
+  let tokensPerStep = tuning.tokensPerStep || format.preferredTokensPerStep;
   while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   return {
     HEAD_DIM: layout.headDim,
