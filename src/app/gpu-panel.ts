@@ -4,6 +4,7 @@
  */
 import { describeGpu, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
 import { runBandwidthProbeSum } from '../kernels/bandwidth-probe';
+import { PREFERRED_LANES_PER_TOKEN, WGSL_MIN_SUBGROUP_SIZE } from '../kernels/paged-decode';
 import { formatBytes } from '../kernels/gpu-buffers';
 import { addRow, byId, el } from './dom';
 
@@ -20,8 +21,8 @@ export function kernelVariants(ctx: GpuContext): string[] {
   const sizes = a.subgroupMinSize ? ` (subgroup size ${a.subgroupMinSize}–${a.subgroupMaxSize})` : '';
   return [
     ctx.features.subgroups
-      ? `Decode reductions: subgroup path${sizes}; no subgroup size is assumed.`
-      : 'Decode reductions: workgroup-memory path (this adapter has no subgroups).',
+      ? `Decode attention: subgroup path${sizes} for FP16 and INT4 (paged-decode-subgroup.wgsl: ${Math.min(PREFERRED_LANES_PER_TOKEN, a.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE)} lanes per token at most, so a token's lanes fit the smallest subgroup); int8 and int4-g32 use the workgroup-memory kernel.`
+      : 'Decode attention: workgroup-memory path (this adapter has no subgroups).',
     'Storage: INT4 codes 8 per u32 with scale/min as packed f16; the FP16 baseline packs two halves per u32 (pack2x16float), so shader-f16 is never required.',
     'Long contexts with few sequences: split-K (flash-decoding) with a log-sum-exp merge, split count chosen per run.',
     ctx.features['timestamp-query'] ? 'Timing: GPU timestamps (timestamp-query).' : 'Timing: wall clock around many dispatches (no timestamp-query).',
