@@ -8,8 +8,9 @@
 // elements 8i..8i+7. A scale group is GROUP_LANES consecutive lanes (all of them for token-wise
 // methods, 32/8 = 4 for int4-g32). Per row:
 //   1. load 8 values per lane (× random signs when rotating);
-//   2. rotate: log2(B) butterfly stages in workgroup memory, then × 1/√B (rows of a workgroup are all
-//      K or all V, so "rotate or not" is uniform and the barriers are legal);
+//   2. rotate: log2(B) butterfly stages (those within a lane's 8 elements in registers, the others in
+//      workgroup memory), then × 1/√B (rows of a workgroup are all K or all V, so "rotate or not" is
+//      uniform and the barriers are legal);
 //   3. min/max over the group (per lane, then across the group's lanes through workgroup memory);
 //   4. scale = (max − min)/MAX_CODE and min rounded to f16 (f16_bits: round to nearest even), then
 //      q = quant_code(x, min16, scale16, MAX_CODE), q = 0 when scale16 = 0 (DESIGN.md §3 per group);
@@ -50,14 +51,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
     if (rotate) {
       value *= hadamard_sign(params.sign_bits, d);
-      rot_buf[row_in_wg * HEAD_DIM + d] = value;
     }
     x[e] = value;
   }
 
-  // 2. rotate
+  // 2. rotate: the stages inside a lane's 8 elements in registers, the rest in workgroup memory
   if (rotate) {
-    hadamard_rows_in_workgroup(lid);
+    let first_half = hadamard_in_lane(&x);
+    for (var e = 0u; e < 8u; e++) {
+      rot_buf[row_in_wg * HEAD_DIM + lane * 8u + e] = x[e];
+    }
+    hadamard_rows_in_workgroup(lid, first_half);
     let norm = inverseSqrt(f32(HADAMARD_BLOCK));
     for (var e = 0u; e < 8u; e++) {
       x[e] = rot_buf[row_in_wg * HEAD_DIM + lane * 8u + e] * norm;

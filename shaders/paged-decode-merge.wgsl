@@ -50,7 +50,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     rot_buf[d] = total / denominator;
   }
   if (ROTATE_OUT == 1u) {
-    hadamard_rows_in_workgroup(lid);
+    hadamard_rows_in_workgroup(lid, 1u);
   }
   let out_scale = select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_OUT == 1u);
   for (var d = lid; d < HEAD_DIM; d += WORKGROUP_SIZE) {

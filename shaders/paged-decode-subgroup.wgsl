@@ -130,7 +130,21 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let first_q_head = kv_head * GROUP_SIZE + (wid.y % HEAD_GROUPS) * HEADS_PER_WG;
   let seq = wid.z;
 
-  // 0. queries (rotated when K is), the subgroup index and token slots of this subgroup
+  // 0. the subgroup index and token slots of this subgroup (workgroup memory starts zeroed), and the
+  // loads of this slot's first step, issued before the query work, which they do not depend on
+  var claim = vec2<u32>(0u);
+  if (subgroupElect()) {
+    claim = vec2<u32>(atomicAdd(&subgroup_counter, 1u), atomicAdd(&slot_counter, sg_size / LANES_PER_TOKEN));
+  }
+  claim = subgroupBroadcastFirst(claim);
+  let slot = claim.y + sg_lane / LANES_PER_TOKEN;
+  let lane = sg_lane % LANES_PER_TOKEN;
+  let chunk_start = split * params.tokens_per_split;
+  let slot_offset = slot * TOKENS_PER_STEP;
+  let first_chunk_end = min(context_lens[seq], chunk_start + params.tokens_per_split);
+  var next = load_step(step_page(seq, chunk_start + slot_offset, first_chunk_end), chunk_start + slot_offset, first_chunk_end, kv_head, lane);
+
+  // queries, rotated when K is
   if (lid == 0u) {
     context_len_shared = context_lens[seq];
   }
@@ -142,15 +156,10 @@ fn main(@builtin(local_invocation_index) lid: u32,
     rot_buf[i] = value;
   }
   if (ROTATE_Q == 1u) {
-    hadamard_rows_in_workgroup(lid);
+    hadamard_rows_in_workgroup(lid, 1u);
   } else {
     workgroupBarrier();
   }
-  var claim = vec2<u32>(0u);
-  if (subgroupElect()) {
-    claim = vec2<u32>(atomicAdd(&subgroup_counter, 1u), atomicAdd(&slot_counter, sg_size / LANES_PER_TOKEN));
-  }
-  claim = subgroupBroadcastFirst(claim);
   let q_scale = params.scale_log2 * select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_Q == 1u);
   if (lid < HEADS_PER_WG) {
     var sum = 0.0;
@@ -166,8 +175,6 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let counts = workgroupUniformLoad(&counts_shared);
   let context_len = workgroupUniformLoad(&context_len_shared);
 
-  let slot = claim.y + sg_lane / LANES_PER_TOKEN;
-  let lane = sg_lane % LANES_PER_TOKEN;
   var q_lane: array<vec4<f32>, ACC_VECS>;  // [head, lane vec] scaled, in group_values' order
   var q_sum: array<f32, HEADS_PER_WG>;
   for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
@@ -199,14 +206,11 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
   // 1. slot s takes TOKENS_PER_STEP consecutive tokens (one page: TOKENS_PER_STEP divides PAGE_SIZE)
   // per step, slots side by side; tokens past the chunk re-read its last token and get p = 0.
-  let chunk_start = split * params.tokens_per_split;
-  let chunk_end = min(context_len, chunk_start + params.tokens_per_split);
+  let chunk_end = min(context_len, chunk_start + params.tokens_per_split);  // = first_chunk_end, uniform
   let slots = counts.y;
   // Software pipeline: the loads of step n + 1 and the page of step n + 2 are issued before step n
   // is computed.
   let stride = slots * TOKENS_PER_STEP;
-  let slot_offset = slot * TOKENS_PER_STEP;
-  var next = load_step(step_page(seq, chunk_start + slot_offset, chunk_end), chunk_start + slot_offset, chunk_end, kv_head, lane);
   var page_after = step_page(seq, chunk_start + stride + slot_offset, chunk_end);
   for (var step_start = chunk_start; step_start < chunk_end; step_start += stride) {
     let first_t = step_start + slot_offset;

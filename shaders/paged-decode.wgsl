@@ -92,7 +92,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     rot_buf[i] = value;
   }
   if (ROTATE_Q == 1u) {
-    hadamard_rows_in_workgroup(lid);
+    hadamard_rows_in_workgroup(lid, 1u);
   } else {
     workgroupBarrier();
   }
