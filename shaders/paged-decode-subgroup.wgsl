@@ -35,23 +35,7 @@
 // MAX_SUBGROUPS, MERGE_ROWS, HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT,
 // ROT_VECTORS (= HEADS_PER_WG).
 
-struct DecodeParams {
-  max_pages_per_seq: u32,          // row stride of block_tables
-  num_splits: u32,                 // workgroups along x
-  tokens_per_split: u32,
-  scale_log2: f32,                 // softmax scale × log2(e)
-  sign_bits: array<vec4<u32>, 2>,  // random Hadamard signs, bit d set = −1
-}
-
-@group(0) @binding(0) var<storage, read> q: array<f32>;                  // [S, NUM_Q_HEADS, HEAD_DIM]
-@group(0) @binding(1) var<storage, read> k_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
-@group(0) @binding(2) var<storage, read> v_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
-@group(0) @binding(3) var<storage, read> block_tables: array<u32>;       // [S, max_pages_per_seq] page ids
-@group(0) @binding(4) var<storage, read> context_lens: array<u32>;       // [S] tokens per sequence, ≥ 1
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;          // [S, NUM_Q_HEADS, HEAD_DIM]
-@group(0) @binding(6) var<storage, read_write> partial_acc: array<f32>;  // [S, NUM_Q_HEADS, num_splits, HEAD_DIM]
-@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>; // [S, NUM_Q_HEADS, num_splits] (max·log2e, sum)
-@group(0) @binding(8) var<uniform> params: DecodeParams;
+// DecodeParams and the bindings: lib/decode-io.wgsl.
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;        // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
 var<workgroup> q_sum_shared: array<f32, HEADS_PER_WG>;             // Σ_d scaled query (for the INT4 min term)
@@ -148,19 +132,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   if (lid == 0u) {
     context_len_shared = context_lens[seq];
   }
-  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    var value = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i];
-    if (ROTATE_Q == 1u) {
-      value *= hadamard_sign(params.sign_bits, i % HEAD_DIM);
-    }
-    rot_buf[i] = value;
-  }
-  if (ROTATE_Q == 1u) {
-    hadamard_rows_in_workgroup(lid, 1u);
-  } else {
-    workgroupBarrier();
-  }
-  let q_scale = params.scale_log2 * select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_Q == 1u);
+  let q_scale = load_queries(lid, seq, first_q_head);
   if (lid < HEADS_PER_WG) {
     var sum = 0.0;
     for (var d = 0u; d < HEAD_DIM; d++) {

@@ -24,23 +24,7 @@
 // V_LANES (= HEAD_DIM/8), TOKEN_LANES (= WORKGROUP_SIZE/V_LANES), V_PREFETCH_MAX, HADAMARD_BLOCK, ROTATE_Q,
 // ROTATE_OUT, ROT_VECTORS (= HEADS_PER_WG), SCRATCH_LEN.
 
-struct DecodeParams {
-  max_pages_per_seq: u32,          // row stride of block_tables
-  num_splits: u32,                 // workgroups along x
-  tokens_per_split: u32,           // a multiple of WORKGROUP_SIZE
-  scale_log2: f32,                 // softmax scale × log2(e)
-  sign_bits: array<vec4<u32>, 2>,  // random Hadamard signs, bit d set = −1
-}
-
-@group(0) @binding(0) var<storage, read> q: array<f32>;                  // [S, NUM_Q_HEADS, HEAD_DIM]
-@group(0) @binding(1) var<storage, read> k_cache: array<vec4<u32>>;      // [numPages * PAGE_WORDS / 4]
-@group(0) @binding(2) var<storage, read> v_cache: array<vec4<u32>>;      // [numPages * PAGE_WORDS / 4]
-@group(0) @binding(3) var<storage, read> block_tables: array<u32>;       // [S, max_pages_per_seq] page ids
-@group(0) @binding(4) var<storage, read> context_lens: array<u32>;       // [S] tokens per sequence, ≥ 1
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;          // [S, NUM_Q_HEADS, HEAD_DIM]
-@group(0) @binding(6) var<storage, read_write> partial_acc: array<f32>;  // [S, NUM_Q_HEADS, num_splits, HEAD_DIM]
-@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>; // [S, NUM_Q_HEADS, num_splits] (max·log2e, sum)
-@group(0) @binding(8) var<uniform> params: DecodeParams;
+// DecodeParams and the bindings: lib/decode-io.wgsl.
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;       // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
 var<workgroup> q_vec: array<vec4<f32>, HEADS_PER_WG * HEAD_DIM / 4u>; // [HEADS_PER_WG, HEAD_DIM/4] scaled queries
@@ -83,20 +67,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   if (lid == 0u) {
     context_len_shared = context_lens[seq];
   }
-  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    let d = i % HEAD_DIM;
-    var value = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i];
-    if (ROTATE_Q == 1u) {
-      value *= hadamard_sign(params.sign_bits, d);
-    }
-    rot_buf[i] = value;
-  }
-  if (ROTATE_Q == 1u) {
-    hadamard_rows_in_workgroup(lid, 1u);
-  } else {
-    workgroupBarrier();
-  }
-  let q_scale = params.scale_log2 * select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_Q == 1u);
+  let q_scale = load_queries(lid, seq, first_q_head);
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM / 4u; i += WORKGROUP_SIZE) {
     q_vec[i] = vec4<f32>(rot_buf[4u * i], rot_buf[4u * i + 1u], rot_buf[4u * i + 2u], rot_buf[4u * i + 3u]) * q_scale;
   }

@@ -4,6 +4,7 @@
  * host, so the same numbers are never typed twice.
  */
 import cacheWriteIoWgsl from '../../shaders/lib/cache-write-io.wgsl?raw';
+import decodeIoWgsl from '../../shaders/lib/decode-io.wgsl?raw';
 import f16Wgsl from '../../shaders/lib/f16.wgsl?raw';
 import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
 import kvCodesWgsl from '../../shaders/lib/kv-codes.wgsl?raw';
@@ -16,6 +17,8 @@ export const WGSL_LIBRARIES = {
   quantCode: quantCodeWgsl,
   /** WriteParams + bindings of every cache-write kernel */
   cacheWriteIo: cacheWriteIoWgsl,
+  /** DecodeParams + bindings of both decode kernels (after `alias CacheChunk`) */
+  decodeIo: decodeIoWgsl,
   /** code-word helpers of the quantized decode formats */
   kvCodes: kvCodesWgsl,
 } as const;

@@ -169,23 +169,11 @@ export function lanesPerToken(shape: Pick<DecodeShape, 'layout' | 'subgroupMinSi
   return Math.max(1, Math.min(wanted, subgroupMin, formatMax));
 }
 
-/** Constants of the subgroup kernel (shaders/paged-decode-subgroup.wgsl). */
-export function subgroupDecodeConstants(shape: DecodeShape) {
+/** Constants both decode kernels take: shape, heads per workgroup, rotation. */
+function sharedDecodeConstants(shape: DecodeShape, tuning: DecodeTuning) {
   const { layout } = shape;
-  const tuning = resolveTuning(shape.tuning, 'subgroup');
-  const format = laneFormat(shape)!;
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
   const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
-  const lanes = lanesPerToken(shape, tuning);
-  const channelsPerLane = layout.headDim / lanes;
-  const laneWords = channelsPerLane / format.channelsPerWord;
-  const chunkWords = Math.min(4, laneWords);
-  const groupsPerLane = channelsPerLane / VALUES_PER_GROUP;
-  const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
-  const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
-  // A step's tokens must share a page: halve the tuning's value until it divides the page size.
-  let tokensPerStep = tuning.tokensPerStep || format.preferredTokensPerStep;
-  while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   return {
     HEAD_DIM: layout.headDim,
     NUM_KV_HEADS: layout.numKvHeads,
@@ -198,6 +186,36 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     HEADS_PER_WG: heads,
     HEAD_GROUPS: groupSize / heads,
     WORKGROUP_SIZE: tuning.workgroupSize,
+    HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
+    ROTATE_Q: shape.rotateQ ? 1 : 0,
+    ROTATE_OUT: shape.rotateOut ? 1 : 0,
+    ROT_VECTORS: heads,
+  };
+}
+
+/** The part of a decode pipeline's cache key both kernels share. */
+function sharedDecodeKey(name: string, c: ReturnType<typeof sharedDecodeConstants>): string[] {
+  return [name, `d${c.HEAD_DIM}`, `hq${c.NUM_Q_HEADS}`, `hkv${c.NUM_KV_HEADS}`, `p${c.PAGE_SIZE}`, `b${c.HADAMARD_BLOCK}`, `q${c.ROTATE_Q}o${c.ROTATE_OUT}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`];
+}
+
+/** Constants of the subgroup kernel (shaders/paged-decode-subgroup.wgsl). */
+export function subgroupDecodeConstants(shape: DecodeShape) {
+  const { layout } = shape;
+  const tuning = resolveTuning(shape.tuning, 'subgroup');
+  const format = laneFormat(shape)!;
+  const shared = sharedDecodeConstants(shape, tuning);
+  const lanes = lanesPerToken(shape, tuning);
+  const channelsPerLane = layout.headDim / lanes;
+  const laneWords = channelsPerLane / format.channelsPerWord;
+  const chunkWords = Math.min(4, laneWords);
+  const groupsPerLane = channelsPerLane / VALUES_PER_GROUP;
+  const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
+  const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
+  // A step's tokens must share a page: halve the tuning's value until it divides the page size.
+  let tokensPerStep = tuning.tokensPerStep || format.preferredTokensPerStep;
+  while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
+  return {
+    ...shared,
     LANES_PER_TOKEN: lanes,
     CHANNELS_PER_LANE: channelsPerLane,
     GROUPS_PER_LANE: groupsPerLane,
@@ -205,17 +223,13 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     GROUPS_PER_CHUNK: groupsPerChunk,
     CHUNKS_PER_LANE: groupsPerLane / groupsPerChunk,
     LANE_VECS: 2 * groupsPerLane,
-    ACC_VECS: 2 * groupsPerLane * heads,
+    ACC_VECS: 2 * groupsPerLane * shared.HEADS_PER_WG,
     TOKENS_PER_STEP: tokensPerStep,
-    STEP_SCORES: tokensPerStep * heads,
+    STEP_SCORES: tokensPerStep * shared.HEADS_PER_WG,
     STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
     SCALE_MIN_CHUNKS: Math.max(1, tokensPerStep / chunkWords),
     MAX_SUBGROUPS: maxSubgroups,
     MERGE_ROWS: Math.min(MAX_MERGE_ROWS, maxSubgroups),
-    HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
-    ROTATE_Q: shape.rotateQ ? 1 : 0,
-    ROTATE_OUT: shape.rotateOut ? 1 : 0,
-    ROT_VECTORS: heads,
   };
 }
 
@@ -236,30 +250,15 @@ export function headsPerWorkgroup(groupSize: number, headDim: number, maxHeads =
 export function decodeConstants(shape: DecodeShape) {
   const { layout } = shape;
   const tuning = resolveTuning(shape.tuning, 'workgroup');
-  const groupSize = shape.numQueryHeads / layout.numKvHeads;
-  const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
+  const shared = sharedDecodeConstants(shape, tuning);
   const valueLanes = layout.headDim / 8;
   const tokenLanes = Math.max(1, tuning.workgroupSize / valueLanes);
   return {
-    HEAD_DIM: layout.headDim,
-    NUM_KV_HEADS: layout.numKvHeads,
-    PAGE_SIZE: layout.pageSize,
-    ROW_WORDS: layout.rowWords,
-    PAGE_WORDS: layout.pageWords,
-    SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
-    NUM_Q_HEADS: shape.numQueryHeads,
-    GROUP_SIZE: groupSize,
-    HEADS_PER_WG: heads,
-    HEAD_GROUPS: groupSize / heads,
-    WORKGROUP_SIZE: tuning.workgroupSize,
+    ...shared,
     V_LANES: valueLanes,
     V_PREFETCH_MAX: tuning.vPrefetch,
     TOKEN_LANES: tokenLanes,
-    HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
-    ROTATE_Q: shape.rotateQ ? 1 : 0,
-    ROTATE_OUT: shape.rotateOut ? 1 : 0,
-    ROT_VECTORS: heads,
-    SCRATCH_LEN: Math.max(heads * tuning.workgroupSize, tokenLanes * layout.headDim),
+    SCRATCH_LEN: Math.max(shared.HEADS_PER_WG * tuning.workgroupSize, tokenLanes * layout.headDim),
   };
 }
 
@@ -301,16 +300,7 @@ export function decodeVariant(shape: DecodeShape): ShaderVariant {
 function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
-  const key = [
-    `paged-decode-subgroup-${format}`,
-    `d${constants.HEAD_DIM}`,
-    `hq${constants.NUM_Q_HEADS}`,
-    `hkv${constants.NUM_KV_HEADS}`,
-    `p${constants.PAGE_SIZE}`,
-    `b${constants.HADAMARD_BLOCK}`,
-    `q${constants.ROTATE_Q}o${constants.ROTATE_OUT}`,
-    `wg${constants.WORKGROUP_SIZE}g${constants.HEADS_PER_WG}l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`,
-  ].join('/');
+  const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/');
   return {
     key,
     code: () =>
@@ -319,6 +309,7 @@ function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
         constants,
         sources: [
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
+          WGSL_LIBRARIES.decodeIo,
           WGSL_LIBRARIES.hadamard,
           LANE_FORMATS[format].source,
           unrollLoops(subgroupDecodeWgsl, constants),
@@ -330,17 +321,7 @@ function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
 function workgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
   const constants = decodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method];
-  const key = [
-    `paged-decode-${format}`,
-    `d${constants.HEAD_DIM}`,
-    `hq${constants.NUM_Q_HEADS}`,
-    `hkv${constants.NUM_KV_HEADS}`,
-    `p${constants.PAGE_SIZE}`,
-    `b${constants.HADAMARD_BLOCK}`,
-    `q${constants.ROTATE_Q}o${constants.ROTATE_OUT}`,
-    `wg${constants.WORKGROUP_SIZE}g${constants.HEADS_PER_WG}v${constants.V_PREFETCH_MAX}`,
-    shape.useSubgroups ? 'subgroups' : 'workgroup',
-  ].join('/');
+  const key = [...sharedDecodeKey(`paged-decode-${format}`, constants), `v${constants.V_PREFETCH_MAX}`, shape.useSubgroups ? 'subgroups' : 'workgroup'].join('/');
   return {
     key,
     code: () =>
@@ -348,6 +329,8 @@ function workgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
         enables: shape.useSubgroups ? ['subgroups'] : [],
         constants,
         sources: [
+          'alias CacheChunk = vec4<u32>;\nconst CHUNK_WORDS: u32 = 4u;',
+          WGSL_LIBRARIES.decodeIo,
           WGSL_LIBRARIES.hadamard,
           ...formatSources(shape.layout),
           shape.useSubgroups ? tileMaxSubgroupWgsl : tileMaxWorkgroupWgsl,

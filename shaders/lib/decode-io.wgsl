@@ -1,0 +1,41 @@
+// DecodeParams, the bindings and the query prologue of both decode kernels (paged-decode.wgsl, paged-decode-subgroup.wgsl);
+// the host declares `alias CacheChunk` (vec4<u32> for paged-decode.wgsl; vec2<u32> or vec4<u32>,
+// CHUNK_WORDS words, for the subgroup kernel).
+
+struct DecodeParams {
+  max_pages_per_seq: u32,          // row stride of block_tables
+  num_splits: u32,                 // workgroups along x
+  tokens_per_split: u32,           // a multiple of WORKGROUP_SIZE
+  scale_log2: f32,                 // softmax scale × log2(e)
+  sign_bits: array<vec4<u32>, 2>,  // random Hadamard signs, bit d set = −1
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;                  // [S, NUM_Q_HEADS, HEAD_DIM]
+@group(0) @binding(1) var<storage, read> k_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
+@group(0) @binding(2) var<storage, read> v_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
+@group(0) @binding(3) var<storage, read> block_tables: array<u32>;       // [S, max_pages_per_seq] page ids
+@group(0) @binding(4) var<storage, read> context_lens: array<u32>;       // [S] tokens per sequence, ≥ 1
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;          // [S, NUM_Q_HEADS, HEAD_DIM]
+@group(0) @binding(6) var<storage, read_write> partial_acc: array<f32>;  // [S, NUM_Q_HEADS, num_splits, HEAD_DIM]
+@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>; // [S, NUM_Q_HEADS, num_splits] (max·log2e, sum)
+@group(0) @binding(8) var<uniform> params: DecodeParams;
+
+// The workgroup's HEADS_PER_WG queries into rot_buf, rotated like K when ROTATE_Q (signs, then the
+// block Hadamard, unnormalised); returns the factor every query value still needs: the softmax scale
+// × log2(e) (so that exp2 serves as exp), × 1/√B when rotated. Contains barriers: call from uniform
+// control flow; rot_buf is complete when it returns.
+fn load_queries(lid: u32, seq: u32, first_q_head: u32) -> f32 {
+  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+    var value = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i];
+    if (ROTATE_Q == 1u) {
+      value *= hadamard_sign(params.sign_bits, i % HEAD_DIM);
+    }
+    rot_buf[i] = value;
+  }
+  if (ROTATE_Q == 1u) {
+    hadamard_rows_in_workgroup(lid, 1u);
+  } else {
+    workgroupBarrier();
+  }
+  return params.scale_log2 * select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_Q == 1u);
+}
