@@ -111,6 +111,20 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(args.jsonPath).toBe('x.json');
     expect(() => parseBenchArgs(['--batch', '0'])).toThrow(/positive integers/);
     expect(() => parseBenchArgs(['--methods', 'int3'])).toThrow(/unknown method/);
+    expect(parseBenchArgs(['--decode-tuning', 'lanesPerToken=4, tokensPerStep=2']).decodeTuning).toEqual({ lanesPerToken: 4, tokensPerStep: 2 });
+    expect(() => parseBenchArgs(['--decode-tuning', 'lanes=4'])).toThrow(/keys workgroupSize, .*lanesPerToken/);
+    expect(() => parseBenchArgs(['--decode-tuning', 'tokensPerStep=3'])).toThrow(/tokensPerStep must be 0 \(automatic\), 1, 2, 4 or 8/);
+    expect(() => parseBenchArgs(['--decode-tuning', 'workgroupSize=1.5'])).toThrow(/non-negative integer/);
+  });
+
+  it('runs with the decode tuning it is given and records it', async () => {
+    const ctx = await testGpu();
+    const points = sweepPoints({ ...QUICK_SWEEP, methods: ['int4-hadamard'], contexts: [1000] });
+    const decodeTuning = { targetWorkgroups: 1, tokensPerStep: 1 };
+    const run = await runDecodeBench(ctx, points, { timing: QUICK_TIMING, probeBytes: QUICK_PROBE_BYTES, decodeTuning });
+    expect(run.decodeTuning).toEqual(decodeTuning);
+    expect(run.points.map((p) => (p.status === 'ok' ? p.numSplits : p.status))).toEqual([1]); // without it: 3 splits (the quick sweep's split-K point)
+    expect(buildBenchReport(ctx, run).decodeTuning).toEqual(decodeTuning);
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import { describeGpu, type AdapterSummary, type GpuContext, type OptionalFeature, type RaisedLimit } from '../gpu/gpu-context';
 import { formatBytes } from '../kernels/gpu-buffers';
+import type { DecodeTuning } from '../kernels/paged-decode';
 import { MODEL_PRESETS, type DecodeBenchRun, type PointResult, type ProbeResult, type TimingSummary } from './decode-step-bench';
 import type { TimingMethod } from './gpu-timer';
 
@@ -29,6 +30,8 @@ export interface BenchReport {
   capacityBudgetBytes: number;
   /** Points whose K+V pools exceed this were skipped. */
   maxCacheBytes: number;
+  /** Decode-kernel tuning overrides ({}: each kernel's defaults). */
+  decodeTuning: Partial<DecodeTuning>;
   points: PointResult[];
   notes: string[];
 }
@@ -54,6 +57,7 @@ export function buildBenchReport(ctx: GpuContext, run: DecodeBenchRun, options: 
     quick: Boolean(options.quick),
     capacityBudgetBytes: run.capacityBudgetBytes,
     maxCacheBytes: run.maxCacheBytes,
+    decodeTuning: run.decodeTuning,
     points: run.points,
     notes: [...REPORT_NOTES],
   };

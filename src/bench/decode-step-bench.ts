@@ -17,6 +17,7 @@ import { KvCacheFullError } from '../cache/page-allocator';
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { createBandwidthProbe } from '../kernels/bandwidth-probe';
 import { formatBytes, storageBuffer } from '../kernels/gpu-buffers';
+import type { DecodeTuning } from '../kernels/paged-decode';
 import { getPipeline } from '../kernels/pipeline-cache';
 import { BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
@@ -357,6 +358,8 @@ export interface DecodeBenchRun {
   timingMethod: TimingMethod;
   capacityBudgetBytes: number;
   maxCacheBytes: number;
+  /** Decode-kernel tuning overrides every point ran with ({}: each kernel's defaults). */
+  decodeTuning: Partial<DecodeTuning>;
 }
 
 export interface DecodeBenchOptions {
@@ -372,6 +375,8 @@ export interface DecodeBenchOptions {
   pageShuffleSeed?: number | null;
   /** Seed of the random K/V/q data. */
   seed?: number;
+  /** Decode-kernel tuning overrides (default: each kernel's defaults, DEFAULT_*DECODE_TUNING). */
+  decodeTuning?: Partial<DecodeTuning>;
   /** Called after each point (done counts finished points). */
   onProgress?: (done: number, total: number, point: PointResult) => void;
 }
@@ -532,6 +537,7 @@ interface ResolvedBenchOptions {
   capacityBudgetBytes: number;
   pageShuffleSeed: number | null;
   seed: number;
+  decodeTuning: Partial<DecodeTuning>;
 }
 
 async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer, probe: ProbeResult, o: ResolvedBenchOptions): Promise<PointResult> {
@@ -556,7 +562,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     await fillCache(ctx, cache, seqIds, point.context, source);
     // The decode step: one new token per sequence, then attention over context + 1 tokens.
     append = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
-    attention = await cache.prepareAttention(seqIds);
+    attention = await cache.prepareAttention(seqIds, { tuning: o.decodeTuning });
     const encoder = ctx.device.createCommandEncoder();
     const rowBytes = point.batch * preset.numKvHeads * preset.headDim * 4;
     copyRepeating(encoder, source, append.kInput, rowBytes);
@@ -623,6 +629,7 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
     capacityBudgetBytes: options.capacityBudgetBytes ?? DEFAULT_CAPACITY_BUDGET_BYTES,
     pageShuffleSeed: options.pageShuffleSeed === undefined ? 1 : options.pageShuffleSeed,
     seed: options.seed ?? 1234,
+    decodeTuning: { ...options.decodeTuning },
   };
   const resolved = points.map(resolvePoint);
   const probe = await measureProbe(ctx, o.probeBytes, o.timing, o.seed);
@@ -647,5 +654,6 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
     timingMethod: probe.timing.method,
     capacityBudgetBytes: o.capacityBudgetBytes,
     maxCacheBytes: o.maxCacheBytes,
+    decodeTuning: o.decodeTuning,
   };
 }

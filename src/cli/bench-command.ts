@@ -13,6 +13,7 @@ import {
 } from '../bench/decode-step-bench';
 import { buildBenchReport, formatBenchTable, formatProgress, reportToJson } from '../bench/bench-report';
 import type { MeasureOptions } from '../bench/gpu-timer';
+import { DEFAULT_SUBGROUP_DECODE_TUNING, resolveTuning, type DecodeTuning } from '../kernels/paged-decode';
 import type { CliCommand, CliEnv } from './commands';
 
 export interface BenchArgs {
@@ -22,6 +23,7 @@ export interface BenchArgs {
   probeBytes?: number;
   maxCacheBytes?: number;
   capacityBudgetBytes?: number;
+  decodeTuning?: Partial<DecodeTuning>;
   jsonPath: string | null;
 }
 
@@ -33,9 +35,11 @@ export class BenchUsageError extends Error {
   }
 }
 
+const TUNING_KEYS = Object.keys(DEFAULT_SUBGROUP_DECODE_TUNING) as (keyof DecodeTuning)[];
+
 const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64] [--context 512,4096] [--page-size 16[,32]]
       [--hadamard-block 128] [--warmup-ms 100] [--measure-ms 500] [--probe-mib 256] [--max-cache-gib 8]
-      [--budget-gib 16] [--json out.json]
+      [--budget-gib 16] [--decode-tuning key=value[,key=value]] [--json out.json]
 
   Times one decode step of one layer (append one token per sequence + paged attention over all of
   them) for every combination, and reports µs, tokens/s, attention GB/s as % of a bandwidth probe
@@ -50,7 +54,30 @@ const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64]
   --hadamard-block  Hadamard block of int4-hadamard, capped at head_dim (default 128)
   --max-cache-gib   skip points whose K+V pools exceed this (default 8)
   --budget-gib      memory for the "tokens in budget" column, all layers (default 16)
+  --decode-tuning   decode-kernel tuning overrides for this GPU, e.g. lanesPerToken=8,tokensPerStep=4
+                    (keys: ${TUNING_KEYS.join(', ')}; see DecodeTuning in src/kernels/paged-decode.ts)
   --json FILE       also write the full report (every sample) as JSON`;
+
+function decodeTuning(text: string): Partial<DecodeTuning> {
+  const tuning: Partial<Record<keyof DecodeTuning, number>> = {};
+  for (const item of text.split(',')) {
+    const [key, value, extra] = item.split('=').map((s) => s.trim());
+    if (!TUNING_KEYS.includes(key as keyof DecodeTuning) || value === undefined || extra !== undefined) {
+      throw new BenchUsageError(`--decode-tuning takes key=value pairs with keys ${TUNING_KEYS.join(', ')}; got '${item}'`);
+    }
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new BenchUsageError(`--decode-tuning ${key} takes a non-negative integer, got '${value}'`);
+    tuning[key as keyof DecodeTuning] = n;
+  }
+  for (const kind of ['subgroup', 'workgroup'] as const) {
+    try {
+      resolveTuning(tuning, kind);
+    } catch (e) {
+      throw new BenchUsageError(`--decode-tuning: ${(e as Error).message}`);
+    }
+  }
+  return tuning;
+}
 
 function positiveInts(flag: string, text: string): number[] {
   const values = text.split(',').map((s) => Number(s.trim()));
@@ -122,6 +149,9 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       case '--json':
         parsed.jsonPath = value;
         break;
+      case '--decode-tuning':
+        parsed.decodeTuning = decodeTuning(value);
+        break;
       default:
         throw new BenchUsageError(`unknown option '${flag}'`);
     }
@@ -172,6 +202,7 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
       if (parsed.probeBytes !== undefined) options.probeBytes = parsed.probeBytes;
       if (parsed.maxCacheBytes !== undefined) options.maxCacheBytes = parsed.maxCacheBytes;
       if (parsed.capacityBudgetBytes !== undefined) options.capacityBudgetBytes = parsed.capacityBudgetBytes;
+      if (parsed.decodeTuning !== undefined) options.decodeTuning = parsed.decodeTuning;
       io.err(`bench: ${points.length} points; measuring the bandwidth probe and the empty-dispatch floor first`);
       const run = await runDecodeBench(gpu, points, options);
       const report = buildBenchReport(gpu, run, { quick: parsed.quick });
