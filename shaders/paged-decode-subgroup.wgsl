@@ -1,7 +1,7 @@
 // Decode attention over a paged KV cache, subgroup kernel (INT4 or FP16; needs `enable subgroups;`).
 // The format file included before this one (lib/kv-lane-int4.wgsl or lib/kv-lane-fp16.wgsl) supplies
-// group_values(), query_lane_order(), value_channel_order(), GROUPS_PER_CHUNK and HAS_SCALE_MIN; the
-// host declares `alias CacheChunk` (vec2<u32> or vec4<u32>, CHUNK_WORDS words).
+// group_values(), query_lane_order(), value_channel_order() and HAS_SCALE_MIN; the host declares
+// `alias CacheChunk` (vec2<u32> or vec4<u32>, CHUNK_WORDS words).
 //
 // Grid and outputs are those of paged-decode.wgsl (the workgroup-memory kernel, used where subgroups
 // are missing): workgroup (split, kv_head × HEAD_GROUPS + head_group, seq) owns HEADS_PER_WG query
@@ -11,29 +11,33 @@
 // [l·C, l·C + C), C = HEAD_DIM / LANES_PER_TOKEN, in registers, reads those channels of the token's
 // K and V rows (coalesced: one CacheChunk load per CHUNK_WORDS words) and adds its partial dot
 // products to the other lanes' with subgroupShuffleXor (the host keeps LANES_PER_TOKEN ≤ the
-// adapter's smallest subgroup, so a token's lanes are always in one subgroup). Each token slot (the
-// lanes of one token) runs its own online softmax over steps of TOKENS_PER_STEP consecutive tokens
-// of one page (one block-table read per step), with no barrier and no workgroup memory in the loop;
-// a step's loads are issued one step ahead (software pipelining). The
-// running maximum is only moved when a score exceeds it by RESCALE_SLACK (exact: sums and
-// accumulators always refer to the same maximum, so only rounding differs), which makes the rescale
-// branch rare. At the end the slots are merged (log-sum-exp) within each subgroup by shuffles and
-// across subgroups through workgroup memory, MERGE_ROWS subgroups at a time.
-//
+// adapter's smallest subgroup, so a token's lanes are always in one subgroup).
+//   0. claim this subgroup's index and token slots; issue the first step's loads; load the queries
+//      (rotated when K is) into registers, pre-scaled for the format's lane order;
+//   1. each token slot (the lanes of one token) runs its own online softmax over steps of
+//      TOKENS_PER_STEP consecutive tokens of one page (one block-table read per step), with no
+//      barrier and no workgroup memory in the loop; a step's loads are issued one step ahead. The
+//      running maximum only moves when a score passes it by RESCALE_SLACK (exact: sums and
+//      accumulators always refer to the same maximum, only rounding differs), so the rescale
+//      branch is rare;
+//   2. the slots are merged (log-sum-exp) within each subgroup by shuffles and across subgroups
+//      through workgroup memory, MERGE_ROWS subgroups at a time;
+//   3. with one split and V not rotated, normalise and write `out`; otherwise write the partial and
+//      its (max, sum) for shaders/paged-decode-merge.wgsl, which also rotates V back.
 // No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
-// token slots are claimed with atomics.
+// token slots are claimed with atomics. A non-finite K/V row only affects its own (sequence, kv head).
 //
 // Loops over per-invocation arrays are marked `// unroll` and unrolled by the host
 // (src/kernels/wgsl-unroll.ts) so that the arrays stay in registers.
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
-// LANES_PER_TOKEN, CHANNELS_PER_LANE (= HEAD_DIM / LANES_PER_TOKEN), GROUPS_PER_LANE (groups of 8
-// values), CHUNK_WORDS, GROUPS_PER_CHUNK, CHUNKS_PER_LANE, LANE_VECS (vec4 of one head's lane values
+// HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT, ROT_VECTORS (= HEADS_PER_WG); LANES_PER_TOKEN,
+// CHANNELS_PER_LANE (= HEAD_DIM / LANES_PER_TOKEN), GROUPS_PER_LANE (groups of 8 values),
+// CHUNK_WORDS, GROUPS_PER_CHUNK, CHUNKS_PER_LANE, LANE_VECS (vec4 of one head's lane values
 // = 2·GROUPS_PER_LANE), ACC_VECS (= HEADS_PER_WG·LANE_VECS), TOKENS_PER_STEP, STEP_SCORES
-// (= TOKENS_PER_STEP·HEADS_PER_WG), STEP_CHUNKS (= TOKENS_PER_STEP·CHUNKS_PER_LANE), SCALE_MIN_CHUNKS (= max(1, TOKENS_PER_STEP / CHUNK_WORDS)),
-// MAX_SUBGROUPS, MERGE_ROWS, HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT,
-// ROT_VECTORS (= HEADS_PER_WG).
+// (= TOKENS_PER_STEP·HEADS_PER_WG), STEP_CHUNKS (= TOKENS_PER_STEP·CHUNKS_PER_LANE),
+// SCALE_MIN_CHUNKS (= max(1, TOKENS_PER_STEP / CHUNK_WORDS)), MAX_SUBGROUPS, MERGE_ROWS.
 
 // DecodeParams and the bindings: lib/decode-io.wgsl.
 
