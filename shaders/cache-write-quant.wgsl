@@ -23,6 +23,9 @@
 // GROUP_LANES, ROWS_PER_WG, ROT_VECTORS (= ROWS_PER_WG), HADAMARD_BLOCK (1: no rotation), ROTATE_K,
 // ROTATE_V, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
 
+// Loops over the lane's 8 values are marked `// unroll` and unrolled by the host
+// (src/kernels/wgsl-unroll.ts), so those arrays stay in registers.
+//
 // WriteParams and the bindings: lib/cache-write-io.wgsl.
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;  // [ROWS_PER_WG, HEAD_DIM] rows being rotated
@@ -43,27 +46,27 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
   // 1. load
   var x: array<f32, 8>;
-  for (var e = 0u; e < 8u; e++) {
+  for (var e = 0u; e < 8u; e++) {  // unroll
     let d = lane * 8u + e;
     var value = 0.0;
     if (valid) {
       value = select(new_k[row * HEAD_DIM + d], new_v[row * HEAD_DIM + d], is_v);
     }
     if (rotate) {
-      value *= hadamard_sign(params.sign_bits, d);
+      value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
     }
     x[e] = value;
   }
 
   // 2. rotate: the stages inside a lane's 8 elements in registers, the rest in workgroup memory
   if (rotate) {
-    let first_half = hadamard_in_lane(&x);
-    for (var e = 0u; e < 8u; e++) {
+    x = hadamard_in_lane(x);
+    for (var e = 0u; e < 8u; e++) {  // unroll
       rot_buf[row_in_wg * HEAD_DIM + lane * 8u + e] = x[e];
     }
-    hadamard_rows_in_workgroup(lid, first_half);
+    hadamard_rows_in_workgroup(lid, 8u);
     let norm = inverseSqrt(f32(HADAMARD_BLOCK));
-    for (var e = 0u; e < 8u; e++) {
+    for (var e = 0u; e < 8u; e++) {  // unroll
       x[e] = rot_buf[row_in_wg * HEAD_DIM + lane * 8u + e] * norm;
     }
   }
@@ -71,7 +74,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   // 3. min / max over the group
   var mn = x[0];
   var mx = x[0];
-  for (var e = 1u; e < 8u; e++) {
+  for (var e = 1u; e < 8u; e++) {  // unroll
     mn = min(mn, x[e]);
     mx = max(mx, x[e]);
   }
@@ -91,7 +94,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let scale16 = f16_value(scale_bits);
   let min16 = f16_value(min_bits);
   var codes: array<u32, 8>;
-  for (var e = 0u; e < 8u; e++) {
+  for (var e = 0u; e < 8u; e++) {  // unroll
     codes[e] = 0u;
     if (scale16 != 0.0) {
       codes[e] = quant_code(x[e], min16, scale16, MAX_CODE);
@@ -111,14 +114,14 @@ fn main(@builtin(local_invocation_index) lid: u32,
   // 5. pack and store
   if (CODE_BITS == 4u) {
     var word = 0u;
-    for (var e = 0u; e < 8u; e++) {
+    for (var e = 0u; e < 8u; e++) {  // unroll
       word |= (codes[e] & 0xfu) << (8u * (e % 4u) + select(0u, 4u, e >= 4u));  // NIBBLE ORDER
     }
     store_cache_word(is_v, row_start + lane, word);
   } else {
-    for (var w = 0u; w < 2u; w++) {
+    for (var w = 0u; w < 2u; w++) {  // unroll
       var word = 0u;
-      for (var j = 0u; j < 4u; j++) {
+      for (var j = 0u; j < 4u; j++) {  // unroll
         word |= (codes[4u * w + j] & 0xffu) << (8u * j);  // BYTE ORDER
       }
       store_cache_word(is_v, row_start + 2u * lane + w, word);

@@ -56,7 +56,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   for (var d = lid; d < HEAD_DIM; d += WORKGROUP_SIZE) {
     var value = rot_buf[d] * out_scale;
     if (ROTATE_OUT == 1u) {
-      value *= hadamard_sign(params.sign_bits, d);
+      value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
     }
     out[row * HEAD_DIM + d] = value;
   }

@@ -23,25 +23,19 @@ fn hadamard_rows_in_workgroup(lid: u32, first_half: u32) {
   workgroupBarrier();
 }
 
-// ±1: the random sign of element d (bit d of `bits` set means −1).
-fn hadamard_sign(bits: array<vec4<u32>, 2>, d: u32) -> f32 {
-  let word = bits[d / 128u][(d / 32u) % 4u];
+// The word of the random signs (sign_bits: array<vec4<u32>, 2> of the kernel's params) holding element
+// d's bit, and ±1 from it (bit d % 32 set means −1). Callers index params directly: passing the array
+// by value would copy it into local memory on some drivers.
+//   hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d)
+fn hadamard_sign(word: u32, d: u32) -> f32 {
   return select(1.0, -1.0, ((word >> (d % 32u)) & 1u) == 1u);
 }
 
-// The butterfly stages that stay inside 8 consecutive, 8-aligned elements of a row (half = 1, 2, 4,
-// below the block size), in registers; returns the first stage still to do across lanes.
-fn hadamard_in_lane(x: ptr<function, array<f32, 8>>) -> u32 {
-  var half = 1u;
-  for (; half < min(8u, HADAMARD_BLOCK); half <<= 1u) {
-    for (var e = 0u; e < 8u; e++) {
-      if ((e & half) == 0u) {
-        let a = (*x)[e];
-        let b = (*x)[e + half];
-        (*x)[e] = a + b;
-        (*x)[e + half] = a - b;
-      }
-    }
-  }
-  return half;
+// The three butterfly stages that stay inside 8 consecutive, 8-aligned elements of a row (half = 1,
+// 2, 4; every Hadamard block is ≥ 16), in registers, straight-line (no indexing by a loop variable,
+// which would put the array in local memory). Continue with hadamard_rows_in_workgroup(lid, 8u).
+fn hadamard_in_lane(x: array<f32, 8>) -> array<f32, 8> {
+  let a = array<f32, 8>(x[0] + x[1], x[0] - x[1], x[2] + x[3], x[2] - x[3], x[4] + x[5], x[4] - x[5], x[6] + x[7], x[6] - x[7]);
+  let b = array<f32, 8>(a[0] + a[2], a[1] + a[3], a[0] - a[2], a[1] - a[3], a[4] + a[6], a[5] + a[7], a[4] - a[6], a[5] - a[7]);
+  return array<f32, 8>(b[0] + b[4], b[1] + b[5], b[2] + b[6], b[3] + b[7], b[0] - b[4], b[1] - b[5], b[2] - b[6], b[3] - b[7]);
 }

@@ -7,6 +7,7 @@ import writeQuantWgsl from '../../shaders/cache-write-quant.wgsl?raw';
 import { quantFormat, type CacheLayout } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
+import { unrollLoops } from './wgsl-unroll';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
 
@@ -67,7 +68,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.quantCode,
           WGSL_LIBRARIES.cacheWriteIo,
-          writeQuantWgsl,
+          unrollLoops(writeQuantWgsl, constants),
         ],
       }),
   };
