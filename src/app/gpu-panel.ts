@@ -21,7 +21,7 @@ export function kernelVariants(ctx: GpuContext): string[] {
   const sizes = a.subgroupMinSize ? ` (subgroup size ${a.subgroupMinSize}–${a.subgroupMaxSize})` : '';
   return [
     ctx.features.subgroups
-      ? `Decode attention: subgroup path${sizes} for FP16 and INT4 (paged-decode-subgroup.wgsl: ${Math.min(PREFERRED_LANES_PER_TOKEN, a.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE)} lanes per token at most, so a token's lanes fit the smallest subgroup); int8 and int4-g32 use the workgroup-memory kernel.`
+      ? `Decode attention: subgroup path${sizes} for FP16 and INT4 (paged-decode-subgroup.wgsl: at most ${Math.min(PREFERRED_LANES_PER_TOKEN, a.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE)} lanes per token, so a token's lanes fit the smallest subgroup); int8 and int4-g32 use the workgroup-memory kernel.`
       : 'Decode attention: workgroup-memory path (this adapter has no subgroups).',
     'Storage: INT4 codes 8 per u32 with scale/min as packed f16; the FP16 baseline packs two halves per u32 (pack2x16float), so shader-f16 is never required.',
     'Long contexts with few sequences: split-K (flash-decoding) with a log-sum-exp merge, split count chosen per run.',

@@ -304,7 +304,7 @@ export class PagedKvCache {
     try {
       const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
       tuning = resolveTuning(options.tuning, kind);
-      if (kind === 'subgroup') lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize }, tuning);
+      if (kind === 'subgroup') lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, numQueryHeads: hq }, tuning);
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }

@@ -70,10 +70,11 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
 
 /**
  * Subgroup kernel (paged-decode-subgroup.wgsl), measured best on the same H200 and workload for INT4
- * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup, 8 lanes per token;
- * tokens per step by format (LANE_FORMATS). Split-K: each workgroup's prologue and merge cost more than a workgroup-memory
- * tile loop's, so the kernel wants few, long workgroups: about two per SM (256 on the H200's 132) and
- * ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k (docs/tuning.md).
+ * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup; lanes per token and
+ * tokens per step chosen per format and shape (LANE_FORMATS). Split-K: each workgroup's prologue and
+ * merge cost more than a workgroup-memory tile loop's, so the kernel wants few, long workgroups: about
+ * two per SM (256 on the H200's 132) and ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k
+ * (docs/tuning.md).
  */
 export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   workgroupSize: 128,
@@ -87,8 +88,10 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
 
 /** WGSL's smallest subgroup size: what is assumed when the adapter does not report its own. */
 export const WGSL_MIN_SUBGROUP_SIZE = 4;
-/** Lanes per token the subgroup kernel prefers when the tuning says 0 (automatic). */
+/** The most lanes per token the subgroup kernel picks by itself (tuning 0 = automatic). */
 export const PREFERRED_LANES_PER_TOKEN = 8;
+/** Automatic lanes per token keep a lane's query slice + accumulators (2·heads·channels f32) within this. */
+const LANE_STATE_FLOATS = 128;
 /** Subgroup kernel: a lane's values come in groups of 8 (two vec4). */
 const VALUES_PER_GROUP = 8;
 /** Subgroup kernel: subgroups merged per pass through workgroup memory. */
@@ -127,16 +130,32 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
 }
 
 /**
- * Lane formats of the subgroup kernel: values per lane load must be a whole CacheChunk. Preferred
- * tokens per step measured on the H200 (batch 64 × 4k): INT4 4 (265 µs; 2: 275, 8: 313), FP16 2
- * (274 µs; 4: 295).
+ * Lane formats of the subgroup kernel: values per lane load must be a whole CacheChunk. Automatic
+ * choices, measured on the H200 (docs/tuning.md):
+ *  - INT4 is bound by arithmetic: the fewest lanes per token (4, else 8) whose query slice and
+ *    accumulators fit LANE_STATE_FLOATS (Llama-2-7B, 1 head per workgroup: 4 lanes 125 µs vs 8 lanes
+ *    143 µs; Llama-3.1-8B, 4 heads: 8 lanes), 4 tokens per step (265 µs; 2: 275, 8: 313).
+ *  - FP16 is bound by memory: 8 lanes; tokens per step so that a lane loads ≥ 32 bytes of K per step
+ *    (head_dim 128: 2 tokens, 274 µs vs 4: 295; head_dim 64: 4 tokens, 82 µs vs 2: 110).
  */
 const LANE_FORMATS = {
   /** one u32 = 8 nibbles; a lane loads vec2<u32> or vec4<u32> (≥ 16 channels) */
-  int4: { source: int4LaneWgsl, channelsPerWord: 8, minChannelsPerLane: 16, preferredTokensPerStep: 4 },
+  int4: {
+    source: int4LaneWgsl,
+    channelsPerWord: 8,
+    minChannelsPerLane: 16,
+    autoLanes: (heads: number, headDim: number) => (2 * heads * headDim / 4 <= LANE_STATE_FLOATS ? 4 : PREFERRED_LANES_PER_TOKEN),
+    autoTokensPerStep: (_channelsPerLane: number) => 4,
+  },
   /** one u32 = 2 halves; a lane loads vec4<u32> (≥ 8 channels) */
-  fp16: { source: fp16LaneWgsl, channelsPerWord: 2, minChannelsPerLane: 8, preferredTokensPerStep: 2 },
-} as const;
+  fp16: {
+    source: fp16LaneWgsl,
+    channelsPerWord: 2,
+    minChannelsPerLane: 8,
+    autoLanes: (_heads: number, _headDim: number) => PREFERRED_LANES_PER_TOKEN,
+    autoTokensPerStep: (channelsPerLane: number) => (2 * channelsPerLane >= 32 ? 2 : 4),
+  },
+};
 
 function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
   const format = DECODE_FORMATS[shape.layout.method];
@@ -154,15 +173,16 @@ export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgrou
 }
 
 /**
- * Lanes per token of the subgroup kernel: the tuning's value, or PREFERRED_LANES_PER_TOKEN, capped so
- * that a token's lanes fit in the smallest subgroup and each lane loads at least a whole chunk.
+ * Lanes per token of the subgroup kernel: the tuning's value, or the format's automatic choice, capped
+ * so that a token's lanes fit in the smallest subgroup and each lane loads at least a whole chunk.
  */
-export function lanesPerToken(shape: Pick<DecodeShape, 'layout' | 'subgroupMinSize'>, tuning: DecodeTuning): number {
+export function lanesPerToken(shape: Pick<DecodeShape, 'layout' | 'subgroupMinSize' | 'numQueryHeads'>, tuning: DecodeTuning): number {
   const format = laneFormat(shape);
   if (!format) throw new Error(`no subgroup decode kernel for ${shape.layout.method}`);
   const subgroupMin = shape.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE;
   const formatMax = shape.layout.headDim / format.minChannelsPerLane;
-  const wanted = tuning.lanesPerToken || PREFERRED_LANES_PER_TOKEN;
+  const heads = headsPerWorkgroup(shape.numQueryHeads / shape.layout.numKvHeads, shape.layout.headDim, tuning.maxHeadsPerWorkgroup);
+  const wanted = tuning.lanesPerToken || format.autoLanes(heads, shape.layout.headDim);
   if (tuning.lanesPerToken && tuning.lanesPerToken > Math.min(subgroupMin, formatMax)) {
     throw new Error(`lanesPerToken ${tuning.lanesPerToken} is too many: at most ${Math.min(subgroupMin, formatMax)} here (smallest subgroup ${subgroupMin}; ${shape.layout.method} with head_dim ${shape.layout.headDim} needs ≥ ${format.minChannelsPerLane} channels per lane)`);
   }
@@ -212,7 +232,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
   const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
   // A step's tokens must share a page: halve the tuning's value until it divides the page size.
-  let tokensPerStep = tuning.tokensPerStep || format.preferredTokensPerStep;
+  let tokensPerStep = tuning.tokensPerStep || format.autoTokensPerStep(channelsPerLane);
   while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   return {
     ...shared,
