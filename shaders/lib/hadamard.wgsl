@@ -7,12 +7,33 @@
 // rot_buf ← rot_buf · H_blk, unnormalised (the caller multiplies by 1/√B once).
 // Stage `half` pairs element i (bit `half` clear) with i + half; blocks of B divide HEAD_DIM, so the
 // whole [ROT_VECTORS, HEAD_DIM] buffer can be treated as one array. Stages below `first_half` are
-// skipped (the caller did them in registers: hadamard_in_lane).
+// skipped (the caller did them in registers: hadamard_in_lane). Two stages share one pass (and one
+// barrier) where they can: an invocation takes the 4 elements i, i+h, i+2h, i+3h and applies stage h
+// then stage 2h to them, the same additions in the same order as two single-stage passes.
 fn hadamard_rows_in_workgroup(lid: u32, first_half: u32) {
-  let pairs = ROT_VECTORS * HEAD_DIM / 2u;
-  for (var half = first_half; half < HADAMARD_BLOCK; half <<= 1u) {
+  let quads = ROT_VECTORS * HEAD_DIM / 4u;
+  var half = first_half;
+  for (; 2u * half < HADAMARD_BLOCK; half <<= 2u) {
     workgroupBarrier();
-    for (var p = lid; p < pairs; p += WORKGROUP_SIZE) {
+    for (var p = lid; p < quads; p += WORKGROUP_SIZE) {
+      let i = (p / half) * 4u * half + (p % half);
+      let x0 = rot_buf[i];
+      let x1 = rot_buf[i + half];
+      let x2 = rot_buf[i + 2u * half];
+      let x3 = rot_buf[i + 3u * half];
+      let a0 = x0 + x1;
+      let a1 = x0 - x1;
+      let a2 = x2 + x3;
+      let a3 = x2 - x3;
+      rot_buf[i] = a0 + a2;
+      rot_buf[i + half] = a1 + a3;
+      rot_buf[i + 2u * half] = a0 - a2;
+      rot_buf[i + 3u * half] = a1 - a3;
+    }
+  }
+  if (half < HADAMARD_BLOCK) {  // one stage left
+    workgroupBarrier();
+    for (var p = lid; p < 2u * quads; p += WORKGROUP_SIZE) {
       let lo = (p / half) * 2u * half + (p % half);
       let a = rot_buf[lo];
       let b = rot_buf[lo + half];
