@@ -4,36 +4,67 @@
 //   var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;   // [ROT_VECTORS, HEAD_DIM]
 // Every invocation of the workgroup must call these (they contain barriers).
 
+// Two butterfly stages on 4 values (stage h on pairs (0,1), (2,3), then stage 2h on (0,2), (1,3)).
+fn hadamard4(x: vec4<f32>) -> vec4<f32> {
+  let a = vec4<f32>(x.x + x.y, x.x - x.y, x.z + x.w, x.z - x.w);
+  return vec4<f32>(a.x + a.z, a.y + a.w, a.x - a.z, a.y - a.w);
+}
+
 // rot_buf ← rot_buf · H_blk, unnormalised (the caller multiplies by 1/√B once).
 // Stage `half` pairs element i (bit `half` clear) with i + half; blocks of B divide HEAD_DIM, so the
 // whole [ROT_VECTORS, HEAD_DIM] buffer can be treated as one array. Stages below `first_half` are
-// skipped (the caller did them in registers: hadamard_in_lane). Two stages share one pass (and one
-// barrier) where they can: an invocation takes the 4 elements i, i+h, i+2h, i+3h and applies stage h
-// then stage 2h to them, the same additions in the same order as two single-stage passes.
+// skipped (the caller did them in registers: hadamard_in_lane). Several stages share one pass (and
+// one barrier): an invocation takes 16 (or 4, or 2) elements i + k·h and applies stages h, 2h, 4h,
+// 8h to them in registers, the same additions in the same order as one pass per stage.
 fn hadamard_rows_in_workgroup(lid: u32, first_half: u32) {
-  let quads = ROT_VECTORS * HEAD_DIM / 4u;
+  let n = ROT_VECTORS * HEAD_DIM;
   var half = first_half;
-  for (; 2u * half < HADAMARD_BLOCK; half <<= 2u) {
+  for (; 8u * half < HADAMARD_BLOCK; half <<= 4u) {  // four stages per pass
     workgroupBarrier();
-    for (var p = lid; p < quads; p += WORKGROUP_SIZE) {
+    for (var p = lid; p < n / 16u; p += WORKGROUP_SIZE) {
+      let i = (p / half) * 16u * half + (p % half);
+      var x: array<vec4<f32>, 4>;  // x[g][j] = element i + (4g + j)·half
+      x[0] = hadamard4(vec4<f32>(rot_buf[i], rot_buf[i + half], rot_buf[i + 2u * half], rot_buf[i + 3u * half]));
+      x[1] = hadamard4(vec4<f32>(rot_buf[i + 4u * half], rot_buf[i + 5u * half], rot_buf[i + 6u * half], rot_buf[i + 7u * half]));
+      x[2] = hadamard4(vec4<f32>(rot_buf[i + 8u * half], rot_buf[i + 9u * half], rot_buf[i + 10u * half], rot_buf[i + 11u * half]));
+      x[3] = hadamard4(vec4<f32>(rot_buf[i + 12u * half], rot_buf[i + 13u * half], rot_buf[i + 14u * half], rot_buf[i + 15u * half]));
+      // stages 4h and 8h: element j of the four groups
+      let y0 = hadamard4(vec4<f32>(x[0].x, x[1].x, x[2].x, x[3].x));
+      let y1 = hadamard4(vec4<f32>(x[0].y, x[1].y, x[2].y, x[3].y));
+      let y2 = hadamard4(vec4<f32>(x[0].z, x[1].z, x[2].z, x[3].z));
+      let y3 = hadamard4(vec4<f32>(x[0].w, x[1].w, x[2].w, x[3].w));
+      rot_buf[i] = y0.x;
+      rot_buf[i + half] = y1.x;
+      rot_buf[i + 2u * half] = y2.x;
+      rot_buf[i + 3u * half] = y3.x;
+      rot_buf[i + 4u * half] = y0.y;
+      rot_buf[i + 5u * half] = y1.y;
+      rot_buf[i + 6u * half] = y2.y;
+      rot_buf[i + 7u * half] = y3.y;
+      rot_buf[i + 8u * half] = y0.z;
+      rot_buf[i + 9u * half] = y1.z;
+      rot_buf[i + 10u * half] = y2.z;
+      rot_buf[i + 11u * half] = y3.z;
+      rot_buf[i + 12u * half] = y0.w;
+      rot_buf[i + 13u * half] = y1.w;
+      rot_buf[i + 14u * half] = y2.w;
+      rot_buf[i + 15u * half] = y3.w;
+    }
+  }
+  for (; 2u * half < HADAMARD_BLOCK; half <<= 2u) {  // two stages per pass
+    workgroupBarrier();
+    for (var p = lid; p < n / 4u; p += WORKGROUP_SIZE) {
       let i = (p / half) * 4u * half + (p % half);
-      let x0 = rot_buf[i];
-      let x1 = rot_buf[i + half];
-      let x2 = rot_buf[i + 2u * half];
-      let x3 = rot_buf[i + 3u * half];
-      let a0 = x0 + x1;
-      let a1 = x0 - x1;
-      let a2 = x2 + x3;
-      let a3 = x2 - x3;
-      rot_buf[i] = a0 + a2;
-      rot_buf[i + half] = a1 + a3;
-      rot_buf[i + 2u * half] = a0 - a2;
-      rot_buf[i + 3u * half] = a1 - a3;
+      let y = hadamard4(vec4<f32>(rot_buf[i], rot_buf[i + half], rot_buf[i + 2u * half], rot_buf[i + 3u * half]));
+      rot_buf[i] = y.x;
+      rot_buf[i + half] = y.y;
+      rot_buf[i + 2u * half] = y.z;
+      rot_buf[i + 3u * half] = y.w;
     }
   }
   if (half < HADAMARD_BLOCK) {  // one stage left
     workgroupBarrier();
-    for (var p = lid; p < 2u * quads; p += WORKGROUP_SIZE) {
+    for (var p = lid; p < n / 2u; p += WORKGROUP_SIZE) {
       let lo = (p / half) * 2u * half + (p % half);
       let a = rot_buf[lo];
       let b = rot_buf[lo + half];
