@@ -22,8 +22,8 @@
 //      branch is rare;
 //   2. the slots are merged (log-sum-exp) within each subgroup by shuffles and across subgroups
 //      through workgroup memory, MERGE_ROWS subgroups at a time;
-//   3. with one split and V not rotated, normalise and write `out`; otherwise write the partial and
-//      its (max, sum) for shaders/paged-decode-merge.wgsl, which also rotates V back.
+//   3. with one split, normalise, rotate V back when it was rotated, and write `out`; otherwise write
+//      the partial and its (max, sum) for shaders/paged-decode-merge.wgsl (which rotates V back).
 // No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
 // token slots are claimed with atomics. A non-finite K/V row only affects its own (sequence, kv head).
 //
@@ -336,13 +336,26 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
   }
 
-  // 3. Σ p·(scale·code + min) = acc + Σ p·min. With one split and no V rotation the result is final;
-  // otherwise shaders/paged-decode-merge.wgsl finishes it (and rotates V back).
+  // 3. Σ p·(scale·code + min) = acc + Σ p·min. With one split the result is final: normalise, and
+  // when V was rotated rotate it back here (· H_blk / √B, × signs, as the merge kernel would);
+  // otherwise shaders/paged-decode-merge.wgsl finishes it.
   let num_splits = params.num_splits;
-  if (num_splits == 1u && ROTATE_OUT == 0u) {
+  if (num_splits == 1u) {
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
       let sums = head_sums[i / HEAD_DIM];
-      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = (rot_buf[i] + sums.y) / sums.x;
+      rot_buf[i] = (rot_buf[i] + sums.y) / sums.x;
+    }
+    if (ROTATE_OUT == 1u) {
+      hadamard_rows_in_workgroup(lid, 1u);
+    }
+    let out_scale = select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_OUT == 1u);
+    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+      var value = rot_buf[i] * out_scale;
+      if (ROTATE_OUT == 1u) {
+        let d = i % HEAD_DIM;
+        value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
+      }
+      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = value;
     }
   } else {
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {

@@ -92,6 +92,9 @@ const GRID: Case[] = [
   { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 44, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 2, workgroupSize: 128, maxHeadsPerWorkgroup: 4 } },
   { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 16 }, contextLens: [33, 130], seed: 45, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64 } },
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4 } },
+  // one split with V rotated: the subgroup kernel rotates V back itself (no merge kernel)
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, hadamardBlock: 128, rotateV: true, hadamardSignSeed: 3 }, contextLens: [90, 5], seed: 47, subgroups: true, numSplits: 1 },
+  { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 4, numKvHeads: 2, pageSize: 32, hadamardBlock: 64, rotateV: true }, contextLens: [33], seed: 48, subgroups: true, numSplits: 1, tuning: { maxHeadsPerWorkgroup: 1 } },
 ];
 
 describe('paged decode attention vs float64 references', () => {

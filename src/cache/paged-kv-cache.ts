@@ -300,9 +300,9 @@ export class PagedKvCache {
     const maxContext = Math.max(...packed.contextLens);
     const groupSize = hq / hkv;
     const useSubgroups = this.config.useSubgroups && this.ctx.features.subgroups;
+    const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
     let tuning: DecodeTuning;
     try {
-      const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
       tuning = resolveTuning(options.tuning, kind);
       if (kind === 'subgroup') lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, numQueryHeads: hq }, tuning);
     } catch (e) {
@@ -312,7 +312,7 @@ export class PagedKvCache {
     const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
-    const merged = needsMerge(plan, { rotateOut: this.rotatesV });
+    const merged = needsMerge(plan, { rotateOut: this.rotatesV }, kind);
     const partialBytes = merged ? qBytes * plan.numSplits : 4;
     checkBufferFits(ctx, `split-K partial results (${plan.numSplits} splits)`, partialBytes);
     const buffers = {

@@ -395,9 +395,12 @@ export function chooseSplits(baseWorkgroups: number, maxContext: number, request
   return { numSplits: Math.ceil(maxContext / tokensPerSplit), tokensPerSplit };
 }
 
-/** The merge kernel runs with several splits, and always when V was rotated (it rotates back). */
-export function needsMerge(plan: SplitPlan, shape: Pick<DecodeShape, 'rotateOut'>): boolean {
-  return plan.numSplits > 1 || shape.rotateOut;
+/**
+ * The merge kernel runs with several splits; with one split it also runs when V was rotated, except
+ * after the subgroup kernel, which rotates V back itself then.
+ */
+export function needsMerge(plan: SplitPlan, shape: Pick<DecodeShape, 'rotateOut'>, kind: DecodeKernelKind): boolean {
+  return plan.numSplits > 1 || (shape.rotateOut && kind === 'workgroup');
 }
 
 export interface DecodeBuffers {
@@ -456,7 +459,7 @@ export async function prepareDecode(ctx: GpuContext, shape: DecodeShape, buffers
     buffers.q, buffers.kCache, buffers.vCache, buffers.blockTables, buffers.contextLens,
     buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams,
   ], 'paged decode');
-  const merge = needsMerge(plan, shape) ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
+  const merge = needsMerge(plan, shape, decodeKernelKind(shape)) ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
   const yGroups = shape.layout.numKvHeads * constants.HEAD_GROUPS;
   return {
