@@ -254,7 +254,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
 }
 
 /** Workgroup memory of a subgroup-kernel variant, in bytes. */
-export function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
+function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
   const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG;
   return floats * 4;
 }
@@ -283,7 +283,7 @@ export function decodeConstants(shape: DecodeShape) {
 }
 
 /** Workgroup memory of a decode variant, in bytes (checked against the device limit). */
-export function decodeWorkgroupBytes(c: ReturnType<typeof decodeConstants>): number {
+function decodeWorkgroupBytes(c: ReturnType<typeof decodeConstants>): number {
   const floats = 2 * c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG * 3 + c.SCRATCH_LEN + 2 * c.WORKGROUP_SIZE + 2 * c.TOKEN_LANES + 1;
   return floats * 4;
 }
@@ -313,15 +313,24 @@ function formatSources(layout: CacheLayout): string[] {
   }
 }
 
-export function decodeVariant(shape: DecodeShape): ShaderVariant {
-  return decodeKernelKind(shape) === 'subgroup' ? subgroupDecodeVariant(shape) : workgroupDecodeVariant(shape);
+/** The decode kernel a shape gets: its pipeline variant and what dispatching it needs. */
+interface DecodeKernel {
+  variant: ShaderVariant;
+  /** Workgroups along y per kv head (query-head groups). */
+  headGroups: number;
+  /** Workgroup memory, checked against the device limit. */
+  workgroupBytes: number;
 }
 
-function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
+export function decodeKernel(shape: DecodeShape): DecodeKernel {
+  return decodeKernelKind(shape) === 'subgroup' ? subgroupDecodeKernel(shape) : workgroupDecodeKernel(shape);
+}
+
+function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
   const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/');
-  return {
+  const variant: ShaderVariant = {
     key,
     code: () =>
       assembleWgsl({
@@ -336,13 +345,14 @@ function subgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
         ],
       }),
   };
+  return { variant, headGroups: constants.HEAD_GROUPS, workgroupBytes: subgroupDecodeWorkgroupBytes(constants) };
 }
 
-function workgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
+function workgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = decodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method];
   const key = [...sharedDecodeKey(`paged-decode-${format}`, constants), `v${constants.V_PREFETCH_MAX}`, shape.useSubgroups ? 'subgroups' : 'workgroup'].join('/');
-  return {
+  const variant: ShaderVariant = {
     key,
     code: () =>
       assembleWgsl({
@@ -358,6 +368,7 @@ function workgroupDecodeVariant(shape: DecodeShape): ShaderVariant {
         ],
       }),
   };
+  return { variant, headGroups: constants.HEAD_GROUPS, workgroupBytes: decodeWorkgroupBytes(constants) };
 }
 
 export function mergeVariant(shape: DecodeShape): ShaderVariant {
@@ -448,20 +459,18 @@ export function mergeParams(plan: SplitPlan, signBits: Uint32Array): Uint32Array
 }
 
 export async function prepareDecode(ctx: GpuContext, shape: DecodeShape, buffers: DecodeBuffers, numSeqs: number, plan: SplitPlan): Promise<PreparedDecode> {
-  const subgroupKernel = decodeKernelKind(shape) === 'subgroup';
-  const constants = subgroupKernel ? subgroupDecodeConstants(shape) : decodeConstants(shape);
-  const shared = subgroupKernel ? subgroupDecodeWorkgroupBytes(subgroupDecodeConstants(shape)) : decodeWorkgroupBytes(decodeConstants(shape));
-  if (shared > ctx.limits.maxComputeWorkgroupStorageSize) {
-    throw new Error(`decode kernel needs ${shared} bytes of workgroup memory; this device allows ${ctx.limits.maxComputeWorkgroupStorageSize}`);
+  const kernel = decodeKernel(shape);
+  if (kernel.workgroupBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
+    throw new Error(`decode kernel needs ${kernel.workgroupBytes} bytes of workgroup memory; this device allows ${ctx.limits.maxComputeWorkgroupStorageSize}`);
   }
-  const decode = await getPipeline(ctx.device, decodeVariant(shape));
+  const decode = await getPipeline(ctx.device, kernel.variant);
   const decodeGroup = bindBuffers(ctx.device, decode, [
     buffers.q, buffers.kCache, buffers.vCache, buffers.blockTables, buffers.contextLens,
     buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams,
   ], 'paged decode');
   const merge = needsMerge(plan, shape, decodeKernelKind(shape)) ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
-  const yGroups = shape.layout.numKvHeads * constants.HEAD_GROUPS;
+  const yGroups = shape.layout.numKvHeads * kernel.headGroups;
   return {
     plan,
     encode(pass) {
