@@ -50,14 +50,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
     rot_buf[d] = total / denominator;
   }
   if (ROTATE_OUT == 1u) {
-    hadamard_rows_in_workgroup(lid, 1u);
+    unrotate_rows_in_workgroup(lid);
   }
-  let out_scale = select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_OUT == 1u);
   for (var d = lid; d < HEAD_DIM; d += WORKGROUP_SIZE) {
-    var value = rot_buf[d] * out_scale;
-    if (ROTATE_OUT == 1u) {
-      value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
-    }
-    out[row * HEAD_DIM + d] = value;
+    out[row * HEAD_DIM + d] = rot_buf[d];
   }
 }

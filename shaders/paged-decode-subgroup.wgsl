@@ -337,7 +337,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   }
 
   // 3. Σ p·(scale·code + min) = acc + Σ p·min. With one split the result is final: normalise, and
-  // when V was rotated rotate it back here (· H_blk / √B, × signs, as the merge kernel would);
+  // when V was rotated rotate it back here (as the merge kernel would);
   // otherwise shaders/paged-decode-merge.wgsl finishes it.
   let num_splits = params.num_splits;
   if (num_splits == 1u) {
@@ -346,16 +346,10 @@ fn main(@builtin(local_invocation_index) lid: u32,
       rot_buf[i] = (rot_buf[i] + sums.y) / sums.x;
     }
     if (ROTATE_OUT == 1u) {
-      hadamard_rows_in_workgroup(lid, 1u);
+      unrotate_rows_in_workgroup(lid);
     }
-    let out_scale = select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_OUT == 1u);
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      var value = rot_buf[i] * out_scale;
-      if (ROTATE_OUT == 1u) {
-        let d = i % HEAD_DIM;
-        value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
-      }
-      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = value;
+      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = rot_buf[i];
     }
   } else {
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {

@@ -75,6 +75,18 @@ fn hadamard_rows_in_workgroup(lid: u32, first_half: u32) {
   workgroupBarrier();
 }
 
+// rot_buf ← rot_buf · H_blk / √B × signs: the inverse of the rotation the write kernel applied to V
+// (× signs, then · H_blk / √B), on every row. Needs the kernel's `params.sign_bits`; contains barriers.
+fn unrotate_rows_in_workgroup(lid: u32) {
+  hadamard_rows_in_workgroup(lid, 1u);
+  let norm = inverseSqrt(f32(HADAMARD_BLOCK));
+  for (var i = lid; i < ROT_VECTORS * HEAD_DIM; i += WORKGROUP_SIZE) {
+    let d = i % HEAD_DIM;
+    rot_buf[i] = rot_buf[i] * norm * hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
+  }
+  workgroupBarrier();
+}
+
 // The word of the random signs (sign_bits: array<vec4<u32>, 2> of the kernel's params) holding element
 // d's bit, and ±1 from it (bit d % 32 set means −1). Callers index params directly: passing the array
 // by value would copy it into local memory on some drivers.
