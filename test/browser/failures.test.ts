@@ -3,11 +3,10 @@
  * a file that is not a KV dump, the GPU process crashing under the page (device lost → Recover →
  * run again), and the happy path of a real K/V file (safetensors written by the library).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { writeSafetensors } from '../../src/io/safetensors';
 import { generateWorkload } from '../../src/workloads/synthetic';
-import { openPage, type ServedPage } from './browser-harness';
-import { clickRunAndWait, columnNumbers, readTable, waitForGpu } from './page-helpers';
+import { clickRunAndWait, columnNumbers, readTable, readyPageForSuite, waitForGpu } from './page-helpers';
 
 /** A small run, so each rerun takes a second or two on SwiftShader. */
 const QUERY = '?preset=tiny-d64&seqs=1&ctx=48&methods=int4,hadamard&block=64';
@@ -25,17 +24,10 @@ function kvFile(): Buffer {
 }
 
 describe('failures explained on the page', () => {
-  let served: ServedPage;
-  beforeAll(async () => {
-    served = await openPage(QUERY);
-    await waitForGpu(served.page);
-  });
-  afterAll(async () => {
-    await served?.close();
-  });
+  const suite = readyPageForSuite(QUERY);
 
   it('without WebGPU: says so, names the browsers and flags that enable it, and runs nothing', async () => {
-    const page = await served.openAnother(QUERY, () => {
+    const page = await suite.served.openAnother(QUERY, () => {
       Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
     });
     try {
@@ -56,7 +48,7 @@ describe('failures explained on the page', () => {
   });
 
   it('a file that is not a KV dump: the loader says what is wrong with which file', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.setInputFiles('#file-input', { name: 'notes.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('this is not a tensor file') });
     await page.waitForSelector('#error-panel:not([hidden])');
     expect(await page.textContent('#error-panel h2')).toBe('This file cannot be used');
@@ -67,7 +59,7 @@ describe('failures explained on the page', () => {
   });
 
   it('a real K/V file (safetensors: k, v, context_lens) runs through the accuracy lab', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.setInputFiles('#file-input', { name: 'layer3.safetensors', mimeType: 'application/octet-stream', buffer: kvFile() });
     await page.waitForFunction(() => document.getElementById('file-status')?.textContent?.startsWith('Loaded'));
     expect(await page.inputValue('#workload')).toBe('file');
@@ -82,8 +74,8 @@ describe('failures explained on the page', () => {
   });
 
   it('device lost (the GPU process crashes): explained, Recover re-opens the device, and a rerun works', async () => {
-    const { page } = served;
-    const cdp = await served.browser.newBrowserCDPSession();
+    const { page } = suite.served;
+    const cdp = await suite.served.browser.newBrowserCDPSession();
     await cdp.send('Browser.crashGpuProcess');
     await page.waitForSelector('#error-panel:not([hidden])', { timeout: 30_000 });
     expect(await page.textContent('#error-panel h2')).toBe('The GPU device was lost');
@@ -96,6 +88,6 @@ describe('failures explained on the page', () => {
   });
 
   it('logs no console errors', () => {
-    expect(served.errors).toEqual([]);
+    expect(suite.served.errors).toEqual([]);
   });
 });

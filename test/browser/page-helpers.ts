@@ -3,6 +3,8 @@
  * wait for the outcome, and read tables and charts back.
  */
 import type { Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
+import { openPage, type ServedPage } from './browser-harness';
 
 /** SwiftShader is slow and the suite may share 2 cores between files: generous, but bounded. */
 export const RUN_TIMEOUT_MS = 120_000;
@@ -11,6 +13,28 @@ export const RUN_TIMEOUT_MS = 120_000;
 export async function waitForGpu(page: Page): Promise<void> {
   await page.waitForSelector('#gpu-status.ok', { timeout: 60_000 });
   await page.waitForSelector('#run-both:not([disabled])', { timeout: 60_000 });
+}
+
+/**
+ * The page for the tests of the enclosing describe block: opened with `query` (and sized to `viewport`)
+ * before them, once its GPU is ready, and closed after them. Read `.served` inside the tests.
+ */
+export function readyPageForSuite(query = '', viewport?: { width: number; height: number }): { readonly served: ServedPage } {
+  let served: ServedPage | undefined;
+  beforeAll(async () => {
+    served = await openPage(query);
+    if (viewport) await served.page.setViewportSize(viewport);
+    await waitForGpu(served.page);
+  });
+  afterAll(async () => {
+    await served?.close();
+  });
+  return {
+    get served(): ServedPage {
+      if (!served) throw new Error('the page opens in beforeAll: read .served inside a test');
+      return served;
+    },
+  };
 }
 
 /**

@@ -3,9 +3,8 @@
  * accuracy comparison and a quick benchmark started by clicking, then the tables, plots, sorting,
  * downloads, URL state and cancellation checked as a user would see them.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPage, type ServedPage } from './browser-harness';
-import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, waitForGpu } from './page-helpers';
+import { describe, expect, it } from 'vitest';
+import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, readyPageForSuite, waitForGpu } from './page-helpers';
 
 /** Small enough for SwiftShader: tiny-d64 (Hq 16, Hkv 4, D 64), 2 sequences of 100 tokens (ragged over 8-token pages). */
 const QUERY = '?preset=tiny-d64&workload=rope-outliers&seqs=2&ctx=100&page=8&block=32&rotv=0&methods=int4,hadamard,blocks&seed=7&quick=1';
@@ -21,18 +20,10 @@ const ACCURACY_NUMERIC = [
 const BENCH_POSITIVE = ['append_us', 'attention_us', 'step_us', 'tokens_per_s', 'attention_gbps', 'pct_of_roofline', 'bytes_per_token', 'splits'];
 
 describe('a run through the UI (headless Chromium, WebGPU)', () => {
-  let served: ServedPage;
-  beforeAll(async () => {
-    served = await openPage(QUERY);
-    await served.page.setViewportSize({ width: 1200, height: 900 });
-    await waitForGpu(served.page);
-  });
-  afterAll(async () => {
-    await served?.close();
-  });
+  const suite = readyPageForSuite(QUERY, { width: 1200, height: 900 });
 
   it('reads the configuration from the URL into the controls', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     expect(await page.inputValue('#preset')).toBe('tiny-d64');
     expect(await page.inputValue('#workload')).toBe('rope-outliers');
     expect(await page.inputValue('#seqs')).toBe('2');
@@ -48,7 +39,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('runs accuracy and throughput from one click, with progress and a Cancel button while it runs', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const run = clickRunAndWait(page, 'run-both');
     await page.waitForSelector('#cancel:not([hidden])');
     expect(await page.isVisible('#progress')).toBe(true);
@@ -61,7 +52,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('the accuracy table holds one row per method, every metric a finite number', async () => {
-    const table = await readTable(served.page, 'acc-table');
+    const table = await readTable(suite.served.page, 'acc-table');
     expect(table.rows.map((r) => r.values.id)).toEqual(ACCURACY_IDS);
     for (const key of ACCURACY_NUMERIC) {
       const values = columnNumbers(table, key);
@@ -70,36 +61,36 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
     // The numbers mean something: FP16 is far closer to exact than naive INT4.
     const relL2 = columnNumbers(table, 'rel_l2_vs_exact');
     expect(relL2[0]).toBeLessThan(relL2[1] / 10);
-    expect(await served.page.textContent('#acc-summary')).toContain('rope-outliers');
+    expect(await suite.served.page.textContent('#acc-summary')).toContain('rope-outliers');
   });
 
   it('the throughput table holds every point, measured, with positive finite figures', async () => {
-    const table = await readTable(served.page, 'bench-table');
+    const table = await readTable(suite.served.page, 'bench-table');
     expect(table.rows).toHaveLength(BENCH_POINTS);
     expect(table.rows.map((r) => r.texts.status)).toEqual(Array(BENCH_POINTS).fill('ok'));
     for (const key of BENCH_POSITIVE) {
       const values = columnNumbers(table, key);
       expect(values.every((v) => Number.isFinite(v) && v > 0), `${key}: ${values}`).toBe(true);
     }
-    expect(await served.page.textContent('#bench-summary')).toMatch(/Roofline: [0-9.]+ GB\/s, a read-only stream/);
+    expect(await suite.served.page.textContent('#bench-summary')).toMatch(/Roofline: [0-9.]+ GB\/s, a read-only stream/);
   });
 
   it('draws the four uPlot charts (a sized canvas with ink, one legend entry per series)', async () => {
     for (const [box, series] of [['acc-chart-methods', 1], ['acc-chart-blocks', 3], ['bench-chart-batch', 3], ['bench-chart-context', 3]] as const) {
-      const canvas = await chartCanvas(served.page, box);
+      const canvas = await chartCanvas(suite.served.page, box);
       expect(canvas, box).not.toBeNull();
       expect(canvas!.width * canvas!.height, box).toBeGreaterThan(0);
       expect(canvas!.boxWidth * canvas!.boxHeight, box).toBeGreaterThan(0);
       expect(canvas!.series, box).toBeGreaterThanOrEqual(series);
-      expect(await chartHasInk(served.page, box), box).toBe(true);
+      expect(await chartHasInk(suite.served.page, box), box).toBe(true);
     }
     // The metric selector redraws with another metric.
-    await served.page.selectOption('#acc-metric', 'klMean');
-    expect(await served.page.textContent('#acc-chart-methods')).toContain('KL');
+    await suite.served.page.selectOption('#acc-metric', 'klMean');
+    expect(await suite.served.page.textContent('#acc-chart-methods')).toContain('KL');
   });
 
   it('sorts a table from the keyboard (Tab to a header, Enter, Space)', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const header = page.locator('#acc-table button.sort[data-key="rel_l2_vs_exact"]');
     await header.focus();
     await page.keyboard.press('Enter');
@@ -115,7 +106,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('exports JSON and CSV as downloads built from Blobs', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const accJson = await downloadText(page, '#acc-downloads a[download$=".json"]');
     expect(accJson.href).toMatch(/^blob:/);
     const report = JSON.parse(accJson.text);
@@ -134,7 +125,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('is readable on a phone: no sideways scrolling of the page, wide tables scroll in their own box', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.setViewportSize({ width: 375, height: 800 });
     try {
       await page.waitForTimeout(100); // ResizeObserver redraws the charts
@@ -157,7 +148,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('keeps the configuration in the URL: a change is written, and the link reproduces it', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.selectOption('#preset', 'llama-3.1-8b');
     await page.fill('#context', '300');
     await page.locator('#context').dispatchEvent('change');
@@ -166,7 +157,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
     await page.selectOption('#block', '64');
     const url = new URL(page.url());
     expect(Object.fromEntries(url.searchParams)).toMatchObject({ preset: 'llama-3.1-8b', ctx: '300', rotv: '1', methods: 'int4,hadamard', block: '64', seqs: '2', page: '8' });
-    const other = await served.openAnother(url.search);
+    const other = await suite.served.openAnother(url.search);
     try {
       expect(await other.inputValue('#preset')).toBe('llama-3.1-8b');
       expect(await other.inputValue('#context')).toBe('300');
@@ -184,7 +175,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('cancels a run between steps and stays usable', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.click('#run-bench');
     await page.click('#cancel');
     await page.waitForFunction(() => /^(Cancelled|Done in)/.test(document.getElementById('progress-text')?.textContent ?? ''), null, { timeout: 60_000 });
@@ -194,6 +185,6 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
   });
 
   it('logs no console errors', () => {
-    expect(served.errors).toEqual([]);
+    expect(suite.served.errors).toEqual([]);
   });
 });

@@ -9,26 +9,17 @@
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPage, type ServedPage } from './browser-harness';
-import { chartCanvas, clickRunAndWait, columnNumbers, readTable, waitForGpu } from './page-helpers';
+import { describe, expect, it } from 'vitest';
+import { chartCanvas, clickRunAndWait, columnNumbers, readTable, readyPageForSuite } from './page-helpers';
 
 const OUT_DIR = process.env.SCREENSHOT ? resolve(import.meta.dirname, '../../docs') : join(tmpdir(), 'int4kv-screenshots');
 mkdirSync(OUT_DIR, { recursive: true });
 
 describe('the default configuration, one click', () => {
-  let served: ServedPage;
-  beforeAll(async () => {
-    served = await openPage();
-    await served.page.setViewportSize({ width: 1280, height: 900 });
-    await waitForGpu(served.page);
-  });
-  afterAll(async () => {
-    await served?.close();
-  });
+  const suite = readyPageForSuite('', { width: 1280, height: 900 });
 
   it('completes and shows INT4 + Hadamard recovering most of what naive INT4 loses', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const started = Date.now();
     expect(await clickRunAndWait(page, 'run-both')).toMatch(/^Done in/);
     console.info(`default run: ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -47,11 +38,11 @@ describe('the default configuration, one click', () => {
       const canvas = await chartCanvas(page, box);
       expect(canvas && canvas.width * canvas.height, box).toBeGreaterThan(0);
     }
-    expect(served.errors).toEqual([]);
+    expect(suite.served.errors).toEqual([]);
   });
 
   it('photographs the page after the run (desktop and phone widths)', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const desktop = join(OUT_DIR, 'screenshot.png');
     const image = await page.screenshot({ path: desktop, fullPage: true });
     expect(image.byteLength).toBeGreaterThan(50_000);

@@ -4,9 +4,8 @@
  * shape, caps 1, 2, 4, 8, 20 steps) run by one click, then the fits table, the three charts, the runs
  * table, the downloads, Cancel and the URL state checked as a user would see them.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openPage, type ServedPage } from './browser-harness';
-import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, waitForGpu } from './page-helpers';
+import { describe, expect, it } from 'vitest';
+import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, readyPageForSuite } from './page-helpers';
 
 const METHODS = ['fp16', 'int4', 'int4-hadamard'];
 const CAPS = [1, 2, 4, 8];
@@ -21,18 +20,10 @@ const FINITE = [
 const POSITIVE = ['steps', 'decode_tokens', 'decode_tokens_per_s', 'output_tokens_per_s', 'median_step_us', 'attention_ms', 'mean_decode_batch'];
 
 describe('the serving section (headless Chromium, WebGPU)', () => {
-  let served: ServedPage;
-  beforeAll(async () => {
-    served = await openPage();
-    await served.page.setViewportSize({ width: 1200, height: 900 });
-    await waitForGpu(served.page);
-  });
-  afterAll(async () => {
-    await served?.close();
-  });
+  const suite = readyPageForSuite('', { width: 1200, height: 900 });
 
   it('shows the default configuration and says what a step is and how to scale it', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     expect(await page.inputValue('#sim-regime')).toBe('short');
     expect(await page.inputValue('#sim-scale')).toBe(String(1 / 64));
     expect(await page.inputValue('#sim-budget')).toBe('0.25');
@@ -46,7 +37,7 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
   });
 
   it('Tab moves from the serving controls to its run button', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.focus('#sim-steps');
     let focused = '';
     for (let i = 0; i < 8 && focused !== 'sim-run'; i++) {
@@ -57,7 +48,7 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
   });
 
   it('runs the default sweep from one click, locking every control while it runs', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const started = Date.now();
     const run = clickRunAndWait(page, 'sim-run');
     await page.waitForSelector('#sim-cancel:not([hidden])');
@@ -72,19 +63,19 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
   });
 
   it('INT4 fits more concurrency than FP16 in the same budget, and runs a larger batch at the largest cap', async () => {
-    const fits = await readTable(served.page, 'sim-fits');
+    const fits = await readTable(suite.served.page, 'sim-fits');
     expect(fits.rows.map((r) => r.values.method)).toEqual(METHODS);
     const [fp16, int4, hadamard] = columnNumbers(fits, 'fits_at_full_length');
     expect(fp16).toBeGreaterThanOrEqual(1);
     expect(int4).toBeGreaterThan(fp16);
     expect(hadamard).toBe(int4); // the rotation costs no memory
-    const runs = await readTable(served.page, 'sim-table');
+    const runs = await readTable(suite.served.page, 'sim-table');
     const at = (method: string, cap: number, key: string) => Number(runs.rows.find((r) => r.values.method === method && r.values.cap === String(cap))!.values[key]);
     expect(at('int4', 8, 'mean_decode_batch')).toBeGreaterThan(at('fp16', 8, 'mean_decode_batch'));
   });
 
   it('the runs table holds every (method, cap), its figures finite numbers', async () => {
-    const table = await readTable(served.page, 'sim-table');
+    const table = await readTable(suite.served.page, 'sim-table');
     expect(table.rows).toHaveLength(RUNS);
     expect(table.rows.map((r) => `${r.values.method}@${r.values.cap}`)).toEqual(METHODS.flatMap((m) => CAPS.map((c) => `${m}@${c}`)));
     for (const key of FINITE) {
@@ -92,23 +83,23 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
       expect(values.every(Number.isFinite), `${key}: ${values}`).toBe(true);
       if (POSITIVE.includes(key)) expect(values.every((v) => v > 0), `${key}: ${values}`).toBe(true);
     }
-    expect(await served.page.textContent('#sim-summary')).toMatch(/regime short \(256 in \/ 1k out\) scaled ×1\/64 → 4 in \/ 16 out/);
+    expect(await suite.served.page.textContent('#sim-summary')).toMatch(/regime short \(256 in \/ 1k out\) scaled ×1\/64 → 4 in \/ 16 out/);
   });
 
   it('draws the three uPlot charts (a sized canvas with ink, one legend entry per series)', async () => {
     for (const [box, series] of [['sim-chart-throughput', 3], ['sim-chart-pages', 3], ['sim-chart-running', 4]] as const) {
-      const canvas = await chartCanvas(served.page, box);
+      const canvas = await chartCanvas(suite.served.page, box);
       expect(canvas, box).not.toBeNull();
       expect(canvas!.width * canvas!.height, box).toBeGreaterThan(0);
       expect(canvas!.boxWidth * canvas!.boxHeight, box).toBeGreaterThan(0);
       expect(canvas!.series, box).toBeGreaterThanOrEqual(series);
-      expect(await chartHasInk(served.page, box), box).toBe(true);
+      expect(await chartHasInk(suite.served.page, box), box).toBe(true);
     }
-    expect(await served.page.textContent('#sim-chart-running')).toContain('cap 8');
+    expect(await suite.served.page.textContent('#sim-chart-running')).toContain('cap 8');
   });
 
   it('exports the CLI JSON and the table as CSV', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     const json = JSON.parse((await downloadText(page, '#sim-downloads a[download$=".json"]')).text);
     expect(json.kind).toBe('simulate');
     expect(json.methods.map((m: { method: string }) => m.method)).toEqual(METHODS);
@@ -119,7 +110,7 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
   });
 
   it('cancels a sweep between runs and stays usable', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.click('#sim-run');
     await page.click('#sim-cancel');
     await page.waitForFunction(() => /^(Cancelled|Done in)/.test(document.getElementById('sim-progress-text')?.textContent ?? ''), null, { timeout: 60_000 });
@@ -129,7 +120,7 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
   });
 
   it('keeps the serving configuration in the URL: a change is written, and the link reproduces it', async () => {
-    const { page } = served;
+    const { page } = suite.served;
     await page.selectOption('#sim-regime', 'long');
     await page.selectOption('#sim-scale', String(1 / 128));
     await page.fill('#sim-budget', '2.5');
@@ -142,7 +133,7 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
       preset: 'llama-3.1-8b', page: '16',
     });
     expect(await page.textContent('#sim-plan')).toMatch(/2 methods × 3 caps .* 32 requests of 128 in \/ 8 out/);
-    const other = await served.openAnother(url.search);
+    const other = await suite.served.openAnother(url.search);
     try {
       expect(await other.inputValue('#sim-regime')).toBe('long');
       expect(await other.inputValue('#sim-scale')).toBe(String(1 / 128));
@@ -155,7 +146,7 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
     } finally {
       await other.close();
     }
-    const bad = await served.openAnother('?sim-caps=0,x&sim-scale=3&sim-budget=2');
+    const bad = await suite.served.openAnother('?sim-caps=0,x&sim-scale=3&sim-budget=2');
     try {
       await bad.waitForSelector('#url-notice:not([hidden])');
       const notice = await bad.textContent('#url-notice');
@@ -169,6 +160,6 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
   });
 
   it('logs no console errors', () => {
-    expect(served.errors).toEqual([]);
+    expect(suite.served.errors).toEqual([]);
   });
 });
