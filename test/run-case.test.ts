@@ -16,7 +16,7 @@ import { parseRunCase, RUN_CASE_PAGE_SHUFFLE_SEED } from '../src/cli/run-case';
 import { randomSigns } from '../src/reference/hadamard';
 import { relativeL2 } from '../src/reference/metrics';
 import { referenceDecode } from '../src/reference/saw-int4';
-import { parseSafetensors, requireTensor, TensorFileError, writeSafetensors, type TensorToWrite } from '../src/io/safetensors';
+import { assembleSafetensors, parseSafetensors, requireTensor, TensorFileError, writeSafetensors, type TensorToWrite } from '../src/io/safetensors';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -70,16 +70,7 @@ function caseBytesWithI64Lens(lens: bigint[]): Uint8Array {
   const lensRaw = new Uint8Array(new BigInt64Array(lens).buffer);
   header.context_lens = { dtype: 'I64', shape: [lens.length], data_offsets: [offset, offset + lensRaw.length] };
   chunks.push(lensRaw);
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const out = new Uint8Array(8 + json.length + offset + lensRaw.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
-  out.set(json, 8);
-  let at = 8 + json.length;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return assembleSafetensors(header, chunks);
 }
 
 /** The error parseRunCase throws for `bytes`; fails the test when it does not throw. */

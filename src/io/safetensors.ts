@@ -407,6 +407,15 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
     chunks.push(raw);
     offset += raw.byteLength;
   }
+  return assembleSafetensors(header, chunks);
+}
+
+/**
+ * The bytes of a safetensors file from its header object (data_offsets already set) and the tensors'
+ * raw little-endian bytes in offset order; pads the header with spaces to 8-byte alignment.
+ */
+export function assembleSafetensors(header: Record<string, unknown>, chunks: Uint8Array[]): Uint8Array {
+  const dataBytes = chunks.reduce((n, c) => n + c.byteLength, 0);
   let headerBytes = new TextEncoder().encode(JSON.stringify(header));
   const padding = (HEADER_ALIGN_BYTES - ((8 + headerBytes.length) % HEADER_ALIGN_BYTES)) % HEADER_ALIGN_BYTES;
   if (padding > 0) {
@@ -414,7 +423,7 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
     padded.set(headerBytes);
     headerBytes = padded;
   }
-  const out = new Uint8Array(8 + headerBytes.length + offset);
+  const out = new Uint8Array(8 + headerBytes.length + dataBytes);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   let at = 8 + headerBytes.length;
