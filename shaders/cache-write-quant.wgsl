@@ -21,7 +21,7 @@
 // Constants from src/kernels/cache-write.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, SCALE_MIN_WORDS (groups per row), CODE_BITS, MAX_CODE (f32), LANES,
 // GROUP_LANES, ROWS_PER_WG, ROT_VECTORS (= ROWS_PER_WG), HADAMARD_BLOCK (1: no rotation), ROTATE_K,
-// ROTATE_V, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
+// ROTATE_V, RANDOM_SIGNS, WORKGROUP_SIZE (= ROWS_PER_WG × LANES).
 
 // Loops over the lane's 8 values are marked `// unroll` and unrolled by the host
 // (src/kernels/wgsl-unroll.ts), so those arrays stay in registers.
@@ -44,7 +44,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
   let rotate = select(ROTATE_K, ROTATE_V, is_v) == 1u;
 
-  // 1. load
+  // 1. load (a lane's 8 elements share one word of sign bits)
+  let lane_signs = sign_word(lane * 8u);
   var x: array<f32, 8>;
   for (var e = 0u; e < 8u; e++) {  // unroll
     let d = lane * 8u + e;
@@ -52,8 +53,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
     if (valid) {
       value = select(new_k[row * HEAD_DIM + d], new_v[row * HEAD_DIM + d], is_v);
     }
-    if (rotate) {
-      value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
+    if (rotate && RANDOM_SIGNS == 1u) {
+      value *= hadamard_sign(lane_signs, d);
     }
     x[e] = value;
   }

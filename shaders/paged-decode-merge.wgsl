@@ -4,7 +4,7 @@
 // (m is in log2 units; empty splits have m = −inf and l = 0, so w = 0). When V was rotated the result
 // is rotated back (· H_blk, × signs). One workgroup per (query head, sequence).
 //
-// Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_Q_HEADS, HADAMARD_BLOCK, ROTATE_OUT,
+// Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_Q_HEADS, HADAMARD_BLOCK, ROTATE_OUT, RANDOM_SIGNS,
 // ROT_VECTORS (= 1), WORKGROUP_SIZE.
 
 struct MergeParams {

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
-import { decodeKernelKind, resolveTuning } from '../src/kernels/paged-decode';
+import { decodeKernelKind, headsForGrid, resolveTuning } from '../src/kernels/paged-decode';
 import { cacheLayout, INT4_MAX_CODE, quantFormat, type KvMethod } from '../src/layout';
 import { referenceDecode, exactDecode } from '../src/reference/saw-int4';
 import { maxAbsError, relativeL2 } from '../src/reference/metrics';
@@ -87,11 +87,11 @@ const GRID: Case[] = [
   // tokens per step 1..8 (halved until it divides the page: P=12 → 4, P=9 → 1), workgroups of
   // 64..256 (16 subgroups of 4 on SwiftShader: the cross-subgroup merge takes two passes), 1..4 heads
   { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 515], seed: 41, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64, maxHeadsPerWorkgroup: 1 } },
-  { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 12 }, contextLens: [5, 40, 100], seed: 42, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 8, workgroupSize: 256, maxHeadsPerWorkgroup: 4 } },
-  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 9, hadamardBlock: 64, rotateV: true }, contextLens: [10, 300], seed: 43, subgroups: true, numSplits: 3, tuning: { lanesPerToken: 4, tokensPerStep: 4, maxHeadsPerWorkgroup: 2 } },
-  { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 44, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 2, workgroupSize: 128, maxHeadsPerWorkgroup: 4 } },
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 12 }, contextLens: [5, 40, 100], seed: 42, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 8, workgroupSize: 256, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 9, hadamardBlock: 64, rotateV: true }, contextLens: [10, 300], seed: 43, subgroups: true, numSplits: 3, tuning: { lanesPerToken: 4, tokensPerStep: 4, maxHeadsPerWorkgroup: 2, splitHeadsBelowWorkgroups: 0 } },
+  { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 44, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 2, workgroupSize: 128, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
   { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 16 }, contextLens: [33, 130], seed: 45, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64 } },
-  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4 } },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
   // one split with V rotated: the subgroup kernel rotates V back itself (no merge kernel)
   { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, hadamardBlock: 128, rotateV: true, hadamardSignSeed: 3 }, contextLens: [90, 5], seed: 47, subgroups: true, numSplits: 1 },
   { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 4, numKvHeads: 2, pageSize: 32, hadamardBlock: 64, rotateV: true }, contextLens: [33], seed: 48, subgroups: true, numSplits: 1, tuning: { maxHeadsPerWorkgroup: 1 } },
@@ -146,6 +146,29 @@ describe('paged decode attention vs float64 references', () => {
     // 32 lanes would leave each lane 4 INT4 channels (the kernel loads ≥ 16 per lane)
     await expect(cache.attention([seq], new Float32Array(8 * 128), { tuning: { lanesPerToken: 32 } })).rejects.toThrow(/lanesPerToken 32 is too many: at most [48] here/);
     await expect(cache.attention([seq], new Float32Array(8 * 128), { tuning: { tokensPerStep: 5 } })).rejects.toBeInstanceOf(KvConfigError);
+    cache.destroy();
+  });
+
+  it('small grids spread a GQA group over more workgroups before splitting the context', async () => {
+    const defaults = resolveTuning({}, 'subgroup');
+    // Llama-3.1-8B heads (group 4, 8 kv heads): batch 1 → 8 workgroups with 4 heads, 32 with 1
+    expect([1, 2, 4, 8, 64].map((batch) => headsForGrid(4, 128, batch, 8, defaults))).toEqual([1, 1, 2, 4, 4]);
+    expect(headsForGrid(4, 128, 1, 8, { ...defaults, splitHeadsBelowWorkgroups: 0 })).toBe(4);
+    // group 6 on one kv head: 6 heads (1 workgroup) → 3 (2) → 2 (3 workgroups, enough)
+    expect(headsForGrid(6, 128, 1, 1, { maxHeadsPerWorkgroup: 8, splitHeadsBelowWorkgroups: 3 })).toBe(2);
+    expect(headsForGrid(1, 128, 1, 1, defaults)).toBe(1);
+    expect(resolveTuning({}, 'workgroup').splitHeadsBelowWorkgroups).toBe(0);
+    expect(() => resolveTuning({ splitHeadsBelowWorkgroups: -1 }, 'subgroup')).toThrow(/splitHeadsBelowWorkgroups must be a non-negative integer/);
+
+    const ctx = await subgroupTestGpu();
+    const cache = await PagedKvCache.create(ctx, { method: 'int4-hadamard', headDim: 128, numQueryHeads: 32, numKvHeads: 8, numPages: 8 });
+    const seq = cache.createSequence();
+    await cache.append([seq], [20], new Float32Array(20 * 8 * 128).fill(0.5), new Float32Array(20 * 8 * 128).fill(0.25));
+    const small = await cache.prepareAttention([seq]);
+    const whole = await cache.prepareAttention([seq], { tuning: { splitHeadsBelowWorkgroups: 0 } });
+    expect([small.headsPerWorkgroup, whole.headsPerWorkgroup]).toEqual([1, 4]);
+    small.destroy();
+    whole.destroy();
     cache.destroy();
   });
 

@@ -28,8 +28,7 @@ fn load_queries(lid: u32, seq: u32, first_q_head: u32) -> f32 {
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
     var value = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i];
     if (ROTATE_Q == 1u) {
-      let d = i % HEAD_DIM;
-      value *= hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
+      value *= random_sign(i % HEAD_DIM);
     }
     rot_buf[i] = value;
   }

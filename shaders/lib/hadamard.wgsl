@@ -1,6 +1,7 @@
 // Block-diagonal Walsh–Hadamard butterflies over vectors held in workgroup memory.
 //
-// Needs, from the including kernel: consts HEAD_DIM, HADAMARD_BLOCK, WORKGROUP_SIZE, ROT_VECTORS and
+// Needs, from the including kernel: consts HEAD_DIM, HADAMARD_BLOCK, WORKGROUP_SIZE, ROT_VECTORS,
+// RANDOM_SIGNS (1: `params.sign_bits` holds random ±1 signs; 0: none, and the bits are never read) and
 //   var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;   // [ROT_VECTORS, HEAD_DIM]
 // Every invocation of the workgroup must call these (they contain barriers).
 
@@ -82,17 +83,33 @@ fn unrotate_rows_in_workgroup(lid: u32) {
   let norm = inverseSqrt(f32(HADAMARD_BLOCK));
   for (var i = lid; i < ROT_VECTORS * HEAD_DIM; i += WORKGROUP_SIZE) {
     let d = i % HEAD_DIM;
-    rot_buf[i] = rot_buf[i] * norm * hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d);
+    rot_buf[i] = rot_buf[i] * norm * random_sign(d);
   }
   workgroupBarrier();
 }
 
-// The word of the random signs (sign_bits: array<vec4<u32>, 2> of the kernel's params) holding element
-// d's bit, and ±1 from it (bit d % 32 set means −1). Callers index params directly: passing the array
-// by value would copy it into local memory on some drivers.
-//   hadamard_sign(params.sign_bits[d / 128u][(d / 32u) % 4u], d)
+// ±1 for element d from the word of the random signs holding its bit (bit d % 32 set means −1).
 fn hadamard_sign(word: u32, d: u32) -> f32 {
   return select(1.0, -1.0, ((word >> (d % 32u)) & 1u) == 1u);
+}
+
+// The word of the random signs (sign_bits: array<vec4<u32>, 2> of the kernel's params) holding element
+// d's bit; 0 (all +1) without random signs, when params are not read at all: the dynamic index into the
+// uniform cost ~0.9 µs per cache write on an H200 even with every bit clear. Indexes params directly:
+// passing the array by value would copy it into local memory on some drivers.
+fn sign_word(d: u32) -> u32 {
+  if (RANDOM_SIGNS == 0u) {
+    return 0u;
+  }
+  return params.sign_bits[d / 128u][(d / 32u) % 4u];
+}
+
+// ±1 of element d (1 without random signs).
+fn random_sign(d: u32) -> f32 {
+  if (RANDOM_SIGNS == 0u) {
+    return 1.0;
+  }
+  return hadamard_sign(sign_word(d), d);
 }
 
 // The three butterfly stages that stay inside 8 consecutive, 8-aligned elements of a row (half = 1,

@@ -55,6 +55,7 @@ export const BENCH_COLUMNS: Column<PointResult>[] = [
   { key: 'context', label: 'Context', value: (r) => r.point.context },
   { key: 'page_size', label: 'Page', value: (r) => r.point.pageSize },
   { key: 'splits', label: 'Splits', title: 'Split-K partitions of the attention (1: no merge pass)', value: measured((r) => r.numSplits) },
+  { key: 'heads_per_wg', label: 'Heads/WG', title: 'Query heads per attention workgroup (fewer than the GQA group on small grids)', value: measured((r) => r.headsPerWorkgroup) },
   { key: 'append_us', label: 'Append µs', title: 'Fused rotate + quantize + paged write of one token per sequence (median)', value: measured((r) => r.appendUs), format: num() },
   { key: 'attention_us', label: 'Attention µs', title: 'Paged decode attention over context + 1 tokens (median)', value: measured((r) => r.attentionUs), format: num() },
   { key: 'step_us', label: 'Step µs', title: 'Append + attention of one layer', value: measured((r) => r.stepUs), format: num() },

@@ -88,7 +88,7 @@ function fmtCount(value: number): string {
 }
 
 const COLUMNS = [
-  'preset', 'method', 'batch', 'context', 'page', 'splits', 'append µs', 'attn µs', 'step µs', 'tok/s',
+  'preset', 'method', 'batch', 'context', 'page', 'splits', 'heads/wg', 'append µs', 'attn µs', 'step µs', 'tok/s',
   'attn bytes', 'attn GB/s', '% probe', '× fp16', 'rot. %', 'B/token', 'tokens in budget',
 ] as const;
 
@@ -105,6 +105,7 @@ function row(r: PointResult): string[] {
   return [
     ...head,
     String(r.numSplits),
+    String(r.headsPerWorkgroup),
     fmtSig(r.appendUs),
     fmtSig(r.attentionUs),
     fmtSig(r.stepUs),

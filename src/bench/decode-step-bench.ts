@@ -305,6 +305,8 @@ export interface MeasuredPoint extends PointCommon {
   status: 'ok';
   /** Split-K partitions the attention used (1: no merge pass). */
   numSplits: number;
+  /** Query heads per attention workgroup (fewer than the GQA group on small grids). */
+  headsPerWorkgroup: number;
   appendUs: number;
   attentionUs: number;
   /** append + attention (medians). */
@@ -588,6 +590,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
       ...common,
       status: 'ok',
       numSplits: attention.plan.numSplits,
+      headsPerWorkgroup: attention.headsPerWorkgroup,
       appendUs: nsToUs(appendTiming.medianNs),
       attentionUs: nsToUs(attentionTiming.medianNs),
       stepUs: nsToUs(stepNs),

@@ -18,7 +18,7 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeKernelKind, decodeParams, headsPerWorkgroup, lanesPerToken, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, decodeKernelKind, decodeParams, headsForGrid, lanesPerToken, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -119,6 +119,8 @@ export interface AttentionOptions {
 /** A bound attention dispatch over fixed sequences, for repeated runs (benchmarks, decode loops). */
 export interface PreparedAttention {
   plan: SplitPlan;
+  /** Query heads each workgroup serves (the GQA group, or a divisor of it on small grids). */
+  headsPerWorkgroup: number;
   /** [S, Hq, D] f32 query buffer: write new queries here between runs. */
   queryBuffer: GPUBuffer;
   /** [S, Hq, D] f32 output buffer. */
@@ -254,7 +256,7 @@ export class PagedKvCache {
     const vInput = storageBuffer(ctx, 'append V', inputBytes);
     const slotBuffer = storageBufferFrom(ctx, 'append slots', slots);
     const params = uniformBufferFrom(ctx, 'append params', writeParams(numTokens, this.signBitWords));
-    const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV };
+    const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null };
     const write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params }, numTokens);
     return {
       numTokens,
@@ -304,11 +306,13 @@ export class PagedKvCache {
     let tuning: DecodeTuning;
     try {
       tuning = resolveTuning(options.tuning, kind);
+      // Heads per workgroup for this grid; the kernel variant takes it as its cap.
+      tuning = { ...tuning, maxHeadsPerWorkgroup: headsForGrid(groupSize, d, numSeqs, hkv, tuning) };
       if (kind === 'subgroup') lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, numQueryHeads: hq }, tuning);
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }
-    const baseWorkgroups = numSeqs * hkv * (groupSize / headsPerWorkgroup(groupSize, d, tuning.maxHeadsPerWorkgroup));
+    const baseWorkgroups = numSeqs * hkv * (groupSize / tuning.maxHeadsPerWorkgroup);
     const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
@@ -333,6 +337,7 @@ export class PagedKvCache {
       hadamardBlock: this.config.hadamardBlock,
       rotateQ: this.rotatesK,
       rotateOut: this.rotatesV,
+      randomSigns: this.signs !== null,
       useSubgroups,
       subgroupMinSize: ctx.adapterInfo.subgroupMinSize,
       tuning,
@@ -342,6 +347,7 @@ export class PagedKvCache {
     const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
     return {
       plan,
+      headsPerWorkgroup: tuning.maxHeadsPerWorkgroup,
       queryBuffer: buffers.q,
       outputBuffer: buffers.out,
       // What must be read, each byte once (re-reads by several head groups of one kv head hit caches).

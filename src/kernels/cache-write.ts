@@ -23,6 +23,8 @@ export interface CacheWriteOptions {
   hadamardBlock: number;
   rotateK: boolean;
   rotateV: boolean;
+  /** Random ±1 signs before the rotation (WriteParams.sign_bits); false: none, and the bits are not read. */
+  randomSigns: boolean;
 }
 
 export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOptions): ShaderVariant {
@@ -55,10 +57,11 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     HADAMARD_BLOCK: block,
     ROTATE_K: options.rotateK ? 1 : 0,
     ROTATE_V: options.rotateV ? 1 : 0,
+    RANDOM_SIGNS: block > 1 && options.randomSigns ? 1 : 0,
     WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE,
   };
   return {
-    key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}`,
+    key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}s${constants.RANDOM_SIGNS}`,
     code: () =>
       assembleWgsl({
         constants,

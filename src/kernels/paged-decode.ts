@@ -35,6 +35,12 @@ export interface DecodeTuning {
   workgroupSize: number;
   /** Cap on query heads per workgroup (fewer: less state per invocation, more K/V re-reads). */
   maxHeadsPerWorkgroup: number;
+  /**
+   * Small grids: while sequences × kv heads × head groups is below this many workgroups, a GQA group's
+   * query heads are spread over more workgroups (the next smaller divisor of the group) before the
+   * context is split (0: never). See headsForGrid().
+   */
+  splitHeadsBelowWorkgroups: number;
   /** V loads each invocation keeps in flight (workgroup-memory kernel). */
   vPrefetch: number;
   /**
@@ -61,6 +67,7 @@ export interface DecodeTuning {
 export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   workgroupSize: 64,
   maxHeadsPerWorkgroup: 2,
+  splitHeadsBelowWorkgroups: 0,
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
@@ -74,11 +81,14 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
  * tokens per step chosen per format and shape (LANE_FORMATS). Split-K: each workgroup's prologue and
  * merge cost more than a workgroup-memory tile loop's, so the kernel wants few, long workgroups: about
  * two per SM (256 on the H200's 132) and ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k
- * (docs/tuning.md).
+ * (docs/tuning.md). Grids of fewer than 64 workgroups (e.g. batch 1–4 with 8 kv heads) spread a GQA
+ * group's heads over more workgroups first: Llama-3.1-8B heads at batch 1 × 1k, attention 21.0 → 13.7 µs
+ * with 1 head per workgroup; batch 4 × 4k 37.6 → 35.0 µs with 2.
  */
 export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   workgroupSize: 128,
   maxHeadsPerWorkgroup: 4,
+  splitHeadsBelowWorkgroups: 64,
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
@@ -106,6 +116,8 @@ export interface DecodeShape {
   rotateQ: boolean;
   /** V was rotated: rotate the output back. */
   rotateOut: boolean;
+  /** The rotation has random ±1 signs (DecodeParams.sign_bits); false: none, and the bits are not read. */
+  randomSigns: boolean;
   useSubgroups: boolean;
   /** The adapter's smallest subgroup size (WGSL_MIN_SUBGROUP_SIZE when unknown). */
   subgroupMinSize?: number;
@@ -118,6 +130,9 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   if (![64, 128, 256].includes(t.workgroupSize)) throw new Error(`decode workgroupSize must be 64, 128 or 256, got ${t.workgroupSize}`);
   if (!Number.isInteger(t.maxHeadsPerWorkgroup) || t.maxHeadsPerWorkgroup < 1 || t.maxHeadsPerWorkgroup > MAX_HEADS_PER_WORKGROUP) {
     throw new Error(`maxHeadsPerWorkgroup must be in [1, ${MAX_HEADS_PER_WORKGROUP}], got ${t.maxHeadsPerWorkgroup}`);
+  }
+  if (!Number.isInteger(t.splitHeadsBelowWorkgroups) || t.splitHeadsBelowWorkgroups < 0) {
+    throw new Error(`splitHeadsBelowWorkgroups must be a non-negative integer, got ${t.splitHeadsBelowWorkgroups}`);
   }
   if (!Number.isInteger(t.vPrefetch) || t.vPrefetch < 1 || t.vPrefetch > 32) throw new Error(`vPrefetch must be in [1, 32], got ${t.vPrefetch}`);
   if (!(t.lanesPerToken === 0 || (Number.isInteger(t.lanesPerToken) && t.lanesPerToken >= 1 && t.lanesPerToken <= 32 && (t.lanesPerToken & (t.lanesPerToken - 1)) === 0))) {
@@ -209,13 +224,14 @@ function sharedDecodeConstants(shape: DecodeShape, tuning: DecodeTuning) {
     HADAMARD_BLOCK: shape.rotateQ || shape.rotateOut ? shape.hadamardBlock : 1,
     ROTATE_Q: shape.rotateQ ? 1 : 0,
     ROTATE_OUT: shape.rotateOut ? 1 : 0,
+    RANDOM_SIGNS: (shape.rotateQ || shape.rotateOut) && shape.randomSigns ? 1 : 0,
     ROT_VECTORS: heads,
   };
 }
 
 /** The part of a decode pipeline's cache key both kernels share. */
 function sharedDecodeKey(name: string, c: ReturnType<typeof sharedDecodeConstants>): string[] {
-  return [name, `d${c.HEAD_DIM}`, `hq${c.NUM_Q_HEADS}`, `hkv${c.NUM_KV_HEADS}`, `p${c.PAGE_SIZE}`, `b${c.HADAMARD_BLOCK}`, `q${c.ROTATE_Q}o${c.ROTATE_OUT}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`];
+  return [name, `d${c.HEAD_DIM}`, `hq${c.NUM_Q_HEADS}`, `hkv${c.NUM_KV_HEADS}`, `p${c.PAGE_SIZE}`, `b${c.HADAMARD_BLOCK}`, `q${c.ROTATE_Q}o${c.ROTATE_OUT}s${c.RANDOM_SIGNS}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`];
 }
 
 /** Constants of the subgroup kernel (shaders/paged-decode-subgroup.wgsl). */
@@ -264,6 +280,20 @@ export function headsPerWorkgroup(groupSize: number, headDim: number, maxHeads =
   const cap = Math.min(maxHeads, Math.max(1, Math.floor(MAX_QUERY_FLOATS_PER_WORKGROUP / headDim)));
   let heads = Math.min(groupSize, cap);
   while (groupSize % heads !== 0) heads--;
+  return heads;
+}
+
+/**
+ * Query heads per workgroup for a grid of `numSeqs` sequences: headsPerWorkgroup()'s choice, lowered to
+ * the next smaller divisor of the GQA group while numSeqs × numKvHeads × (group / heads) is below
+ * tuning.splitHeadsBelowWorkgroups. At batch 1 the K/V bytes are few (a second read comes from L2),
+ * and more, shorter workgroups beat more splits: each split adds a merge of partial results.
+ */
+export function headsForGrid(groupSize: number, headDim: number, numSeqs: number, numKvHeads: number, tuning: Pick<DecodeTuning, 'maxHeadsPerWorkgroup' | 'splitHeadsBelowWorkgroups'>): number {
+  let heads = headsPerWorkgroup(groupSize, headDim, tuning.maxHeadsPerWorkgroup);
+  while (heads > 1 && numSeqs * numKvHeads * (groupSize / heads) < tuning.splitHeadsBelowWorkgroups) {
+    heads = headsPerWorkgroup(groupSize, headDim, heads - 1);
+  }
   return heads;
 }
 
@@ -378,11 +408,12 @@ export function mergeVariant(shape: DecodeShape): ShaderVariant {
     NUM_Q_HEADS: shape.numQueryHeads,
     HADAMARD_BLOCK: block,
     ROTATE_OUT: shape.rotateOut ? 1 : 0,
+    RANDOM_SIGNS: shape.rotateOut && shape.randomSigns ? 1 : 0,
     ROT_VECTORS: 1,
     WORKGROUP_SIZE: Math.min(shape.layout.headDim, 128),
   };
   return {
-    key: `paged-decode-merge/d${constants.HEAD_DIM}/hq${constants.NUM_Q_HEADS}/b${block}/o${constants.ROTATE_OUT}`,
+    key: `paged-decode-merge/d${constants.HEAD_DIM}/hq${constants.NUM_Q_HEADS}/b${block}/o${constants.ROTATE_OUT}s${constants.RANDOM_SIGNS}`,
     code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, mergeWgsl] }),
   };
 }
