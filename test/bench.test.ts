@@ -177,7 +177,7 @@ describe('quick sweep end to end (real kernels)', () => {
     const positive = (v: number) => Number.isFinite(v) && v > 0;
     expect(positive(run.probe.gbps) && positive(run.probe.bytes)).toBe(true);
     expect(run.probe.note).toMatch(/MiB/);
-    expect(positive(run.floor.medianNs)).toBe(true);
+    expect(positive(run.floor.medianNs) && positive(run.dependentFloor.medianNs)).toBe(true);
     for (const p of run.points as MeasuredPoint[]) {
       const figures = [p.appendUs, p.attentionUs, p.stepUs, p.appendMinUs, p.attentionMinUs, p.tokensPerSecond, p.attentionBytes, p.appendBytesRead,
         p.appendBytesWritten, p.attentionGBps, p.attentionPctOfProbe, p.bytesPerToken, p.tokensInBudget, p.numSplits];
@@ -211,6 +211,7 @@ describe('quick sweep end to end (real kernels)', () => {
     const table = formatBenchTable(report);
     expect(table).toContain('bandwidth probe');
     expect(table).toContain('empty dispatch');
+    expect(table).toContain('dependent empty dispatch');
     expect(table.split('\n').filter((line) => line.startsWith('tiny-d64 '))).toHaveLength(run.points.length);
   });
 });

@@ -121,7 +121,7 @@ export function showBench(result: BenchResult): void {
   const probe = report.probe;
   byId('bench-summary').replaceChildren(
     el('li', {}, `Roofline: ${fmtSig(probe.gbps)} GB/s, a read-only stream of ${formatBytes(probe.bytes)} in the same run — ${probe.note}.`),
-    el('li', {}, `Timing: ${report.timingMethod === 'timestamp' ? 'GPU timestamps' : 'wall clock'}${report.quick ? ', quick (short warm-up, few samples)' : ''}; an empty dispatch takes ${fmtSig(report.floor.medianNs / 1e3)} µs.`),
+    el('li', {}, `Timing: ${report.timingMethod === 'timestamp' ? 'GPU timestamps' : 'wall clock'}${report.quick ? ', quick (short warm-up, few samples)' : ''}; an empty dispatch takes ${fmtSig(report.floor.medianNs / 1e3)} µs, one that waits for the previous (as each dispatch of a decode step does) ${fmtSig(report.dependentFloor.medianNs / 1e3)} µs.`),
     el('li', {}, el('details', { class: 'notes' }, el('summary', {}, 'How to read these numbers'), el('ul', {}, ...report.notes.map((n) => el('li', {}, n))))),
   );
   renderTable(byId('bench-table'), 'Decode-step throughput (click a header to sort)', BENCH_COLUMNS, report.points);

@@ -25,6 +25,8 @@ export interface BenchReport {
   probe: ProbeResult;
   /** Empty dispatch (one workgroup, no bindings): the per-dispatch floor. */
   floor: TimingSummary;
+  /** Empty dispatch that waits for the previous one (reads what it wrote): the floor of each dispatch in a chain. */
+  dependentFloor: TimingSummary;
   quick: boolean;
   /** Bytes the "tokens in budget" column assumes (all layers of the preset). */
   capacityBudgetBytes: number;
@@ -54,6 +56,7 @@ export function buildBenchReport(ctx: GpuContext, run: DecodeBenchRun, options: 
     timingMethod: run.timingMethod,
     probe: run.probe,
     floor: run.floor,
+    dependentFloor: run.dependentFloor,
     quick: Boolean(options.quick),
     capacityBudgetBytes: run.capacityBudgetBytes,
     maxCacheBytes: run.maxCacheBytes,
@@ -140,6 +143,7 @@ export function formatBenchTable(report: BenchReport): string {
     `date: ${report.date}   timing: ${report.timingMethod}${report.quick ? '   (quick run)' : ''}`,
     `bandwidth probe: ${fmtSig(probe.gbps)} GB/s over ${probe.note} (median ${fmtSig(probe.timing.medianNs / 1e3)} µs, min ${fmtSig(probe.timing.minNs / 1e3)} µs)`,
     `empty dispatch (floor): median ${fmtSig(report.floor.medianNs / 1e3)} µs, min ${fmtSig(report.floor.minNs / 1e3)} µs (${report.floor.dispatchesPerSample} per timed pass)`,
+    `dependent empty dispatch (each waits for the previous, as a step's append → attention → merge do): median ${fmtSig(report.dependentFloor.medianNs / 1e3)} µs, min ${fmtSig(report.dependentFloor.minNs / 1e3)} µs`,
     `tokens in budget: whole-model KV tokens in ${formatBytes(report.capacityBudgetBytes)}; points over ${formatBytes(report.maxCacheBytes)} of K+V are skipped`,
     '',
     alignTable(COLUMNS, report.points.map(row)),

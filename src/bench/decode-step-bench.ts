@@ -8,7 +8,9 @@
  * random K/V through the cache-write kernel (in chunks copied on the GPU from one random buffer, so
  * host memory stays bounded), reserve and write the new token, bind the attention over
  * context + 1 tokens, then time the append and the attention separately with gpu-timer.
- * In the same run: the bandwidth probe (the roofline) and an empty dispatch (the floor).
+ * In the same run: the bandwidth probe (the roofline) and two floors: an empty dispatch, and an empty
+ * dispatch that waits for the one before it (what each dispatch of a decode step pays: append →
+ * attention → split-K merge each read what the previous one wrote).
  *
  * Figures use medians; GB are 10⁹ bytes, so bytes / ns = GB/s.
  */
@@ -16,7 +18,7 @@ import { KvConfigError, PagedKvCache, type KvCacheConfig } from '../cache/paged-
 import { KvCacheFullError } from '../cache/page-allocator';
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { createBandwidthProbe } from '../kernels/bandwidth-probe';
-import { formatBytes, storageBuffer } from '../kernels/gpu-buffers';
+import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers';
 import type { DecodeTuning } from '../kernels/paged-decode';
 import { getPipeline } from '../kernels/pipeline-cache';
 import { BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
@@ -356,6 +358,11 @@ export interface DecodeBenchRun {
   probe: ProbeResult;
   /** An empty dispatch (one workgroup, no bindings): the per-dispatch floor. */
   floor: TimingSummary;
+  /**
+   * A dispatch that only bumps a word the previous dispatch wrote, so each waits for the one before
+   * (a barrier between them): the floor of every dispatch in a chain, such as a decode step's.
+   */
+  dependentFloor: TimingSummary;
   points: PointResult[];
   timingMethod: TimingMethod;
   capacityBudgetBytes: number;
@@ -416,6 +423,10 @@ export function addComparisons(results: PointResult[]): PointResult[] {
 // GPU work
 
 const EMPTY_KERNEL = { key: 'bench/empty-dispatch', code: () => '@compute @workgroup_size(1) fn main() {}' };
+const DEPENDENT_KERNEL = {
+  key: 'bench/dependent-dispatch',
+  code: () => '@group(0) @binding(0) var<storage, read_write> word: array<u32, 1>;\n@compute @workgroup_size(1) fn main() { word[0] += 1u; }',
+};
 
 /** A storage buffer of random f32 in [-2, 2), tiled from a small CPU array. */
 function randomSource(ctx: GpuContext, bytes: number, seed: number): GPUBuffer {
@@ -490,6 +501,26 @@ async function measureFloor(ctx: GpuContext, timing: MeasureOptions): Promise<Ti
     { ...timing, label: 'empty dispatch' },
   );
   return summarize(t);
+}
+
+async function measureDependentFloor(ctx: GpuContext, timing: MeasureOptions): Promise<TimingSummary> {
+  const pipeline = await getPipeline(ctx.device, DEPENDENT_KERNEL);
+  const word = storageBuffer(ctx, 'dependent dispatch word', 4);
+  try {
+    const group = bindBuffers(ctx.device, pipeline, [word], 'dependent dispatch');
+    const t = await measureGpu(
+      ctx,
+      (pass) => {
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(1);
+      },
+      { ...timing, label: 'dependent empty dispatch' },
+    );
+    return summarize(t);
+  } finally {
+    word.destroy();
+  }
 }
 
 /** Appends `tokensPerSeq` tokens to every sequence through the cache-write kernel, in bounded chunks. */
@@ -620,7 +651,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
 }
 
 /**
- * Measures the probe, the empty-dispatch floor and every point, in that order, on one device.
+ * Measures the probe, the two dispatch floors and every point, in that order, on one device.
  * Points that do not fit are returned as 'skipped' (with what would fit); a point whose GPU work
  * fails is returned as 'failed'; only device loss aborts the run.
  */
@@ -637,6 +668,7 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
   const resolved = points.map(resolvePoint);
   const probe = await measureProbe(ctx, o.probeBytes, o.timing, o.seed);
   const floor = await measureFloor(ctx, o.timing);
+  const dependentFloor = await measureDependentFloor(ctx, o.timing);
   const sourceBytes = Math.floor(Math.min(FILL_SOURCE_BYTES, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize) / 16) * 16;
   const source = randomSource(ctx, sourceBytes, o.seed + 1);
   const results: PointResult[] = [];
@@ -653,6 +685,7 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
   return {
     probe,
     floor,
+    dependentFloor,
     points: results,
     timingMethod: probe.timing.method,
     capacityBudgetBytes: o.capacityBudgetBytes,
