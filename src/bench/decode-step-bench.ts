@@ -349,7 +349,7 @@ export interface ProbeResult {
   /** Bytes one probe dispatch streams. */
   bytes: number;
   gbps: number;
-  /** Why this size (256 MiB, a device limit, or a quick run). */
+  /** Why this size (the default 1 GiB, a device limit, or a quick run). */
   note: string;
   timing: TimingSummary;
 }
@@ -374,7 +374,7 @@ export interface DecodeBenchRun {
 export interface DecodeBenchOptions {
   /** Timing of every measurement (probe, floor, append, attention). */
   timing?: MeasureOptions;
-  /** Probe size (default 256 MiB, reduced to the device's limits). */
+  /** Probe size (default DEFAULT_PROBE_BYTES = 1 GiB, reduced to the device's limits). */
   probeBytes?: number;
   /** Skip points whose K + V pools exceed this (default 8 GiB). */
   maxCacheBytes?: number;
@@ -390,7 +390,15 @@ export interface DecodeBenchOptions {
   onProgress?: (done: number, total: number, point: PointResult) => void;
 }
 
+/** The smallest probe DESIGN.md §6 accepts as a roofline. */
 export const DESIGN_PROBE_BYTES = 256 * 2 ** 20;
+/**
+ * The probe a full run streams (reduced to the device's limits). Each timed repetition starts and
+ * drains the GPU, which costs a short probe a visible share: on the H200 a 256 MiB probe (~60 µs) read
+ * at 4.16 TB/s, 1 GiB at 4.50 and 2 GiB at 4.58 TB/s, while a decode attention over 1 GiB of K/V
+ * takes ~300 µs. 1 GiB is the size of the attention it is compared with.
+ */
+export const DEFAULT_PROBE_BYTES = 2 ** 30;
 export const DEFAULT_MAX_CACHE_BYTES = 8 * 2 ** 30;
 export const DEFAULT_CAPACITY_BUDGET_BYTES = 16 * 2 ** 30;
 /** Bytes of the random source that fills caches, queries and the probe. */
@@ -455,7 +463,7 @@ function probeSize(ctx: GpuContext, wanted: number): { bytes: number; note: stri
     return { bytes, note: `${formatBytes(bytes)}: the largest buffer this device binds (${name})` };
   }
   if (bytes >= DESIGN_PROBE_BYTES) return { bytes, note: `${formatBytes(bytes)} read-only stream` };
-  return { bytes, note: `${formatBytes(bytes)} as requested (a quick run; below the 256 MiB a full run uses)` };
+  return { bytes, note: `${formatBytes(bytes)} as requested (a quick run; a roofline needs ≥ ${formatBytes(DESIGN_PROBE_BYTES)}, a full run streams ${formatBytes(DEFAULT_PROBE_BYTES)})` };
 }
 
 /**
@@ -658,7 +666,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
 export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[], options: DecodeBenchOptions = {}): Promise<DecodeBenchRun> {
   const o: ResolvedBenchOptions = {
     timing: options.timing ?? {},
-    probeBytes: options.probeBytes ?? DESIGN_PROBE_BYTES,
+    probeBytes: options.probeBytes ?? DEFAULT_PROBE_BYTES,
     maxCacheBytes: options.maxCacheBytes ?? DEFAULT_MAX_CACHE_BYTES,
     capacityBudgetBytes: options.capacityBudgetBytes ?? DEFAULT_CAPACITY_BUDGET_BYTES,
     pageShuffleSeed: options.pageShuffleSeed === undefined ? 1 : options.pageShuffleSeed,

@@ -38,7 +38,7 @@ export class BenchUsageError extends Error {
 const TUNING_KEYS = Object.keys(DEFAULT_SUBGROUP_DECODE_TUNING) as (keyof DecodeTuning)[];
 
 const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64] [--context 512,4096] [--page-size 16[,32]]
-      [--hadamard-block 128] [--warmup-ms 100] [--measure-ms 500] [--probe-mib 256] [--max-cache-gib 8]
+      [--hadamard-block 128] [--warmup-ms 100] [--measure-ms 500] [--probe-mib 1024] [--max-cache-gib 8]
       [--budget-gib 16] [--decode-tuning key=value[,key=value]] [--json out.json]
 
   Times one decode step of one layer (append one token per sequence + paged attention over all of
@@ -203,7 +203,7 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
       if (parsed.maxCacheBytes !== undefined) options.maxCacheBytes = parsed.maxCacheBytes;
       if (parsed.capacityBudgetBytes !== undefined) options.capacityBudgetBytes = parsed.capacityBudgetBytes;
       if (parsed.decodeTuning !== undefined) options.decodeTuning = parsed.decodeTuning;
-      io.err(`bench: ${points.length} points; measuring the bandwidth probe and the empty-dispatch floor first`);
+      io.err(`bench: ${points.length} points; measuring the bandwidth probe and the two dispatch floors first`);
       const run = await runDecodeBench(gpu, points, options);
       const report = buildBenchReport(gpu, run, { quick: parsed.quick });
       io.out(formatBenchTable(report));

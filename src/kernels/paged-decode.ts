@@ -54,7 +54,7 @@ export interface DecodeTuning {
   minTokensPerSplit: number;
   /**
    * Subgroup kernel: consecutive tokens each lane group loads before using any (loads in flight); 1, 2,
-   * 4 or 8, halved until it divides the page size; 0 = the format's preferred value.
+   * 4 or 8, halved until it divides the page size; 0 = automatic (AUTO_TOKENS_PER_STEP = 4).
    */
   tokensPerStep: number;
 }
@@ -149,10 +149,13 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
  * choices, measured on the H200 (docs/tuning.md):
  *  - INT4 is bound by arithmetic: the fewest lanes per token (4, else 8) whose query slice and
  *    accumulators fit LANE_STATE_FLOATS (Llama-2-7B, 1 head per workgroup: 4 lanes 125 µs vs 8 lanes
- *    143 µs; Llama-3.1-8B, 4 heads: 8 lanes), 4 tokens per step (265 µs; 2: 275, 8: 313).
- *  - FP16 is bound by memory: 8 lanes; tokens per step so that a lane loads ≥ 32 bytes of K per step
- *    (head_dim 128: 2 tokens, 274 µs vs 4: 295; head_dim 64: 4 tokens, 82 µs vs 2: 110).
+ *    143 µs; Llama-3.1-8B, 4 heads: 8 lanes).
+ *  - FP16 is bound by memory: 8 lanes.
+ * Both take AUTO_TOKENS_PER_STEP tokens per step (INT4: 265 µs vs 2: 275, 8: 313; FP16 head_dim 128:
+ * 286 vs 2: 293 µs, batch 16: 87 vs 90, repeated in both orders; head_dim 64: 82 vs 2: 110).
  */
+const AUTO_TOKENS_PER_STEP = 4;
+
 const LANE_FORMATS = {
   /** one u32 = 8 nibbles; a lane loads vec2<u32> or vec4<u32> (≥ 16 channels) */
   int4: {
@@ -160,7 +163,6 @@ const LANE_FORMATS = {
     channelsPerWord: 8,
     minChannelsPerLane: 16,
     autoLanes: (heads: number, headDim: number) => (2 * heads * headDim / 4 <= LANE_STATE_FLOATS ? 4 : PREFERRED_LANES_PER_TOKEN),
-    autoTokensPerStep: (_channelsPerLane: number) => 4,
   },
   /** one u32 = 2 halves; a lane loads vec4<u32> (≥ 8 channels) */
   fp16: {
@@ -168,7 +170,6 @@ const LANE_FORMATS = {
     channelsPerWord: 2,
     minChannelsPerLane: 8,
     autoLanes: (_heads: number, _headDim: number) => PREFERRED_LANES_PER_TOKEN,
-    autoTokensPerStep: (channelsPerLane: number) => (2 * channelsPerLane >= 32 ? 2 : 4),
   },
 };
 
@@ -248,7 +249,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
   const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
   // A step's tokens must share a page: halve the tuning's value until it divides the page size.
-  let tokensPerStep = tuning.tokensPerStep || format.autoTokensPerStep(channelsPerLane);
+  let tokensPerStep = tuning.tokensPerStep || AUTO_TOKENS_PER_STEP;
   while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   return {
     ...shared,
