@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
-import { decodeKernelKind, headsForGrid, resolveTuning } from '../src/kernels/paged-decode';
+import { autoTokensPerStep, decodeKernelKind, headsForGrid, resolveTuning } from '../src/kernels/paged-decode';
 import { cacheLayout, INT4_MAX_CODE, quantFormat, type KvMethod } from '../src/layout';
 import { referenceDecode, exactDecode } from '../src/reference/saw-int4';
 import { maxAbsError, relativeL2 } from '../src/reference/metrics';
@@ -149,7 +149,7 @@ describe('paged decode attention vs float64 references', () => {
     cache.destroy();
   });
 
-  it('small grids spread a GQA group over more workgroups before splitting the context', async () => {
+  it('small grids spread a GQA group over more workgroups before splitting the context; automatic tokens per step', async () => {
     const defaults = resolveTuning({}, 'subgroup');
     // Llama-3.1-8B heads (group 4, 8 kv heads): batch 1 → 8 workgroups with 4 heads, 32 with 1
     expect([1, 2, 4, 8, 64].map((batch) => headsForGrid(4, 128, batch, 8, defaults))).toEqual([1, 1, 2, 4, 4]);
@@ -158,6 +158,15 @@ describe('paged decode attention vs float64 references', () => {
     expect(headsForGrid(6, 128, 1, 1, { maxHeadsPerWorkgroup: 8, splitHeadsBelowWorkgroups: 3 })).toBe(2);
     expect(headsForGrid(1, 128, 1, 1, defaults)).toBe(1);
     expect(resolveTuning({}, 'workgroup').splitHeadsBelowWorkgroups).toBe(0);
+
+    // automatic tokens per step: 2 only for memory-bound FP16 grids (1 head per workgroup, ≥ 32 B of K
+    // per lane, ≥ targetWorkgroups workgroups), else 4
+    const layout = (method: KvMethod, headDim: number) => cacheLayout({ method, headDim, numKvHeads: 32, pageSize: 16, numPages: 4 });
+    expect(autoTokensPerStep(layout('fp16', 128), 8, 1, 512, defaults)).toBe(2);
+    expect(autoTokensPerStep(layout('fp16', 128), 8, 1, 32, defaults)).toBe(4); // small grid (batch 1)
+    expect(autoTokensPerStep(layout('fp16', 128), 8, 4, 512, defaults)).toBe(4); // GQA group in the workgroup
+    expect(autoTokensPerStep(layout('fp16', 64), 8, 1, 512, defaults)).toBe(4); // 16 B per lane
+    expect(autoTokensPerStep(layout('int4', 128), 4, 1, 512, defaults)).toBe(4);
     expect(() => resolveTuning({ splitHeadsBelowWorkgroups: -1 }, 'subgroup')).toThrow(/splitHeadsBelowWorkgroups must be a non-negative integer/);
 
     const ctx = await subgroupTestGpu();

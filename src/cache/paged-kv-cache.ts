@@ -18,7 +18,7 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeKernelKind, decodeParams, headsForGrid, lanesPerToken, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, decodeKernelKind, decodeParams, headsForGrid, lanesPerToken, autoTokensPerStep, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -303,16 +303,22 @@ export class PagedKvCache {
     const groupSize = hq / hkv;
     const useSubgroups = this.config.useSubgroups && this.ctx.features.subgroups;
     const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
+    const workgroupsBeforeSplit = (headsPerWg: number) => numSeqs * hkv * (groupSize / headsPerWg);
     let tuning: DecodeTuning;
     try {
       tuning = resolveTuning(options.tuning, kind);
-      // Heads per workgroup for this grid; the kernel variant takes it as its cap.
+      // Heads per workgroup for this grid (the kernel variant takes it as its cap), then the
+      // automatic tokens per step, which depend on it.
       tuning = { ...tuning, maxHeadsPerWorkgroup: headsForGrid(groupSize, d, numSeqs, hkv, tuning) };
-      if (kind === 'subgroup') lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, numQueryHeads: hq }, tuning);
+      if (kind === 'subgroup') {
+        const lanes = lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, numQueryHeads: hq }, tuning);
+        const heads = tuning.maxHeadsPerWorkgroup;
+        tuning = { ...tuning, tokensPerStep: tuning.tokensPerStep || autoTokensPerStep(this.layout, lanes, heads, workgroupsBeforeSplit(heads), tuning) };
+      }
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }
-    const baseWorkgroups = numSeqs * hkv * (groupSize / tuning.maxHeadsPerWorkgroup);
+    const baseWorkgroups = workgroupsBeforeSplit(tuning.maxHeadsPerWorkgroup);
     const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;

@@ -54,7 +54,7 @@ export interface DecodeTuning {
   minTokensPerSplit: number;
   /**
    * Subgroup kernel: consecutive tokens each lane group loads before using any (loads in flight); 1, 2,
-   * 4 or 8, halved until it divides the page size; 0 = automatic (AUTO_TOKENS_PER_STEP = 4).
+   * 4 or 8, halved until it divides the page size; 0 = automatic (autoTokensPerStep()).
    */
   tokensPerStep: number;
 }
@@ -151,9 +151,9 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
  *    accumulators fit LANE_STATE_FLOATS (Llama-2-7B, 1 head per workgroup: 4 lanes 125 µs vs 8 lanes
  *    143 µs; Llama-3.1-8B, 4 heads: 8 lanes).
  *  - FP16 is bound by memory: 8 lanes.
- * Both take AUTO_TOKENS_PER_STEP tokens per step (INT4: 265 µs vs 2: 275, 8: 313; FP16 head_dim 128:
- * 286 vs 2: 293 µs, batch 16: 87 vs 90, repeated in both orders; head_dim 64: 82 vs 2: 110).
+ * Tokens per step: autoTokensPerStep().
  */
+/** Tokens per step of the subgroup kernel unless autoTokensPerStep() says otherwise. */
 const AUTO_TOKENS_PER_STEP = 4;
 
 const LANE_FORMATS = {
@@ -296,6 +296,21 @@ export function headsForGrid(groupSize: number, headDim: number, numSeqs: number
     heads = headsPerWorkgroup(groupSize, headDim, heads - 1);
   }
   return heads;
+}
+
+/**
+ * Tokens per step the subgroup kernel takes when the tuning says 0: AUTO_TOKENS_PER_STEP (4), except
+ * for memory-bound FP16 grids (one query head per workgroup, ≥ 32 bytes of K per lane and token, at
+ * least tuning.targetWorkgroups workgroups before split-K), which ran faster with 2 on the H200
+ * (Llama-2-7B heads: batch 16 × 4k 239 vs 249 µs, batch 64 × 512 133 vs 146, batch 256 × 512 500 vs
+ * 528). With 4 heads per workgroup (Llama-3.1-8B, batch 64 × 4k: 286 vs 293 µs, batch 16: 87 vs 90),
+ * on small grids (Llama-2-7B batch 1 × 32k: 133 vs 141 µs), with 16 bytes per lane (head_dim 64: 82 vs
+ * 110 µs) and for INT4 (265 vs 275 µs) 4 was faster.
+ */
+export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg: number, gridWorkgroups: number, tuning: Pick<DecodeTuning, 'targetWorkgroups'>): number {
+  const laneKBytes = (layout.headDim / lanes) * 2;
+  const memoryBoundFp16 = DECODE_FORMATS[layout.method] === 'fp16' && headsPerWg === 1 && laneKBytes >= 32 && gridWorkgroups >= tuning.targetWorkgroups;
+  return memoryBoundFp16 ? 2 : AUTO_TOKENS_PER_STEP;
 }
 
 export function decodeConstants(shape: DecodeShape) {
