@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
 import { scaleMinWordIndex, rowWordIndex } from '../src/layout';
 import { f16FromBits, roundToF16 } from '../src/reference/f16';
+import { roundHalfEven, unpackCodes } from '../src/reference/int4';
 import type { MethodConfig } from '../src/reference/kv-methods';
 import { SeededRandom } from '../src/reference/random';
 import { compareCacheRows, type RowLocation } from './cache-check';
@@ -108,6 +109,38 @@ describe('cache-write kernels: bytes equal the reference encoding', () => {
       const start = rowWordIndex(plain.cache.layout, r.page, h, r.slot);
       expect(Array.from(plain.words.k.subarray(start, start + 8))).toEqual(new Array(8).fill(0));
     }
+  });
+
+  it('codes at and a hair around half-steps round exactly like float64 (half to even, TwoSum tie-break)', async () => {
+    // One INT4 row, min −3.75 and max 3.75: scale = 7.5 / 15 = 0.5 and min are exact in f16, so the
+    // reference's (x − min)/scale is exact and every code is pinned, with no tie window.
+    const d = 64;
+    const row = new Float32Array(d);
+    const f32 = (x: number) => Math.fround(x);
+    const nextUp = (x: number) => new Float32Array(new Int32Array([new Int32Array(new Float32Array([x]).buffer)[0] + (x >= 0 ? 1 : -1)]).buffer)[0];
+    const nextDown = (x: number) => new Float32Array(new Int32Array([new Int32Array(new Float32Array([x]).buffer)[0] + (x > 0 ? -1 : 1)]).buffer)[0];
+    const values = [-3.75, 3.75];
+    for (let c = 0; c < 15; c++) {
+      const tie = -3.75 + (c + 0.5) * 0.5;  // x − min = (c + ½)·scale exactly: rounds to the even code
+      values.push(tie, nextUp(tie), nextDown(tie));
+    }
+    // x − min is not an f32 here: hi = 3.75 exactly, lo = ±2^-30 decides (7.5 ± 2^-29 → 8 or 7), 0 is a tie (→ 8)
+    values.push(2 ** -30, -(2 ** -30), 0);
+    row.set(values.map(f32));
+    const ctx = await testGpu();
+    const cache = await PagedKvCache.create(ctx, { method: 'int4', headDim: d, numQueryHeads: 1, numKvHeads: 1, pageSize: 8, numPages: 1 });
+    const seq = cache.createSequence();
+    await cache.append([seq], [1], row, row);
+    const words = await cache.readCacheWords();
+    const page = cache.allocator.blockTable(seq)[0];
+    const start = rowWordIndex(cache.layout, page, 0, 0);
+    const codes = unpackCodes(words.k.subarray(start, start + cache.layout.rowWords), d);
+    const scaleMin = words.k[scaleMinWordIndex(cache.layout, page, 0, 0)];
+    expect([f16FromBits(scaleMin & 0xffff), f16FromBits(scaleMin >>> 16)]).toEqual([0.5, -3.75]);
+    const want = Array.from(row, (x) => Math.min(15, Math.max(0, roundHalfEven((x + 3.75) / 0.5))));
+    expect(Array.from(codes)).toEqual(want);
+    expect(want.slice(values.length - 3, values.length)).toEqual([8, 7, 8]);
+    cache.destroy();
   });
 
   it('NaN and Inf in one token change no other token or head', async () => {
