@@ -18,7 +18,7 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeKernelKind, decodeParams, headsForGrid, lanesPerToken, autoTokensPerStep, mergeParams, needsMerge, prepareDecode, resolveTuning, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, decodeKernelKind, decodeParams, mergeParams, needsMerge, prepareDecode, tuningForGrid, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -300,26 +300,17 @@ export class PagedKvCache {
     const { numQueryHeads: hq, headDim: d, numKvHeads: hkv } = this.config;
     const numSeqs = seqIds.length;
     const maxContext = Math.max(...packed.contextLens);
-    const groupSize = hq / hkv;
     const useSubgroups = this.config.useSubgroups && this.ctx.features.subgroups;
     const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
-    const workgroupsBeforeSplit = (headsPerWg: number) => numSeqs * hkv * (groupSize / headsPerWg);
-    let tuning: DecodeTuning;
+    const gridShape = { layout: this.layout, numQueryHeads: hq, useSubgroups, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize };
+    let grid: ReturnType<typeof tuningForGrid>;
     try {
-      tuning = resolveTuning(options.tuning, kind);
-      // Heads per workgroup for this grid (the kernel variant takes it as its cap), then the
-      // automatic tokens per step, which depend on it.
-      tuning = { ...tuning, maxHeadsPerWorkgroup: headsForGrid(groupSize, d, numSeqs, hkv, tuning) };
-      if (kind === 'subgroup') {
-        const lanes = lanesPerToken({ layout: this.layout, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, numQueryHeads: hq }, tuning);
-        const heads = tuning.maxHeadsPerWorkgroup;
-        tuning = { ...tuning, tokensPerStep: tuning.tokensPerStep || autoTokensPerStep(this.layout, lanes, heads, workgroupsBeforeSplit(heads), tuning) };
-      }
+      grid = tuningForGrid(gridShape, numSeqs, options.tuning);
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }
-    const baseWorkgroups = workgroupsBeforeSplit(tuning.maxHeadsPerWorkgroup);
-    const plan = chooseSplits(baseWorkgroups, maxContext, options.numSplits, tuning);
+    const { tuning } = grid;
+    const plan = chooseSplits(grid.workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
     const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
     const merged = needsMerge(plan, { rotateOut: this.rotatesV }, kind);

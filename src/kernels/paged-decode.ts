@@ -313,6 +313,27 @@ export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg
   return memoryBoundFp16 ? 2 : AUTO_TOKENS_PER_STEP;
 }
 
+/**
+ * The tuning a grid of `numSeqs` sequences runs with: the kernel's defaults under `overrides`
+ * (validated), heads per workgroup for the grid (headsForGrid; the kernel variant takes it as its
+ * cap) and, for the subgroup kernel, the automatic tokens per step, which depend on the heads
+ * (autoTokensPerStep). Also returns the grid before split-K. Throws on a tuning the kernels cannot run.
+ */
+export function tuningForGrid(shape: Pick<DecodeShape, 'layout' | 'numQueryHeads' | 'useSubgroups' | 'subgroupMinSize'>, numSeqs: number, overrides: Partial<DecodeTuning> = {}): { tuning: DecodeTuning; workgroupsBeforeSplit: number } {
+  const { layout } = shape;
+  const groupSize = shape.numQueryHeads / layout.numKvHeads;
+  const kind = decodeKernelKind(shape);
+  let tuning = resolveTuning(overrides, kind);
+  const heads = headsForGrid(groupSize, layout.headDim, numSeqs, layout.numKvHeads, tuning);
+  tuning = { ...tuning, maxHeadsPerWorkgroup: heads };
+  const workgroupsBeforeSplit = numSeqs * layout.numKvHeads * (groupSize / heads);
+  if (kind === 'subgroup') {
+    const lanes = lanesPerToken(shape, tuning);
+    tuning = { ...tuning, tokensPerStep: tuning.tokensPerStep || autoTokensPerStep(layout, lanes, heads, workgroupsBeforeSplit, tuning) };
+  }
+  return { tuning, workgroupsBeforeSplit };
+}
+
 export function decodeConstants(shape: DecodeShape) {
   const { layout } = shape;
   const tuning = resolveTuning(shape.tuning, 'workgroup');
