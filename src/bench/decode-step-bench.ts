@@ -498,36 +498,27 @@ async function measureProbe(ctx: GpuContext, wantedBytes: number, timing: Measur
   }
 }
 
-async function measureFloor(ctx: GpuContext, timing: MeasureOptions): Promise<TimingSummary> {
-  const pipeline = await getPipeline(ctx.device, EMPTY_KERNEL);
-  const t = await measureGpu(
-    ctx,
-    (pass) => {
-      pass.setPipeline(pipeline);
-      pass.dispatchWorkgroups(1);
-    },
-    { ...timing, label: 'empty dispatch' },
-  );
-  return summarize(t);
-}
-
-async function measureDependentFloor(ctx: GpuContext, timing: MeasureOptions): Promise<TimingSummary> {
-  const pipeline = await getPipeline(ctx.device, DEPENDENT_KERNEL);
-  const word = storageBuffer(ctx, 'dependent dispatch word', 4);
+/**
+ * One workgroup of an empty kernel per dispatch; `dependent`: the kernel bumps a word, so each
+ * dispatch waits for the previous one (a barrier between them), as a decode step's dispatches do.
+ */
+async function measureFloor(ctx: GpuContext, timing: MeasureOptions, dependent: boolean): Promise<TimingSummary> {
+  const pipeline = await getPipeline(ctx.device, dependent ? DEPENDENT_KERNEL : EMPTY_KERNEL);
+  const word = dependent ? storageBuffer(ctx, 'dependent dispatch word', 4) : null;
   try {
-    const group = bindBuffers(ctx.device, pipeline, [word], 'dependent dispatch');
+    const group = word ? bindBuffers(ctx.device, pipeline, [word], 'dependent dispatch') : null;
     const t = await measureGpu(
       ctx,
       (pass) => {
         pass.setPipeline(pipeline);
-        pass.setBindGroup(0, group);
+        if (group) pass.setBindGroup(0, group);
         pass.dispatchWorkgroups(1);
       },
-      { ...timing, label: 'dependent empty dispatch' },
+      { ...timing, label: dependent ? 'dependent empty dispatch' : 'empty dispatch' },
     );
     return summarize(t);
   } finally {
-    word.destroy();
+    word?.destroy();
   }
 }
 
@@ -675,8 +666,8 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
   };
   const resolved = points.map(resolvePoint);
   const probe = await measureProbe(ctx, o.probeBytes, o.timing, o.seed);
-  const floor = await measureFloor(ctx, o.timing);
-  const dependentFloor = await measureDependentFloor(ctx, o.timing);
+  const floor = await measureFloor(ctx, o.timing, false);
+  const dependentFloor = await measureFloor(ctx, o.timing, true);
   const sourceBytes = Math.floor(Math.min(FILL_SOURCE_BYTES, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize) / 16) * 16;
   const source = randomSource(ctx, sourceBytes, o.seed + 1);
   const results: PointResult[] = [];
