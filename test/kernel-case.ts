@@ -4,7 +4,7 @@
  */
 import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
 import type { GpuContext } from '../src/gpu/gpu-context';
-import type { DecodeTuning } from '../src/kernels/paged-decode';
+import type { DecodeKernelKind, DecodeTuning } from '../src/kernels/paged-decode';
 import type { MethodConfig } from '../src/reference/kv-methods';
 import { SeededRandom } from '../src/reference/random';
 import { decodeAttention } from '../src/reference/attention';
@@ -22,6 +22,8 @@ export interface KernelCase {
   tuning?: Partial<DecodeTuning>;
   /** Put NaN into K of this (token, kv head), token counted over all sequences. */
   poison?: { token: number; kvHead: number };
+  /** Force a decode kernel (default: the automatic choice). */
+  kernel?: DecodeKernelKind;
 }
 
 export interface KernelRun {
@@ -67,7 +69,7 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   const zeros = c.contextLens.map(() => 0);
   await cache.append(seqIds, firstPart, gather(k, firstPart, zeros), gather(v, firstPart, zeros));
   await cache.append(seqIds, rest, gather(k, rest, firstPart), gather(v, rest, firstPart));
-  const out = await cache.attention(seqIds, q, { numSplits: c.numSplits, tuning: c.tuning });
+  const out = await cache.attention(seqIds, q, { numSplits: c.numSplits, tuning: c.tuning, kernel: c.kernel });
   const cacheWords = await cache.readCacheWords();
   const methodConfig: MethodConfig = {
     method: cache.config.method,

@@ -2,7 +2,7 @@
  * The "Your GPU" panel: the adapter, its optional features, the limits that matter for big caches,
  * the kernel variants the page will run on it, and a one-kernel self-check.
  */
-import { describeGpu, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
+import { describeGpu, describeMatrixConfig, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
 import { runBandwidthProbeSum } from '../kernels/bandwidth-probe';
 import { PREFERRED_LANES_PER_TOKEN, WGSL_MIN_SUBGROUP_SIZE } from '../kernels/paged-decode';
 import { formatBytes } from '../kernels/gpu-buffers';
@@ -10,16 +10,21 @@ import { addRow, byId, el } from './dom';
 
 /** What each optional feature buys, for the feature list. */
 const FEATURE_USE: Record<(typeof OPTIONAL_FEATURES)[number], string> = {
-  'shader-f16': 'not needed: FP16 is packed in u32',
+  'shader-f16': 'f16 tiles for the tensor-core decode kernel (FP16 storage is packed in u32 and never needs it)',
   subgroups: 'faster softmax and dot-product reductions',
   'timestamp-query': 'GPU-side timing of each kernel',
+  'chromium-experimental-subgroup-matrix': 'tensor cores for INT4 decode attention (paged-decode-matrix.wgsl)',
 };
 
 /** The kernel variants this device gets, one line each. */
 export function kernelVariants(ctx: GpuContext): string[] {
   const a = ctx.adapterInfo;
   const sizes = a.subgroupMinSize ? ` (subgroup size ${a.subgroupMinSize}–${a.subgroupMaxSize})` : '';
+  const matrix = ctx.features['chromium-experimental-subgroup-matrix'] && ctx.features['shader-f16'];
   return [
+    matrix
+      ? `Decode attention, INT4: tensor cores (paged-decode-matrix.wgsl), matrix configs ${a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ')}.`
+      : 'Decode attention, INT4: no tensor cores here (needs chromium-experimental-subgroup-matrix and shader-f16: in Chrome, --enable-unsafe-webgpu and on NVIDIA --enable-dawn-features=vulkan_enable_f16_on_nvidia).',
     ctx.features.subgroups
       ? `Decode attention: subgroup path${sizes} for FP16 and INT4 (paged-decode-subgroup.wgsl: at most ${Math.min(PREFERRED_LANES_PER_TOKEN, a.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE)} lanes per token, so a token's lanes fit the smallest subgroup); int8 and int4-g32 use the workgroup-memory kernel.`
       : 'Decode attention: workgroup-memory path (this adapter has no subgroups).',

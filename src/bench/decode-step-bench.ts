@@ -19,7 +19,7 @@ import { KvCacheFullError } from '../cache/page-allocator';
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { createBandwidthProbe } from '../kernels/bandwidth-probe';
 import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers';
-import type { DecodeTuning } from '../kernels/paged-decode';
+import type { DecodeKernelKind, DecodeTuning } from '../kernels/paged-decode';
 import { getPipeline } from '../kernels/pipeline-cache';
 import { BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
@@ -309,6 +309,10 @@ export interface MeasuredPoint extends PointCommon {
   numSplits: number;
   /** Query heads per attention workgroup (fewer than the GQA group on small grids). */
   headsPerWorkgroup: number;
+  /** The decode kernel the attention ran ('matrix', 'subgroup', 'workgroup'). */
+  kernel: DecodeKernelKind;
+  /** Its pipeline key: format, matrix step (hardware/software) and configuration, tuning. */
+  kernelDetail: string;
   appendUs: number;
   attentionUs: number;
   /** append + attention (medians). */
@@ -386,6 +390,8 @@ export interface DecodeBenchOptions {
   seed?: number;
   /** Decode-kernel tuning overrides (default: each kernel's defaults, DEFAULT_*DECODE_TUNING). */
   decodeTuning?: Partial<DecodeTuning>;
+  /** Force this decode kernel for every point (default: each method's automatic choice). */
+  decodeKernel?: DecodeKernelKind;
   /** Called after each point (done counts finished points). */
   onProgress?: (done: number, total: number, point: PointResult) => void;
 }
@@ -570,6 +576,7 @@ interface ResolvedBenchOptions {
   pageShuffleSeed: number | null;
   seed: number;
   decodeTuning: Partial<DecodeTuning>;
+  decodeKernel: DecodeKernelKind | undefined;
 }
 
 async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer, probe: ProbeResult, o: ResolvedBenchOptions): Promise<PointResult> {
@@ -594,7 +601,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     await fillCache(ctx, cache, seqIds, point.context, source);
     // The decode step: one new token per sequence, then attention over context + 1 tokens.
     append = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
-    attention = await cache.prepareAttention(seqIds, { tuning: o.decodeTuning });
+    attention = await cache.prepareAttention(seqIds, { tuning: o.decodeTuning, kernel: o.decodeKernel });
     const encoder = ctx.device.createCommandEncoder();
     const rowBytes = point.batch * preset.numKvHeads * preset.headDim * 4;
     copyRepeating(encoder, source, append.kInput, rowBytes);
@@ -621,6 +628,8 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
       status: 'ok',
       numSplits: attention.plan.numSplits,
       headsPerWorkgroup: attention.headsPerWorkgroup,
+      kernel: attention.kernel,
+      kernelDetail: attention.kernelDetail,
       appendUs: nsToUs(appendTiming.medianNs),
       attentionUs: nsToUs(attentionTiming.medianNs),
       stepUs: nsToUs(stepNs),
@@ -663,6 +672,7 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
     pageShuffleSeed: options.pageShuffleSeed === undefined ? 1 : options.pageShuffleSeed,
     seed: options.seed ?? 1234,
     decodeTuning: { ...options.decodeTuning },
+    decodeKernel: options.decodeKernel,
   };
   const resolved = points.map(resolvePoint);
   const probe = await measureProbe(ctx, o.probeBytes, o.timing, o.seed);

@@ -18,7 +18,8 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, decodeKernelKind, decodeParams, mergeParams, needsMerge, prepareDecode, tuningForGrid, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { chooseSplits, DECODE_KERNEL_KINDS, decodeKernelKind, decodeParams, mergeParams, needsMerge, prepareDecode, tuningForGrid, type DecodeKernelKind, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -112,13 +113,18 @@ export interface AttentionOptions {
   scale?: number;
   /** Force a split-K count (default: chosen from the work size). */
   numSplits?: number;
-  /** Decode kernel tuning for this GPU (defaults: DEFAULT_SUBGROUP_DECODE_TUNING or DEFAULT_DECODE_TUNING, by kernel). */
+  /** Decode kernel tuning for this GPU (defaults: DEFAULT_*_DECODE_TUNING, by kernel). */
   tuning?: Partial<DecodeTuning>;
+  /** Run this decode kernel instead of the automatic choice ('matrix' runs its software step where the adapter has no matrices). */
+  kernel?: DecodeKernelKind;
 }
 
 /** A bound attention dispatch over fixed sequences, for repeated runs (benchmarks, decode loops). */
 export interface PreparedAttention {
   plan: SplitPlan;
+  /** The decode kernel that runs, and for the matrix kernel its step and configuration ("hardware f16→f32 16×8×16"). */
+  kernel: DecodeKernelKind;
+  kernelDetail: string;
   /** Query heads each workgroup serves (the GQA group, or a divisor of it on small grids). */
   headsPerWorkgroup: number;
   /** [S, Hq, D] f32 query buffer: write new queries here between runs. */
@@ -301,8 +307,17 @@ export class PagedKvCache {
     const numSeqs = seqIds.length;
     const maxContext = Math.max(...packed.contextLens);
     const useSubgroups = this.config.useSubgroups && this.ctx.features.subgroups;
-    const kind = decodeKernelKind({ layout: this.layout, useSubgroups });
-    const gridShape = { layout: this.layout, numQueryHeads: hq, useSubgroups, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize };
+    const matrix = this.matrixSupport();
+    if (options.kernel !== undefined && !(DECODE_KERNEL_KINDS as readonly string[]).includes(options.kernel)) {
+      throw new KvConfigError(`unknown decode kernel '${String(options.kernel)}'; known kernels: ${DECODE_KERNEL_KINDS.join(', ')}`);
+    }
+    const gridShape = { layout: this.layout, numQueryHeads: hq, useSubgroups, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, matrix, kernel: options.kernel };
+    let kind: DecodeKernelKind;
+    try {
+      kind = decodeKernelKind(gridShape);
+    } catch (e) {
+      throw new KvConfigError((e as Error).message);
+    }
     let grid: ReturnType<typeof tuningForGrid>;
     try {
       grid = tuningForGrid(gridShape, numSeqs, options.tuning);
@@ -337,6 +352,10 @@ export class PagedKvCache {
       randomSigns: this.signs !== null,
       useSubgroups,
       subgroupMinSize: ctx.adapterInfo.subgroupMinSize,
+      subgroupMaxSize: ctx.adapterInfo.subgroupMaxSize,
+      matrix,
+      kernel: kind,
+      maxWorkgroupStorageBytes: ctx.limits.maxComputeWorkgroupStorageSize,
       tuning,
     };
     const decode = await prepareDecode(ctx, shape, buffers, numSeqs, plan);
@@ -344,6 +363,8 @@ export class PagedKvCache {
     const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
     return {
       plan,
+      kernel: kind,
+      kernelDetail: decode.detail,
       headsPerWorkgroup: tuning.maxHeadsPerWorkgroup,
       queryBuffer: buffers.q,
       outputBuffer: buffers.out,
@@ -354,6 +375,15 @@ export class PagedKvCache {
       destroy: () => {
         for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
       },
+    };
+  }
+
+  /** What the device offers the matrix decode kernel. */
+  private matrixSupport(): MatrixSupport {
+    const { features, adapterInfo } = this.ctx;
+    return {
+      configs: features['chromium-experimental-subgroup-matrix'] && features.subgroups ? adapterInfo.subgroupMatrixConfigs : [],
+      shaderF16: features['shader-f16'],
     };
   }
 

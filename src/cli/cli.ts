@@ -26,6 +26,7 @@ class UsageError extends Error {}
 const GLOBAL_FLAGS: ReadonlyArray<readonly [string, string]> = [
   [`--adapter ${ADAPTERS.join('|')}`, "auto (default): this machine's GPU if usable, else SwiftShader"],
   ['--disable-feature NAME', `leave an optional WebGPU feature off (repeatable): ${OPTIONAL_FEATURES.join(', ')}`],
+  ['--no-unsafe-dawn', 'open Dawn without allow_unsafe_apis,vulkan_enable_f16_on_nvidia (no tensor cores, no f16 on NVIDIA)'],
   ['-h, --help', "this text; '<command> --help' for a command's flags"],
 ];
 const FLAG_WIDTH = Math.max(...GLOBAL_FLAGS.map(([flag]) => flag.length));
@@ -57,6 +58,7 @@ interface CommandLine {
 function parseCommandLine(argv: readonly string[]): CommandLine {
   let help = false;
   let adapter: AdapterChoice = 'auto';
+  let unsafeFeatures = true;
   const disableFeatures: string[] = [];
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -67,6 +69,10 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
     }
     if (arg === '-h' || arg === '--help') {
       help = true;
+      continue;
+    }
+    if (arg === '--no-unsafe-dawn') {
+      unsafeFeatures = false;
       continue;
     }
     const match = /^(--adapter|--disable-feature)(?:=(.*))?$/.exec(arg);
@@ -93,7 +99,7 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
       disableFeatures.push(value);
     }
   }
-  return { help, gpuOptions: { adapter, disableFeatures }, rest };
+  return { help, gpuOptions: { adapter, disableFeatures, unsafeFeatures }, rest };
 }
 
 /** Exit code and stderr text for an error thrown by a command. */

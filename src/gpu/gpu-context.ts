@@ -4,9 +4,22 @@
  * largest limits the adapter allows, turns validation errors into exceptions and reports device loss.
  * Node callers obtain `gpu` from src/gpu/node-gpu.ts (Dawn); the page passes `navigator.gpu`.
  */
+import type { MatrixConfig } from '../kernels/paged-decode-matrix';
 
-/** Optional features the kernels can use. None is required. */
-export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
+/**
+ * Optional features the kernels can use. None is required. `chromium-experimental-subgroup-matrix`
+ * (tensor cores) needs `subgroups`; in Chrome it and, on NVIDIA, `shader-f16` come with
+ * `--enable-unsafe-webgpu --enable-dawn-features=vulkan_enable_f16_on_nvidia` (see FEATURE_HELP).
+ */
+export const OPTIONAL_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query', 'chromium-experimental-subgroup-matrix'] as const;
+
+/** How a user gets each optional feature in Chrome when the adapter does not offer it. */
+export const FEATURE_HELP: Record<OptionalFeature, string> = {
+  'shader-f16': 'f16 in shaders: offered by most Apple, AMD and Intel adapters; on NVIDIA start Chrome with --enable-dawn-features=vulkan_enable_f16_on_nvidia',
+  subgroups: 'subgroup operations: Chrome 134+ on most GPUs',
+  'timestamp-query': 'GPU timestamps: Chrome 121+ (otherwise wall-clock timing)',
+  'chromium-experimental-subgroup-matrix': 'tensor cores (subgroup matrices): start Chrome with --enable-unsafe-webgpu (experimental; Vulkan on NVIDIA/AMD/Intel, Metal on Apple M1+)',
+};
 export type OptionalFeature = (typeof OPTIONAL_FEATURES)[number];
 
 /** Limits raised to the adapter's maximum, because big caches and big workgroups need them. */
@@ -30,6 +43,8 @@ export interface AdapterSummary {
   isFallbackAdapter: boolean;
   subgroupMinSize?: number;
   subgroupMaxSize?: number;
+  /** The adapter's subgroup-matrix configurations ([] without the feature). */
+  subgroupMatrixConfigs: MatrixConfig[];
 }
 
 export interface GpuContext {
@@ -65,7 +80,8 @@ export class GpuError extends Error {
 }
 
 function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
-  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean };
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean; subgroupMatrixConfigs?: readonly MatrixConfig[] };
+  const configs = [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }));
   return {
     vendor: info.vendor ?? '',
     architecture: info.architecture ?? '',
@@ -74,7 +90,13 @@ function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
     isFallbackAdapter: Boolean(info.isFallbackAdapter),
     subgroupMinSize: info.subgroupMinSize,
     subgroupMaxSize: info.subgroupMaxSize,
+    subgroupMatrixConfigs: configs,
   };
+}
+
+/** "f16→f32 16×8×16" for a matrix configuration (M × N × K). */
+export function describeMatrixConfig(c: MatrixConfig): string {
+  return `${c.componentType}→${c.resultComponentType} ${c.M}×${c.N}×${c.K}`;
 }
 
 /** Opens a device on the best adapter `gpu` offers. Throws GpuError('no-webgpu') when there is none. */
@@ -88,7 +110,9 @@ export async function openGpu(gpu: GPU | undefined, options: OpenGpuOptions = {}
 /** Requests the device on a given adapter (see openGpu). */
 export async function openDevice(adapter: GPUAdapter, options: OpenGpuOptions = {}): Promise<GpuContext> {
   const disabled = new Set(options.disableFeatures ?? []);
-  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !disabled.has(f));
+  // The matrix feature needs subgroups: leaving subgroups off leaves it off too.
+  if (disabled.has('subgroups')) disabled.add('chromium-experimental-subgroup-matrix');
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f) && !disabled.has(f)) as GPUFeatureName[];
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
@@ -137,5 +161,6 @@ export function describeGpu(ctx: GpuContext): string {
   const a = ctx.adapterInfo;
   const name = [a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'unknown adapter';
   const feats = OPTIONAL_FEATURES.filter((f) => ctx.features[f]).join(', ') || 'none';
-  return `${name}${a.isFallbackAdapter ? ' (software)' : ''}; features: ${feats}`;
+  const matrices = ctx.features['chromium-experimental-subgroup-matrix'] ? `; matrix configs: ${a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ')}` : '';
+  return `${name}${a.isFallbackAdapter ? ' (software)' : ''}; features: ${feats}${matrices}`;
 }

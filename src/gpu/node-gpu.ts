@@ -21,6 +21,11 @@ export const SWIFTSHADER_ICD_CANDIDATES = [
 export interface NodeGpuOptions extends OpenGpuOptions {
   /** 'auto' (default): hardware first, then SwiftShader; 'swiftshader': SwiftShader only. */
   adapter?: 'auto' | 'swiftshader';
+  /**
+   * Open Dawn with DAWN_UNSAFE_FEATURES (default true): the toggles that expose `shader-f16` on NVIDIA
+   * and `chromium-experimental-subgroup-matrix` (tensor cores) wherever the driver has them.
+   */
+  unsafeFeatures?: boolean;
 }
 
 type DawnModule = { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
@@ -37,6 +42,12 @@ async function loadDawn(): Promise<DawnModule> {
 
 /** Dawn toggles: exact timestamps (Dawn quantizes them by default). */
 const DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+/**
+ * Dawn toggles that unlock experimental features: `allow_unsafe_apis` (subgroup matrices) and
+ * `vulkan_enable_f16_on_nvidia` (Dawn hides shader-f16 on NVIDIA's Vulkan driver by default). The
+ * browser equivalent: `--enable-unsafe-webgpu --enable-dawn-features=vulkan_enable_f16_on_nvidia`.
+ */
+export const DAWN_UNSAFE_FEATURES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
 
 /**
  * Every Dawn instance we created. Dawn-node frees an instance when its JS object is collected, even
@@ -44,9 +55,9 @@ const DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
  */
 const liveInstances: GPU[] = [];
 
-async function tryAdapter(options: OpenGpuOptions): Promise<GpuContext | null> {
+async function tryAdapter(options: NodeGpuOptions): Promise<GpuContext | null> {
   const { create } = await loadDawn();
-  const instance = create(DAWN_FLAGS);
+  const instance = create(options.unsafeFeatures === false ? DAWN_FLAGS : [...DAWN_FLAGS, DAWN_UNSAFE_FEATURES]);
   liveInstances.push(instance);
   const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return null;

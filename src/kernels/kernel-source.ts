@@ -23,7 +23,11 @@ export const WGSL_LIBRARIES = {
   kvCodes: kvCodesWgsl,
 } as const;
 
-export function assembleWgsl(parts: { enables?: string[]; constants: Record<string, number>; sources: string[] }): string {
+/**
+ * `enables` become `enable …;` lines and `directives` (e.g. `diagnostic(off, …);`) follow them: WGSL
+ * wants both before any declaration.
+ */
+export function assembleWgsl(parts: { enables?: string[]; directives?: string[]; constants: Record<string, number>; sources: string[] }): string {
   const enables = (parts.enables ?? []).map((e) => `enable ${e};`).join('\n');
-  return [enables, wgslU32Constants(parts.constants), ...parts.sources].filter(Boolean).join('\n\n');
+  return [enables, ...(parts.directives ?? []), wgslU32Constants(parts.constants), ...parts.sources].filter(Boolean).join('\n\n');
 }

@@ -1,6 +1,9 @@
 /**
  * Host side of the decode kernels and shaders/paged-decode-merge.wgsl: variants, the split-K choice,
- * binding and dispatch. Two kernels compute the same thing with the same bindings and outputs:
+ * binding and dispatch. Three kernels compute the same thing with the same bindings and outputs:
+ *  - shaders/paged-decode-matrix.wgsl (src/kernels/paged-decode-matrix.ts): INT4 and FP16 on matrix
+ *    units (tensor cores) where the adapter has subgroup matrices and shader-f16; the INT4 default
+ *    there. Its software matrix step runs anywhere when asked for (kernel: 'matrix').
  *  - shaders/paged-decode-subgroup.wgsl (+ lib/kv-lane-*.wgsl): INT4 and FP16 where the adapter has
  *    subgroups; the fast one.
  *  - shaders/paged-decode.wgsl (+ lib/kv-format-*.wgsl, lib/tile-max-*.wgsl): every format, with or
@@ -23,6 +26,10 @@ import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
 import { unrollLoops } from './wgsl-unroll';
+import {
+  matrixDecodeConstants, matrixDecodeVariant, matrixDecodeWorkgroupBytes, matrixKernelSupports, SOFTWARE_MATRIX_CONFIGS,
+  usableMatrixConfigs, type MatrixConfig, type MatrixStep, type MatrixSupport,
+} from './paged-decode-matrix';
 
 /** At most this many query heads share a workgroup (registers: 8 accumulators of 8 values each). */
 export const MAX_HEADS_PER_WORKGROUP = 8;
@@ -96,6 +103,21 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   minTokensPerSplit: 384,
 };
 
+/**
+ * Matrix kernel (paged-decode-matrix.wgsl): one subgroup of 32 per workgroup on the H200 (raised to
+ * the adapter's largest subgroup), the GQA group in one workgroup; many short workgroups.
+ */
+export const DEFAULT_MATRIX_DECODE_TUNING: DecodeTuning = {
+  workgroupSize: 32,
+  maxHeadsPerWorkgroup: 8,
+  splitHeadsBelowWorkgroups: 64,
+  vPrefetch: 8,
+  lanesPerToken: 0,
+  tokensPerStep: 0,
+  targetWorkgroups: 1024,
+  minTokensPerSplit: 256,
+};
+
 /** WGSL's smallest subgroup size: what is assumed when the adapter does not report its own. */
 export const WGSL_MIN_SUBGROUP_SIZE = 4;
 /** The most lanes per token the subgroup kernel picks by itself (tuning 0 = automatic). */
@@ -121,13 +143,23 @@ export interface DecodeShape {
   useSubgroups: boolean;
   /** The adapter's smallest subgroup size (WGSL_MIN_SUBGROUP_SIZE when unknown). */
   subgroupMinSize?: number;
+  /** The adapter's largest subgroup size (the matrix kernel's workgroups are a multiple of it). */
+  subgroupMaxSize?: number;
+  /** What the device offers the matrix kernel (absent: no subgroup matrices, no shader-f16). */
+  matrix?: MatrixSupport;
+  /** Run this kernel instead of the automatic choice (decodeKernelKind). */
+  kernel?: DecodeKernelKind;
+  /** The device's maxComputeWorkgroupStorageSize (the software matrix step picks tiles that fit). */
+  maxWorkgroupStorageBytes?: number;
   tuning?: Partial<DecodeTuning>;
 }
 
 /** The tuning with the kernel's defaults filled in, validated. */
 export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKernelKind = 'workgroup'): DecodeTuning {
-  const t = { ...(kind === 'subgroup' ? DEFAULT_SUBGROUP_DECODE_TUNING : DEFAULT_DECODE_TUNING), ...tuning };
-  if (![64, 128, 256].includes(t.workgroupSize)) throw new Error(`decode workgroupSize must be 64, 128 or 256, got ${t.workgroupSize}`);
+  const defaults = kind === 'subgroup' ? DEFAULT_SUBGROUP_DECODE_TUNING : kind === 'matrix' ? DEFAULT_MATRIX_DECODE_TUNING : DEFAULT_DECODE_TUNING;
+  const t = { ...defaults, ...tuning };
+  const sizes = kind === 'matrix' ? [32, 64, 128, 256] : [64, 128, 256];
+  if (!sizes.includes(t.workgroupSize)) throw new Error(`decode workgroupSize must be one of ${sizes.join(', ')} for the ${kind} kernel, got ${t.workgroupSize}`);
   if (!Number.isInteger(t.maxHeadsPerWorkgroup) || t.maxHeadsPerWorkgroup < 1 || t.maxHeadsPerWorkgroup > MAX_HEADS_PER_WORKGROUP) {
     throw new Error(`maxHeadsPerWorkgroup must be in [1, ${MAX_HEADS_PER_WORKGROUP}], got ${t.maxHeadsPerWorkgroup}`);
   }
@@ -182,10 +214,33 @@ function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
  * Which decode kernel serves a shape: the subgroup kernel needs subgroups and a lane format (INT4,
  * FP16); everything else runs the workgroup-memory kernel.
  */
-export type DecodeKernelKind = 'subgroup' | 'workgroup';
+export type DecodeKernelKind = 'matrix' | 'subgroup' | 'workgroup';
+export const DECODE_KERNEL_KINDS: readonly DecodeKernelKind[] = ['matrix', 'subgroup', 'workgroup'];
 
-export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups'>): DecodeKernelKind {
+/**
+ * The kernel a shape runs: `shape.kernel` when given (checked: the subgroup kernel needs subgroups
+ * and a lane format, the matrix kernel a tile format), else INT4 on matrix hardware where the device
+ * has a usable configuration, else the subgroup kernel where it can run, else the workgroup kernel.
+ */
+export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix'>): DecodeKernelKind {
+  const method = shape.layout.method;
+  if (shape.kernel === 'matrix' && !matrixKernelSupports(method)) throw new Error(`the matrix decode kernel reads int4, int4-hadamard and fp16 caches, not ${method}`);
+  if (shape.kernel === 'subgroup' && !(shape.useSubgroups && laneFormat(shape))) {
+    throw new Error(laneFormat(shape) ? 'the subgroup decode kernel needs the subgroups feature' : `the subgroup decode kernel reads int4, int4-hadamard and fp16 caches, not ${method}`);
+  }
+  if (shape.kernel) return shape.kernel;
+  if (method !== 'fp16' && matrixKernelSupports(method) && matrixStep(shape) === 'hardware') return 'matrix';
   return shape.useSubgroups && laneFormat(shape) !== null ? 'subgroup' : 'workgroup';
+}
+
+/**
+ * How the matrix kernel multiplies for a shape: on hardware when the device offers an f16→f32
+ * configuration with room for the GQA group's heads (or at least one head), else in software.
+ */
+export function matrixStep(shape: Pick<DecodeShape, 'layout' | 'matrix'>): MatrixStep {
+  const configs = shape.matrix?.configs ?? [];
+  const usable = shape.matrix?.shaderF16 ? usableMatrixConfigs(configs, 1, shape.layout.headDim) : [];
+  return usable.length > 0 ? 'hardware' : 'software';
 }
 
 /**
@@ -319,7 +374,7 @@ export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg
  * cap) and, for the subgroup kernel, the automatic tokens per step, which depend on the heads
  * (autoTokensPerStep). Also returns the grid before split-K. Throws on a tuning the kernels cannot run.
  */
-export function tuningForGrid(shape: Pick<DecodeShape, 'layout' | 'numQueryHeads' | 'useSubgroups' | 'subgroupMinSize'>, numSeqs: number, overrides: Partial<DecodeTuning> = {}): { tuning: DecodeTuning; workgroupsBeforeSplit: number } {
+export function tuningForGrid(shape: Pick<DecodeShape, 'layout' | 'numQueryHeads' | 'useSubgroups' | 'subgroupMinSize' | 'kernel' | 'matrix'>, numSeqs: number, overrides: Partial<DecodeTuning> = {}): { tuning: DecodeTuning; workgroupsBeforeSplit: number } {
   const { layout } = shape;
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
   const kind = decodeKernelKind(shape);
@@ -390,7 +445,32 @@ interface DecodeKernel {
 }
 
 export function decodeKernel(shape: DecodeShape): DecodeKernel {
-  return decodeKernelKind(shape) === 'subgroup' ? subgroupDecodeKernel(shape) : workgroupDecodeKernel(shape);
+  const kind = decodeKernelKind(shape);
+  return kind === 'matrix' ? matrixKernel(shape) : kind === 'subgroup' ? subgroupDecodeKernel(shape) : workgroupDecodeKernel(shape);
+}
+
+/**
+ * The matrix kernel for a shape: the first configuration (usableMatrixConfigs' order on hardware,
+ * SOFTWARE_MATRIX_CONFIGS in software) whose workgroup memory fits the device.
+ */
+function matrixKernel(shape: DecodeShape): DecodeKernel & { config: MatrixConfig; step: MatrixStep } {
+  const tuning = resolveTuning(shape.tuning, 'matrix');
+  const step = matrixStep(shape);
+  const shaderF16 = step === 'hardware' || Boolean(shape.matrix?.shaderF16);
+  const workgroupSize = Math.max(tuning.workgroupSize, step === 'hardware' ? shape.subgroupMaxSize ?? 32 : 0);
+  const shared = sharedDecodeConstants(shape, { ...tuning, workgroupSize });
+  const candidates = step === 'hardware' ? usableMatrixConfigs(shape.matrix!.configs, shared.HEADS_PER_WG, shape.layout.headDim) : SOFTWARE_MATRIX_CONFIGS;
+  const limit = shape.maxWorkgroupStorageBytes ?? Infinity;
+  let best: (DecodeKernel & { config: MatrixConfig; step: MatrixStep }) | null = null;
+  for (const config of candidates) {
+    const constants = matrixDecodeConstants(shared, shape.layout.method, config);
+    if (!constants) continue;
+    const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16), headGroups: constants.HEAD_GROUPS, workgroupBytes: matrixDecodeWorkgroupBytes(constants, shaderF16 ? 2 : 4, step), config, step };
+    if (kernel.workgroupBytes <= limit) return kernel;
+    best ??= kernel;
+  }
+  if (!best) throw new Error(`no matrix configuration serves ${shared.HEADS_PER_WG} heads per workgroup at head_dim ${shape.layout.headDim}`);
+  return best;  // too big: prepareDecode reports the size against the limit
 }
 
 function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
@@ -505,6 +585,8 @@ export interface DecodeBuffers {
 
 export interface PreparedDecode {
   plan: SplitPlan;
+  /** The kernel's pipeline key (names kernel, format, step and matrix configuration). */
+  detail: string;
   encode(pass: GPUComputePassEncoder): void;
 }
 
@@ -541,6 +623,7 @@ export async function prepareDecode(ctx: GpuContext, shape: DecodeShape, buffers
   const yGroups = shape.layout.numKvHeads * kernel.headGroups;
   return {
     plan,
+    detail: kernel.variant.key,
     encode(pass) {
       pass.setPipeline(decode);
       pass.setBindGroup(0, decodeGroup);
