@@ -39,7 +39,8 @@
 // The matrix step comes from lib/matrix-step-subgroup.wgsl (subgroup matrices) or, where the adapter
 // has none, lib/matrix-step-software.wgsl (the same tiles and hi/lo split, multiplied by plain loops:
 // what CI runs); the format from lib/kv-tile-int4.wgsl or lib/kv-tile-fp16.wgsl. The host declares
-// `alias TileScalar` (f16 with shader-f16, else f32) and the constants below.
+// `alias TileScalar` (f16 with shader-f16, else f32), `fn tile_round(x: f32) -> TileScalar` (x rounded
+// to f16, held as a TileScalar) and the constants below.
 //
 // Constants from src/kernels/paged-decode-matrix.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS,
 // PAGE_WORDS, SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS,
@@ -55,7 +56,9 @@
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;       // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
 var<workgroup> k_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, channel] codes or halves
 var<workgroup> v_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, channel]
-var<workgroup> s_tile: array<f32, TILE_TOKENS * MAT_N>;           // [token, head] Q̃·codes of the tile
+var<workgroup> s_tile: array<f32, TILE_TOKENS * MAT_N>;           // [token, head] Q̃_hi·codes of the tile, then scores
+var<workgroup> s_tile_lo: array<f32, TILE_TOKENS * MAT_N>;        // [token, head] Q̃_lo·codes
+var<workgroup> column_part: array<vec2<f32>, COLUMN_LANES * MAT_N>; // [g, head] partial maxima, at the end partial sums
 var<workgroup> p_hi: array<TileScalar, TILE_TOKENS * MAT_N>;      // [token, head] hi part of P' = p·scale
 var<workgroup> p_lo: array<TileScalar, TILE_TOKENS * MAT_N>;      // [token, head] lo part
 var<workgroup> o_tile: array<f32, HEAD_DIM * MAT_N>;              // [channel, head] Oᵀ when spilled
@@ -65,7 +68,7 @@ var<workgroup> q_factor: array<f32, MAT_N>;                       // scale × 2^
 var<workgroup> q_unscale: array<f32, MAT_N>;                      // 2^−e
 var<workgroup> q_sum_shared: array<f32, MAT_N>;                   // Σ_d scaled query (for the INT4 min term)
 var<workgroup> alpha_shared: array<f32, MAT_N>;                   // this tile's rescale factor per head
-var<workgroup> head_state: array<vec3<f32>, MAT_N>;               // (reference max, Σp, Σp·min) at the end
+var<workgroup> head_state: array<vec2<f32>, MAT_N>;               // (reference max, P' factor) at the end
 var<workgroup> rescale_flag: atomic<u32>;                         // a head's reference moved in this tile
 var<workgroup> context_len_shared: u32;
 
@@ -75,6 +78,10 @@ const NEG_HUGE: f32 = -3.0e38;
 const RESCALE_SLACK: f32 = 1.0;
 // A query head's largest |value| is brought to [2^(Q_EXPONENT−1), 2^Q_EXPONENT).
 const Q_EXPONENT: i32 = 14;
+// P'' = p·scale·2^f is kept below P_LIMIT (f16 holds 65504); f is chosen so that the tile's bound is
+// in [2^(P_EXPONENT−1), 2^P_EXPONENT). Far from f16's subnormals, which matrix units may flush.
+const P_EXPONENT: i32 = 14;
+const P_LIMIT: f32 = 32768.0;
 
 // What one invocation reads for one tile: its chunks of the K and V rows, and (invocations below
 // TILE_TOKENS) the scale/min words of one token.
@@ -140,9 +147,12 @@ fn stage_tile(loads: TileLoads, first: u32, chunk_end: u32, lid: u32) {
   }
 }
 
-// x as hi + lo TileScalar parts (lo = the rounding error of hi, itself rounded when stored).
+// x as hi + lo parts for f16 operands: hi keeps the top 11 significant bits (the f32 mantissa cut to
+// 10 bits, exact in f16 for the normal range the kernel scales its operands to), lo = x − hi exactly
+// (≤ 2^-10·|x|, rounded to f16 when stored: x ≈ hi + lo to 2^-21). Bit masking, not f32(f16(x)) − x:
+// compilers may fold that round trip away (measured on lavapipe: lo came out 0).
 fn split_hi_lo(x: f32) -> vec2<f32> {
-  let hi = f32(TileScalar(x));
+  let hi = bitcast<f32>(bitcast<u32>(x) & 0xffffe000u);
   return vec2<f32>(hi, x - hi);
 }
 
@@ -184,14 +194,20 @@ fn main(@builtin(local_invocation_index) lid: u32,
   workgroupBarrier();
   matrix_stage_queries(lid);
   let context_len = workgroupUniformLoad(&context_len_shared);
-  matrix_init(lid);
+  var state: MatrixState;  // the matrix step's registers (queries, Oᵀ)
+  matrix_init(&state, lid);
 
-  // per-head online-softmax state, held by invocation h < HEADS_PER_WG
+  // online-softmax state of head h = lid % MAT_N, shared by its COLUMN_LANES invocations g = lid / MAT_N
+  // (each holds partial sums over its tokens t ≡ g mod COLUMN_LANES; maxima and factors are identical)
+  let h = lid % MAT_N;
+  let g = lid / MAT_N;
+  let column_lane = h < HEADS_PER_WG && g < COLUMN_LANES;
   var running_max = NEG_HUGE;
+  var p_factor = 0.0;  // 2^f: P'' = p·scale·2^f, largest ≈ 2^P_EXPONENT (0 until a tile had a nonzero scale)
   var sum_p = 0.0;
   var sum_p_min = 0.0;
-  let q_sum = q_sum_shared[min(lid, MAT_N - 1u)];
-  let unscale = q_unscale[min(lid, MAT_N - 1u)];
+  let q_sum = q_sum_shared[h];
+  let unscale = q_unscale[h];
 
   let chunk_end = min(context_len, chunk_start + params.tokens_per_split);  // = first_chunk_end, uniform
   for (var first = chunk_start; first < chunk_end; first += TILE_TOKENS) {
@@ -205,69 +221,105 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
     workgroupBarrier();
 
-    // 2. Sᵀ = C·Q̃ᵀ
-    matrix_scores(lid);
+    // 2. Sᵀ = C·Q̃ᵀ (hi and lo parts in s_tile, s_tile_lo)
+    matrix_scores(&state, lid);
     workgroupBarrier();
 
-    // 3. one head per invocation: scores, reference maximum, P' = p·scale as hi/lo, Σp, Σp·min
-    if (lid < HEADS_PER_WG) {
-      var tile_max = NEG_HUGE;
-      for (var t = 0u; t < TILE_TOKENS; t++) {
+    // 3a. this invocation's tokens of head h: scores, partial maxima of the scores and V scales
+    if (column_lane) {
+      var part = vec2<f32>(NEG_HUGE, 0.0);
+      for (var i = 0u; i < TOKENS_PER_LANE; i++) {  // unroll
+        let t = g + i * COLUMN_LANES;
+        let e = t * MAT_N + h;
         let sm = k_scale_min[t];
-        let s = select(NEG_HUGE, sm.x * s_tile[t * MAT_N + lid] * unscale + sm.y * q_sum, first + t < chunk_end);
-        s_tile[t * MAT_N + lid] = s;
-        tile_max = max(tile_max, s);
+        let score = select(NEG_HUGE, sm.x * (s_tile[e] + s_tile_lo[e]) * unscale + sm.y * q_sum, first + t < chunk_end);
+        s_tile[e] = score;
+        part = max(part, vec2<f32>(score, v_scale_min[t].x));
+      }
+      column_part[lid] = part;
+    }
+    workgroupBarrier();
+
+    // 3b. the tile's maxima; move the reference (rarely) and the P' factor; p, Σp, Σp·min, P'' hi/lo
+    if (column_lane) {
+      var tile = vec2<f32>(NEG_HUGE, 0.0);
+      for (var j = 0u; j < COLUMN_LANES; j++) {  // unroll
+        tile = max(tile, column_part[j * MAT_N + h]);
       }
       var alpha = 1.0;
-      if (tile_max > running_max + RESCALE_SLACK) {
-        alpha = exp2(running_max - tile_max);  // 0 the first time (exp2(−inf))
-        running_max = tile_max;
-        sum_p *= alpha;
-        sum_p_min *= alpha;
-        atomicOr(&rescale_flag, 1u);
+      if (tile.x > running_max + RESCALE_SLACK) {
+        alpha = exp2(running_max - tile.x);  // 0 the first time (exp2(−inf))
+        running_max = tile.x;
       }
-      alpha_shared[lid] = alpha;
-      for (var t = 0u; t < TILE_TOKENS; t++) {
+      var alpha_out = alpha;
+      let bound = exp2(RESCALE_SLACK) * tile.y;  // ≥ every P' = p·scale of the tile
+      if (bound > 0.0 && (p_factor == 0.0 || bound * p_factor >= P_LIMIT)) {
+        let factor = ldexp(1.0, P_EXPONENT - frexp(bound).exp);
+        alpha_out = select(alpha * factor / p_factor, 0.0, p_factor == 0.0);  // Oᵀ is still 0 the first time
+        p_factor = factor;
+      }
+      sum_p *= alpha;
+      sum_p_min *= alpha;
+      for (var i = 0u; i < TOKENS_PER_LANE; i++) {  // unroll
+        let t = g + i * COLUMN_LANES;
+        let e = t * MAT_N + h;
         let sm = v_scale_min[t];
-        let p = select(0.0, exp2(s_tile[t * MAT_N + lid] - running_max), first + t < chunk_end);
+        let p = select(0.0, exp2(s_tile[e] - running_max), first + t < chunk_end);
         sum_p += p;
         sum_p_min += p * sm.y;
-        let parts = split_hi_lo(p * sm.x);
-        p_hi[t * MAT_N + lid] = TileScalar(parts.x);
-        p_lo[t * MAT_N + lid] = TileScalar(parts.y);
+        let parts = split_hi_lo(p * sm.x * p_factor);
+        p_hi[e] = tile_round(parts.x);
+        p_lo[e] = tile_round(parts.y);
+      }
+      if (g == 0u) {
+        alpha_shared[h] = alpha_out;
+        if (alpha_out != 1.0) {
+          atomicOr(&rescale_flag, 1u);
+        }
       }
     }
-    // 4. rescale Oᵀ's columns when a reference moved
+    // 4. rescale Oᵀ's columns when a reference or factor moved
     if (workgroupUniformLoad(&rescale_flag) != 0u) {
-      matrix_spill_out(lid);
+      matrix_spill_out(&state, lid);
       workgroupBarrier();
       for (var i = lid; i < HEAD_DIM * MAT_N; i += WORKGROUP_SIZE) {
         o_tile[i] *= select(1.0, alpha_shared[i % MAT_N], i % MAT_N < HEADS_PER_WG);
       }
       workgroupBarrier();
-      matrix_fill_out(lid);
+      matrix_fill_out(&state, lid);
     }
 
-    // 5. Oᵀ += Vᵀ·P'
-    matrix_values(lid);
+    // 5. Oᵀ += Vᵀ·P''
+    matrix_values(&state, lid);
     workgroupBarrier();
   }
 
-  // Oᵀ → o_tile; the heads' sums → head_state
-  matrix_spill_out(lid);
-  if (lid < HEADS_PER_WG) {
-    head_state[lid] = vec3<f32>(running_max, sum_p, sum_p_min);
+  // Oᵀ → o_tile; each head's (reference, factor) and partial sums
+  matrix_spill_out(&state, lid);
+  if (column_lane) {
+    column_part[lid] = vec2<f32>(sum_p, sum_p_min);
+    if (g == 0u) {
+      head_state[h] = vec2<f32>(running_max, p_factor);
+    }
   }
   workgroupBarrier();
 
-  // Σ p·(scale·code + min) = Oᵀ + Σ p·min. With one split the result is final: normalise, and when V
-  // was rotated rotate it back here; otherwise shaders/paged-decode-merge.wgsl finishes it.
+  // Σ p·(scale·code + min) = Oᵀ / 2^f + Σ p·min. With one split the result is final: normalise, and
+  // when V was rotated rotate it back here; otherwise shaders/paged-decode-merge.wgsl finishes it.
   let num_splits = params.num_splits;
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    let h = i / HEAD_DIM;
-    let state = head_state[h];
-    let acc = o_tile[(i % HEAD_DIM) * MAT_N + h] + state.z;
-    rot_buf[i] = select(acc, acc / state.y, num_splits == 1u);
+    let head = i / HEAD_DIM;
+    let state_h = head_state[head];
+    var sums = vec2<f32>(0.0);
+    for (var j = 0u; j < COLUMN_LANES; j++) {  // unroll
+      sums += column_part[j * MAT_N + head];
+    }
+    let o = o_tile[(i % HEAD_DIM) * MAT_N + head];
+    let acc = select(o / state_h.y, 0.0, state_h.y == 0.0) + sums.y;
+    rot_buf[i] = select(acc, acc / sums.x, num_splits == 1u);
+    if (i % HEAD_DIM == 0u && num_splits > 1u) {
+      partial_ml[(seq * NUM_Q_HEADS + first_q_head + head) * num_splits + split] = vec2<f32>(state_h.x, sums.x);
+    }
   }
   workgroupBarrier();
   if (num_splits == 1u) {
@@ -281,10 +333,6 @@ fn main(@builtin(local_invocation_index) lid: u32,
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
       let head = first_q_head + i / HEAD_DIM;
       partial_acc[((seq * NUM_Q_HEADS + head) * num_splits + split) * HEAD_DIM + i % HEAD_DIM] = rot_buf[i];
-    }
-    if (lid < HEADS_PER_WG) {
-      let state = head_state[lid];
-      partial_ml[(seq * NUM_Q_HEADS + first_q_head + lid) * num_splits + split] = state.xy;
     }
   }
 }

@@ -47,6 +47,9 @@ export const SOFTWARE_MATRIX_CONFIGS: readonly MatrixConfig[] = [
   { componentType: 'f16', resultComponentType: 'f32', M: 8, N: 8, K: 8 },
 ];
 
+/** Tokens per tile unless the tuning says otherwise (rounded up to a multiple of the config's M and K). */
+export const DEFAULT_MATRIX_TILE_TOKENS = 32;
+
 /** Padding of a staged tile row, in TileScalar elements (16 bytes of f16: rows start on different banks). */
 const TILE_ROW_PAD = 8;
 
@@ -82,14 +85,18 @@ function gcd(a: number, b: number): number {
 
 /**
  * Constants of a matrix-kernel variant for `config`, or null when the config cannot serve the shape
- * (too few columns for the heads, or a head_dim its blocks do not divide).
+ * (too few columns for the heads, a head_dim its blocks do not divide, a workgroup not a multiple of N).
  */
-export function matrixDecodeConstants<S extends SharedDecodeConstants>(shared: S, method: KvMethod, config: MatrixConfig) {
+export function matrixDecodeConstants<S extends SharedDecodeConstants>(shared: S, method: KvMethod, config: MatrixConfig, tileTokensWanted = 0) {
   const format = TILE_FORMATS[method];
   if (!format) return null;
   const { HEAD_DIM: headDim, HEADS_PER_WG: heads, WORKGROUP_SIZE: workgroupSize } = shared;
-  if (config.N < heads || headDim % config.M !== 0 || headDim % config.K !== 0) return null;
-  const tileTokens = (config.M * config.K) / gcd(config.M, config.K);
+  if (config.N < heads || headDim % config.M !== 0 || headDim % config.K !== 0 || workgroupSize % config.N !== 0) return null;
+  const unit = (config.M * config.K) / gcd(config.M, config.K);
+  const tileTokens = Math.ceil((tileTokensWanted || DEFAULT_MATRIX_TILE_TOKENS) / unit) * unit;
+  // invocations per head column in the softmax pass: the most (a power of two) that divide the tile
+  let columnLanes = 1;
+  while (2 * columnLanes <= workgroupSize / config.N && tileTokens % (2 * columnLanes) === 0) columnLanes *= 2;
   const chunksPerRow = headDim / format.chunkChannels;
   const tileChunks = tileTokens * chunksPerRow;
   return {
@@ -103,6 +110,8 @@ export function matrixDecodeConstants<S extends SharedDecodeConstants>(shared: S
     CHUNKS_PER_ROW: chunksPerRow,
     TILE_CHUNKS: tileChunks,
     LANE_CHUNKS: Math.ceil(tileChunks / workgroupSize),
+    COLUMN_LANES: columnLanes,
+    TOKENS_PER_LANE: tileTokens / columnLanes,
     SCORE_BLOCKS: tileTokens / config.M,
     Q_BLOCKS: headDim / config.K,
     VALUE_STEPS: tileTokens / config.K,
@@ -116,7 +125,8 @@ export type MatrixDecodeConstants = NonNullable<ReturnType<typeof matrixDecodeCo
 export function matrixDecodeWorkgroupBytes(c: MatrixDecodeConstants, tileBytes: number, step: MatrixStep): number {
   // K and V tiles, P' hi/lo; the hardware step also stages Q̃ hi/lo (the software step splits on use)
   const tileElements = 2 * c.TILE_TOKENS * c.TILE_STRIDE + 2 * c.TILE_TOKENS * c.MAT_N + (step === 'hardware' ? 2 * c.MAT_N * c.HEAD_DIM : 0);
-  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.TILE_TOKENS * c.MAT_N + c.HEAD_DIM * c.MAT_N + 4 * c.TILE_TOKENS + 4 * c.MAT_N + 3 * c.MAT_N + 2;
+  // rot_buf, s_tile + s_tile_lo, o_tile, scale/min pairs, column_part, per-head scalars and pairs
+  const floats = c.HEADS_PER_WG * c.HEAD_DIM + 2 * c.TILE_TOKENS * c.MAT_N + c.HEAD_DIM * c.MAT_N + 4 * c.TILE_TOKENS + 2 * c.COLUMN_LANES * c.MAT_N + 4 * c.MAT_N + 2 * c.MAT_N + 2;
   return Math.ceil((tileElements * tileBytes) / 4) * 4 + floats * 4;
 }
 
@@ -139,7 +149,7 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
   const key = [
     `paged-decode-matrix-${format.chunkChannels === 32 ? 'int4' : 'fp16'}-${step}${f16Tiles ? '-f16' : '-f32'}`,
     `d${c.HEAD_DIM}`, `hq${c.NUM_Q_HEADS}`, `hkv${c.NUM_KV_HEADS}`, `p${c.PAGE_SIZE}`, `b${c.HADAMARD_BLOCK}`,
-    `q${c.ROTATE_Q}o${c.ROTATE_OUT}s${c.RANDOM_SIGNS}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`, `m${c.MAT_M}x${c.MAT_N}x${c.MAT_K}`,
+    `q${c.ROTATE_Q}o${c.ROTATE_OUT}s${c.RANDOM_SIGNS}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`, `m${c.MAT_M}x${c.MAT_N}x${c.MAT_K}t${c.TILE_TOKENS}`,
   ].join('/');
   return {
     key,
@@ -151,7 +161,10 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
         directives: step === 'hardware' ? ['diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);'] : [],
         constants: c,
         sources: [
-          `alias CacheChunk = vec4<u32>;\nalias TileScalar = ${f16Tiles ? 'f16' : 'f32'};`,
+          'alias CacheChunk = vec4<u32>;',
+          f16Tiles
+            ? 'alias TileScalar = f16;\nfn tile_round(x: f32) -> f16 { return f16(x); }'
+            : 'alias TileScalar = f32;\nfn tile_round(x: f32) -> f32 { return quantizeToF16(x); }',
           WGSL_LIBRARIES.decodeIo,
           WGSL_LIBRARIES.hadamard,
           format.source,

@@ -27,7 +27,7 @@ import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
 import { unrollLoops } from './wgsl-unroll';
 import {
-  matrixDecodeConstants, matrixDecodeVariant, matrixDecodeWorkgroupBytes, matrixKernelSupports, SOFTWARE_MATRIX_CONFIGS,
+  DEFAULT_MATRIX_TILE_TOKENS, matrixDecodeConstants, matrixDecodeVariant, matrixDecodeWorkgroupBytes, matrixKernelSupports, SOFTWARE_MATRIX_CONFIGS,
   usableMatrixConfigs, type MatrixConfig, type MatrixStep, type MatrixSupport,
 } from './paged-decode-matrix';
 
@@ -64,6 +64,11 @@ export interface DecodeTuning {
    * 4 or 8, halved until it divides the page size; 0 = automatic (autoTokensPerStep()).
    */
   tokensPerStep: number;
+  /**
+   * Matrix kernel: tokens per tile (one staging round and four barriers), a multiple of the matrix
+   * configuration's M and K; 0 = automatic (DEFAULT_MATRIX_TILE_TOKENS).
+   */
+  tileTokens: number;
 }
 
 /**
@@ -78,6 +83,7 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
+  tileTokens: 0,
   targetWorkgroups: 2048,
   minTokensPerSplit: 128,
 };
@@ -99,6 +105,7 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
+  tileTokens: 0,
   targetWorkgroups: 256,
   minTokensPerSplit: 384,
 };
@@ -114,6 +121,7 @@ export const DEFAULT_MATRIX_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
+  tileTokens: 0,
   targetWorkgroups: 1024,
   minTokensPerSplit: 256,
 };
@@ -173,6 +181,7 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   if (!Number.isInteger(t.targetWorkgroups) || t.targetWorkgroups < 1) throw new Error(`targetWorkgroups must be a positive integer, got ${t.targetWorkgroups}`);
   if (!Number.isInteger(t.minTokensPerSplit) || t.minTokensPerSplit < 1) throw new Error(`minTokensPerSplit must be a positive integer, got ${t.minTokensPerSplit}`);
   if (![0, 1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 0 (automatic), 1, 2, 4 or 8, got ${t.tokensPerStep}`);
+  if (![0, 8, 16, 32, 64].includes(t.tileTokens)) throw new Error(`tileTokens must be 0 (automatic), 8, 16, 32 or 64, got ${t.tileTokens}`);
   return t;
 }
 
@@ -229,7 +238,6 @@ export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgrou
     throw new Error(laneFormat(shape) ? 'the subgroup decode kernel needs the subgroups feature' : `the subgroup decode kernel reads int4, int4-hadamard and fp16 caches, not ${method}`);
   }
   if (shape.kernel) return shape.kernel;
-  if (method !== 'fp16' && matrixKernelSupports(method) && matrixStep(shape) === 'hardware') return 'matrix';
   return shape.useSubgroups && laneFormat(shape) !== null ? 'subgroup' : 'workgroup';
 }
 
@@ -451,7 +459,8 @@ export function decodeKernel(shape: DecodeShape): DecodeKernel {
 
 /**
  * The matrix kernel for a shape: the first configuration (usableMatrixConfigs' order on hardware,
- * SOFTWARE_MATRIX_CONFIGS in software) whose workgroup memory fits the device.
+ * SOFTWARE_MATRIX_CONFIGS in software) and the largest tile (the tuning's, halved down to the
+ * configuration's smallest) whose workgroup memory fits the device.
  */
 function matrixKernel(shape: DecodeShape): DecodeKernel & { config: MatrixConfig; step: MatrixStep } {
   const tuning = resolveTuning(shape.tuning, 'matrix');
@@ -461,16 +470,20 @@ function matrixKernel(shape: DecodeShape): DecodeKernel & { config: MatrixConfig
   const shared = sharedDecodeConstants(shape, { ...tuning, workgroupSize });
   const candidates = step === 'hardware' ? usableMatrixConfigs(shape.matrix!.configs, shared.HEADS_PER_WG, shape.layout.headDim) : SOFTWARE_MATRIX_CONFIGS;
   const limit = shape.maxWorkgroupStorageBytes ?? Infinity;
-  let best: (DecodeKernel & { config: MatrixConfig; step: MatrixStep }) | null = null;
+  let first: (DecodeKernel & { config: MatrixConfig; step: MatrixStep }) | null = null;
   for (const config of candidates) {
-    const constants = matrixDecodeConstants(shared, shape.layout.method, config);
-    if (!constants) continue;
-    const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16), headGroups: constants.HEAD_GROUPS, workgroupBytes: matrixDecodeWorkgroupBytes(constants, shaderF16 ? 2 : 4, step), config, step };
-    if (kernel.workgroupBytes <= limit) return kernel;
-    best ??= kernel;
+    for (let tile = tuning.tileTokens || DEFAULT_MATRIX_TILE_TOKENS; ; tile /= 2) {
+      const constants = matrixDecodeConstants(shared, shape.layout.method, config, tile);
+      if (!constants) break;
+      const workgroupBytes = matrixDecodeWorkgroupBytes(constants, shaderF16 ? 2 : 4, step);
+      const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16), headGroups: constants.HEAD_GROUPS, workgroupBytes, config, step };
+      if (workgroupBytes <= limit) return kernel;
+      first ??= kernel;
+      if (constants.TILE_TOKENS <= Math.max(config.M, config.K)) break;
+    }
   }
-  if (!best) throw new Error(`no matrix configuration serves ${shared.HEADS_PER_WG} heads per workgroup at head_dim ${shape.layout.headDim}`);
-  return best;  // too big: prepareDecode reports the size against the limit
+  if (!first) throw new Error(`no matrix configuration serves ${shared.HEADS_PER_WG} heads per workgroup at head_dim ${shape.layout.headDim}`);
+  return first; // too big: prepareDecode reports its size against the limit
 }
 
 function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {

@@ -29,6 +29,8 @@ export async function getPipeline(device: GPUDevice, variant: ShaderVariant): Pr
     throw new Error(`WGSL compile error in ${variant.key}:\n${text}`);
   }
   // Synchronous creation on purpose: Dawn's Node binding aborts the process on createComputePipelineAsync.
+  // The driver's own compiler reports through the internal scope (e.g. a shader it cannot build).
+  device.pushErrorScope('internal');
   device.pushErrorScope('validation');
   const pipeline = device.createComputePipeline({
     label: variant.key,
@@ -36,7 +38,9 @@ export async function getPipeline(device: GPUDevice, variant: ShaderVariant): Pr
     compute: { module, entryPoint: variant.entryPoint ?? 'main' },
   });
   const err = await device.popErrorScope();
+  const internal = await device.popErrorScope();
   if (err) throw new Error(`pipeline ${variant.key} failed validation: ${err.message}`);
+  if (internal) throw new Error(`pipeline ${variant.key}: the driver could not build it: ${internal.message}`);
   perDevice.set(variant.key, pipeline);
   return pipeline;
 }
