@@ -28,8 +28,8 @@
 //      TileScalar (f16, or f32 holding f16 values) into k_tile / v_tile; the next tile's loads issued;
 //   2. matrix_scores(): Sᵀ into s_tile (f32);
 //   3. lanes h < HEADS_PER_WG each finish one head's column: scores, the online-softmax reference
-//      maximum (moved only when a score passes it by RESCALE_SLACK; P' = p·scale then stays ≤ 2·8734,
-//      inside f16), p, Σp, Σp·min, P' hi/lo into p_hi / p_lo;
+//      maximum (moved only when a score passes it by RESCALE_SLACK), the P' factor 2^f (P' = p·scale·2^f
+//      kept well inside f16's normal range), p, Σp, Σp·min, P' hi/lo into p_hi / p_lo;
 //   4. when a head's reference moved (a workgroup-uniform flag), Oᵀ is spilled to workgroup memory,
 //      its columns rescaled and reloaded (rare: a few times per sequence);
 //   5. matrix_values(): Oᵀ += Vᵀ·P'.
@@ -56,9 +56,7 @@
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;       // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
 var<workgroup> k_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, channel] codes or halves
 var<workgroup> v_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, channel]
-var<workgroup> s_tile: array<f32, TILE_TOKENS * MAT_N>;           // [token, head] Q̃_hi·codes of the tile, then scores
-var<workgroup> s_tile_lo: array<f32, TILE_TOKENS * MAT_N>;        // [token, head] Q̃_lo·codes
-var<workgroup> column_part: array<vec2<f32>, COLUMN_LANES * MAT_N>; // [g, head] partial maxima, at the end partial sums
+var<workgroup> s_tile: array<f32, TILE_TOKENS * MAT_N>;           // [token, head] Q̃·codes of the tile
 var<workgroup> p_hi: array<TileScalar, TILE_TOKENS * MAT_N>;      // [token, head] hi part of P' = p·scale
 var<workgroup> p_lo: array<TileScalar, TILE_TOKENS * MAT_N>;      // [token, head] lo part
 var<workgroup> o_tile: array<f32, HEAD_DIM * MAT_N>;              // [channel, head] Oᵀ when spilled
@@ -68,20 +66,22 @@ var<workgroup> q_factor: array<f32, MAT_N>;                       // scale × 2^
 var<workgroup> q_unscale: array<f32, MAT_N>;                      // 2^−e
 var<workgroup> q_sum_shared: array<f32, MAT_N>;                   // Σ_d scaled query (for the INT4 min term)
 var<workgroup> alpha_shared: array<f32, MAT_N>;                   // this tile's rescale factor per head
-var<workgroup> head_state: array<vec2<f32>, MAT_N>;               // (reference max, P' factor) at the end
+var<workgroup> head_state: array<vec4<f32>, MAT_N>;               // (reference max, Σp, Σp·min, P' factor) at the end
 var<workgroup> rescale_flag: atomic<u32>;                         // a head's reference moved in this tile
 var<workgroup> context_len_shared: u32;
 
 // Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
 const NEG_HUGE: f32 = -3.0e38;
-// log2 units: p = exp2(score − reference) stays ≤ 2^RESCALE_SLACK, so P' = p·scale ≤ 2·8734 fits f16.
+// log2 units: p = exp2(score − reference) stays ≤ 2^RESCALE_SLACK.
 const RESCALE_SLACK: f32 = 1.0;
-// A query head's largest |value| is brought to [2^(Q_EXPONENT−1), 2^Q_EXPONENT).
-const Q_EXPONENT: i32 = 14;
-// P'' = p·scale·2^f is kept below P_LIMIT (f16 holds 65504); f is chosen so that the tile's bound is
-// in [2^(P_EXPONENT−1), 2^P_EXPONENT). Far from f16's subnormals, which matrix units may flush.
+// P' = p·scale·2^f with f chosen so that the tile's bound 2^RESCALE_SLACK·max(scale) lies in
+// [2^(P_EXPONENT−1), 2^P_EXPONENT), and moved (Oᵀ rescaled by a power of two) when a tile's bound
+// passes P_LIMIT: P' then stays inside f16 (≤ 65504) and far from its subnormals, which matrix units
+// and f16 emulation may flush (measured: INT4 outputs 1e-3 off on SwiftShader's quantizeToF16 without it).
 const P_EXPONENT: i32 = 14;
 const P_LIMIT: f32 = 32768.0;
+// A query head's largest |value| is brought to [2^(Q_EXPONENT−1), 2^Q_EXPONENT).
+const Q_EXPONENT: i32 = 14;
 
 // What one invocation reads for one tile: its chunks of the K and V rows, and (invocations below
 // TILE_TOKENS) the scale/min words of one token.
@@ -148,9 +148,9 @@ fn stage_tile(loads: TileLoads, first: u32, chunk_end: u32, lid: u32) {
 }
 
 // x as hi + lo parts for f16 operands: hi keeps the top 11 significant bits (the f32 mantissa cut to
-// 10 bits, exact in f16 for the normal range the kernel scales its operands to), lo = x − hi exactly
-// (≤ 2^-10·|x|, rounded to f16 when stored: x ≈ hi + lo to 2^-21). Bit masking, not f32(f16(x)) − x:
-// compilers may fold that round trip away (measured on lavapipe: lo came out 0).
+// 10 bits, exact in f16 in its normal range), lo = x − hi exactly (≤ 2^-10·|x|, rounded to f16 when
+// stored: x ≈ hi + lo to 2^-21). Bit masking, not x − f32(f16(x)): compilers may fold that round
+// trip away (measured on lavapipe: lo came out 0, outputs 1e-4 off).
 fn split_hi_lo(x: f32) -> vec2<f32> {
   let hi = bitcast<f32>(bitcast<u32>(x) & 0xffffe000u);
   return vec2<f32>(hi, x - hi);
@@ -194,20 +194,16 @@ fn main(@builtin(local_invocation_index) lid: u32,
   workgroupBarrier();
   matrix_stage_queries(lid);
   let context_len = workgroupUniformLoad(&context_len_shared);
-  var state: MatrixState;  // the matrix step's registers (queries, Oᵀ)
+  var state: MatrixState;
   matrix_init(&state, lid);
 
-  // online-softmax state of head h = lid % MAT_N, shared by its COLUMN_LANES invocations g = lid / MAT_N
-  // (each holds partial sums over its tokens t ≡ g mod COLUMN_LANES; maxima and factors are identical)
-  let h = lid % MAT_N;
-  let g = lid / MAT_N;
-  let column_lane = h < HEADS_PER_WG && g < COLUMN_LANES;
+  // per-head online-softmax state, held by invocation h < HEADS_PER_WG
   var running_max = NEG_HUGE;
-  var p_factor = 0.0;  // 2^f: P'' = p·scale·2^f, largest ≈ 2^P_EXPONENT (0 until a tile had a nonzero scale)
   var sum_p = 0.0;
   var sum_p_min = 0.0;
-  let q_sum = q_sum_shared[h];
-  let unscale = q_unscale[h];
+  var p_factor = 0.0;  // 2^f: P' = p·scale·2^f (0 until a tile had a nonzero V scale)
+  let q_sum = q_sum_shared[min(lid, MAT_N - 1u)];
+  let unscale = q_unscale[min(lid, MAT_N - 1u)];
 
   let chunk_end = min(context_len, chunk_start + params.tokens_per_split);  // = first_chunk_end, uniform
   for (var first = chunk_start; first < chunk_end; first += TILE_TOKENS) {
@@ -221,64 +217,51 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
     workgroupBarrier();
 
-    // 2. Sᵀ = C·Q̃ᵀ (hi and lo parts in s_tile, s_tile_lo)
+    // 2. Sᵀ = C·Q̃ᵀ
     matrix_scores(&state, lid);
     workgroupBarrier();
 
-    // 3a. this invocation's tokens of head h: scores, partial maxima of the scores and V scales
-    if (column_lane) {
-      var part = vec2<f32>(NEG_HUGE, 0.0);
-      for (var i = 0u; i < TOKENS_PER_LANE; i++) {  // unroll
-        let t = g + i * COLUMN_LANES;
-        let e = t * MAT_N + h;
+    // 3. one head per invocation: scores, reference maximum and P' factor, P' = p·scale·2^f as hi/lo,
+    // Σp, Σp·min
+    if (lid < HEADS_PER_WG) {
+      var tile_max = NEG_HUGE;
+      var v_scale_max = 0.0;
+      for (var t = 0u; t < TILE_TOKENS; t++) {
         let sm = k_scale_min[t];
-        let score = select(NEG_HUGE, sm.x * (s_tile[e] + s_tile_lo[e]) * unscale + sm.y * q_sum, first + t < chunk_end);
-        s_tile[e] = score;
-        part = max(part, vec2<f32>(score, v_scale_min[t].x));
-      }
-      column_part[lid] = part;
-    }
-    workgroupBarrier();
-
-    // 3b. the tile's maxima; move the reference (rarely) and the P' factor; p, Σp, Σp·min, P'' hi/lo
-    if (column_lane) {
-      var tile = vec2<f32>(NEG_HUGE, 0.0);
-      for (var j = 0u; j < COLUMN_LANES; j++) {  // unroll
-        tile = max(tile, column_part[j * MAT_N + h]);
+        let s = select(NEG_HUGE, sm.x * s_tile[t * MAT_N + lid] * unscale + sm.y * q_sum, first + t < chunk_end);
+        s_tile[t * MAT_N + lid] = s;
+        tile_max = max(tile_max, s);
+        v_scale_max = max(v_scale_max, v_scale_min[t].x);
       }
       var alpha = 1.0;
-      if (tile.x > running_max + RESCALE_SLACK) {
-        alpha = exp2(running_max - tile.x);  // 0 the first time (exp2(−inf))
-        running_max = tile.x;
+      if (tile_max > running_max + RESCALE_SLACK) {
+        alpha = exp2(running_max - tile_max);  // 0 the first time (exp2(−inf))
+        running_max = tile_max;
+        sum_p *= alpha;
+        sum_p_min *= alpha;
       }
       var alpha_out = alpha;
-      let bound = exp2(RESCALE_SLACK) * tile.y;  // ≥ every P' = p·scale of the tile
+      let bound = exp2(RESCALE_SLACK) * v_scale_max;  // ≥ every p·scale of the tile
       if (bound > 0.0 && (p_factor == 0.0 || bound * p_factor >= P_LIMIT)) {
         let factor = ldexp(1.0, P_EXPONENT - frexp(bound).exp);
         alpha_out = select(alpha * factor / p_factor, 0.0, p_factor == 0.0);  // Oᵀ is still 0 the first time
         p_factor = factor;
       }
-      sum_p *= alpha;
-      sum_p_min *= alpha;
-      for (var i = 0u; i < TOKENS_PER_LANE; i++) {  // unroll
-        let t = g + i * COLUMN_LANES;
-        let e = t * MAT_N + h;
+      if (alpha_out != 1.0) {
+        atomicOr(&rescale_flag, 1u);
+      }
+      alpha_shared[lid] = alpha_out;
+      for (var t = 0u; t < TILE_TOKENS; t++) {
         let sm = v_scale_min[t];
-        let p = select(0.0, exp2(s_tile[e] - running_max), first + t < chunk_end);
+        let p = select(0.0, exp2(s_tile[t * MAT_N + lid] - running_max), first + t < chunk_end);
         sum_p += p;
         sum_p_min += p * sm.y;
         let parts = split_hi_lo(p * sm.x * p_factor);
-        p_hi[e] = tile_round(parts.x);
-        p_lo[e] = tile_round(parts.y);
-      }
-      if (g == 0u) {
-        alpha_shared[h] = alpha_out;
-        if (alpha_out != 1.0) {
-          atomicOr(&rescale_flag, 1u);
-        }
+        p_hi[t * MAT_N + lid] = tile_round(parts.x);
+        p_lo[t * MAT_N + lid] = tile_round(parts.y);
       }
     }
-    // 4. rescale Oᵀ's columns when a reference or factor moved
+    // 4. rescale Oᵀ's columns when a reference moved
     if (workgroupUniformLoad(&rescale_flag) != 0u) {
       matrix_spill_out(&state, lid);
       workgroupBarrier();
@@ -289,37 +272,26 @@ fn main(@builtin(local_invocation_index) lid: u32,
       matrix_fill_out(&state, lid);
     }
 
-    // 5. Oᵀ += Vᵀ·P''
+    // 5. Oᵀ += Vᵀ·P'
     matrix_values(&state, lid);
     workgroupBarrier();
   }
 
-  // Oᵀ → o_tile; each head's (reference, factor) and partial sums
+  // Oᵀ → o_tile; the heads' sums → head_state
   matrix_spill_out(&state, lid);
-  if (column_lane) {
-    column_part[lid] = vec2<f32>(sum_p, sum_p_min);
-    if (g == 0u) {
-      head_state[h] = vec2<f32>(running_max, p_factor);
-    }
+  if (lid < HEADS_PER_WG) {
+    head_state[lid] = vec4<f32>(running_max, sum_p, sum_p_min, p_factor);
   }
   workgroupBarrier();
 
-  // Σ p·(scale·code + min) = Oᵀ / 2^f + Σ p·min. With one split the result is final: normalise, and
-  // when V was rotated rotate it back here; otherwise shaders/paged-decode-merge.wgsl finishes it.
+  // Σ p·(scale·code + min) = Oᵀ / 2^f + Σ p·min. With one split the result is final: normalise, and when V
+  // was rotated rotate it back here; otherwise shaders/paged-decode-merge.wgsl finishes it.
   let num_splits = params.num_splits;
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    let head = i / HEAD_DIM;
-    let state_h = head_state[head];
-    var sums = vec2<f32>(0.0);
-    for (var j = 0u; j < COLUMN_LANES; j++) {  // unroll
-      sums += column_part[j * MAT_N + head];
-    }
-    let o = o_tile[(i % HEAD_DIM) * MAT_N + head];
-    let acc = select(o / state_h.y, 0.0, state_h.y == 0.0) + sums.y;
-    rot_buf[i] = select(acc, acc / sums.x, num_splits == 1u);
-    if (i % HEAD_DIM == 0u && num_splits > 1u) {
-      partial_ml[(seq * NUM_Q_HEADS + first_q_head + head) * num_splits + split] = vec2<f32>(state_h.x, sums.x);
-    }
+    let h = i / HEAD_DIM;
+    let state = head_state[h];
+    let acc = select(o_tile[(i % HEAD_DIM) * MAT_N + h] / state.w, 0.0, state.w == 0.0) + state.z;
+    rot_buf[i] = select(acc, acc / state.y, num_splits == 1u);
   }
   workgroupBarrier();
   if (num_splits == 1u) {
@@ -333,6 +305,10 @@ fn main(@builtin(local_invocation_index) lid: u32,
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
       let head = first_q_head + i / HEAD_DIM;
       partial_acc[((seq * NUM_Q_HEADS + head) * num_splits + split) * HEAD_DIM + i % HEAD_DIM] = rot_buf[i];
+    }
+    if (lid < HEADS_PER_WG) {
+      let state = head_state[lid];
+      partial_ml[(seq * NUM_Q_HEADS + first_q_head + lid) * num_splits + split] = state.xy;
     }
   }
 }

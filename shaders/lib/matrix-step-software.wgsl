@@ -1,7 +1,7 @@
 // Matrix step of paged-decode-matrix.wgsl without matrix hardware: the same tiles, the same hi/lo
-// parts and the same accumulation per matrix block (one f32 sum per MAT_K-long block; the scores'
-// hi and lo parts in separate sums, the values' hi block added before the lo block), computed by
-// plain loops over the workgroup's invocations. Runs on any adapter (TileScalar = f16 with shader-f16, else f32 holding f16 values): it is how CI runs
+// parts and the same order of accumulation per matrix block (one f32 sum per MAT_K-long block, the hi
+// block added before the lo block), computed by plain loops over the workgroup's invocations. Runs
+// on any adapter (TileScalar = f16 with shader-f16, else f32 holding f16 values): it is how CI runs
 // the matrix kernel, whose hardware path needs tensor cores. Oᵀ lives in o_tile throughout, so
 // spilling and filling are no-ops; the queries' hi/lo parts are taken from rot_buf when used.
 
@@ -12,25 +12,27 @@ struct MatrixState {
 fn matrix_stage_queries(lid: u32) {}
 fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {}  // o_tile starts zeroed (workgroup memory is zero-initialised)
 
-// s_tile ← C·Q̃_hiᵀ, s_tile_lo ← C·Q̃_loᵀ over the staged K tile (padding heads skipped).
+// s_tile ← Sᵀ = C·Q̃ᵀ over the staged K tile (padding heads skipped).
 fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
   for (var e = lid; e < TILE_TOKENS * MAT_N; e += WORKGROUP_SIZE) {
     let t = e / MAT_N;
     let h = e % MAT_N;
-    var acc = vec2<f32>(0.0);  // (hi, lo) chains
+    var acc = 0.0;
     if (h < HEADS_PER_WG) {
       for (var kb = 0u; kb < Q_BLOCKS; kb++) {
-        var block = vec2<f32>(0.0);
+        var hi = 0.0;
+        var lo = 0.0;
         for (var k = 0u; k < MAT_K; k++) {
           let c = f32(k_tile[t * TILE_STRIDE + kb * MAT_K + k]);
           let q = split_hi_lo(scaled_query(h, kb * MAT_K + k));
-          block += c * vec2<f32>(f32(tile_round(q.x)), f32(tile_round(q.y)));
+          hi += c * f32(tile_round(q.x));
+          lo += c * f32(tile_round(q.y));
         }
-        acc += block;
+        acc += hi;
+        acc += lo;
       }
     }
-    s_tile[e] = acc.x;
-    s_tile_lo[e] = acc.y;
+    s_tile[e] = acc;
   }
 }
 

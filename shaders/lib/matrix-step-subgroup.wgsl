@@ -1,8 +1,9 @@
 // Matrix step of paged-decode-matrix.wgsl on the adapter's subgroup matrices (tensor cores; needs
 // `enable f16; enable chromium_experimental_subgroup_matrix;`, TileScalar = f16). The queries' right
-// matrices and the output accumulator Oᵀ live in registers: a MatrixState in the kernel's function
-// scope (the only address space matrices may live in), passed by pointer. Every call is made from
-// workgroup-uniform control flow with constant offsets (the feature's rules).
+// matrices live in registers: a MatrixState in the kernel's function scope (the only address space
+// matrices may live in), passed by pointer. The output accumulator Oᵀ lives in o_tile (f32) and is
+// loaded and stored around each tile's MMAs (the rescale then works on o_tile directly). Every call is
+// made from workgroup-uniform control flow with constant offsets (the feature's rules).
 
 alias CacheLeft = subgroup_matrix_left<f16, MAT_K, MAT_M>;   // MAT_M rows × MAT_K columns
 alias HeadsRight = subgroup_matrix_right<f16, MAT_N, MAT_K>; // MAT_K rows × MAT_N columns
@@ -13,7 +14,6 @@ var<workgroup> q_lo: array<f16, MAT_N * HEAD_DIM>;  // [head, channel] lo part
 struct MatrixState {
   q_hi_right: array<HeadsRight, Q_BLOCKS>,  // Q̃ᵀ channel blocks, hi part
   q_lo_right: array<HeadsRight, Q_BLOCKS>,
-  o_acc: array<Accumulator, O_BLOCKS>,      // Oᵀ channel blocks [MAT_M channels, MAT_N heads]
 }
 
 // Q̃ as hi/lo f16 into q_hi / q_lo (rot_buf and q_factor complete).
@@ -32,12 +32,9 @@ fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {
     (*state).q_hi_right[kb] = subgroupMatrixLoad<HeadsRight>(&q_hi, kb * MAT_K, true, HEAD_DIM);
     (*state).q_lo_right[kb] = subgroupMatrixLoad<HeadsRight>(&q_lo, kb * MAT_K, true, HEAD_DIM);
   }
-  for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    (*state).o_acc[ob] = Accumulator();
-  }
-}
+}  // o_tile starts zeroed (workgroup memory is zero-initialised)
 
-// s_tile ← C·Q̃ᵀ (hi and lo parts into one accumulator) over the staged K tile; s_tile_lo stays 0.
+// s_tile ← Sᵀ = C·Q̃ᵀ (hi and lo parts into one accumulator) over the staged K tile.
 fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
   for (var mb = 0u; mb < SCORE_BLOCKS; mb++) {  // unroll
     var acc = Accumulator();
@@ -50,29 +47,19 @@ fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
   }
 }
 
-// Oᵀ += Vᵀ·P'' over the staged V tile (Vᵀ: element (channel r, token c) at c·TILE_STRIDE + r).
+// o_tile += Vᵀ·P' over the staged V tile (Vᵀ: element (channel r, token c) at c·TILE_STRIDE + r).
 fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
-  for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
-    let p_hi_right = subgroupMatrixLoad<HeadsRight>(&p_hi, vs * MAT_K * MAT_N, false, MAT_N);
-    let p_lo_right = subgroupMatrixLoad<HeadsRight>(&p_lo, vs * MAT_K * MAT_N, false, MAT_N);
-    for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
+  for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
+    var acc = subgroupMatrixLoad<Accumulator>(&o_tile, ob * MAT_M * MAT_N, false, MAT_N);
+    for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
       let values = subgroupMatrixLoad<CacheLeft>(&v_tile, vs * MAT_K * TILE_STRIDE + ob * MAT_M, true, TILE_STRIDE);
-      (*state).o_acc[ob] = subgroupMatrixMultiplyAccumulate(values, p_hi_right, (*state).o_acc[ob]);
-      (*state).o_acc[ob] = subgroupMatrixMultiplyAccumulate(values, p_lo_right, (*state).o_acc[ob]);
+      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight>(&p_hi, vs * MAT_K * MAT_N, false, MAT_N), acc);
+      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight>(&p_lo, vs * MAT_K * MAT_N, false, MAT_N), acc);
     }
+    subgroupMatrixStore(&o_tile, ob * MAT_M * MAT_N, acc, false, MAT_N);
   }
 }
 
-// o_tile[channel, head] ← Oᵀ
-fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {
-  for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    subgroupMatrixStore(&o_tile, ob * MAT_M * MAT_N, (*state).o_acc[ob], false, MAT_N);
-  }
-}
-
-// Oᵀ ← o_tile (after the caller rescaled it, behind a barrier)
-fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {
-  for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    (*state).o_acc[ob] = subgroupMatrixLoad<Accumulator>(&o_tile, ob * MAT_M * MAT_N, false, MAT_N);
-  }
-}
+// Oᵀ already lives in o_tile.
+fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {}
+fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {}

@@ -48,7 +48,7 @@ export const SOFTWARE_MATRIX_CONFIGS: readonly MatrixConfig[] = [
 ];
 
 /** Tokens per tile unless the tuning says otherwise (rounded up to a multiple of the config's M and K). */
-export const DEFAULT_MATRIX_TILE_TOKENS = 32;
+export const DEFAULT_MATRIX_TILE_TOKENS = 16;
 
 /** Padding of a staged tile row, in TileScalar elements (16 bytes of f16: rows start on different banks). */
 const TILE_ROW_PAD = 8;
@@ -85,18 +85,15 @@ function gcd(a: number, b: number): number {
 
 /**
  * Constants of a matrix-kernel variant for `config`, or null when the config cannot serve the shape
- * (too few columns for the heads, a head_dim its blocks do not divide, a workgroup not a multiple of N).
+ * (too few columns for the heads, or a head_dim its blocks do not divide).
  */
 export function matrixDecodeConstants<S extends SharedDecodeConstants>(shared: S, method: KvMethod, config: MatrixConfig, tileTokensWanted = 0) {
   const format = TILE_FORMATS[method];
   if (!format) return null;
   const { HEAD_DIM: headDim, HEADS_PER_WG: heads, WORKGROUP_SIZE: workgroupSize } = shared;
-  if (config.N < heads || headDim % config.M !== 0 || headDim % config.K !== 0 || workgroupSize % config.N !== 0) return null;
+  if (config.N < heads || headDim % config.M !== 0 || headDim % config.K !== 0) return null;
   const unit = (config.M * config.K) / gcd(config.M, config.K);
   const tileTokens = Math.ceil((tileTokensWanted || DEFAULT_MATRIX_TILE_TOKENS) / unit) * unit;
-  // invocations per head column in the softmax pass: the most (a power of two) that divide the tile
-  let columnLanes = 1;
-  while (2 * columnLanes <= workgroupSize / config.N && tileTokens % (2 * columnLanes) === 0) columnLanes *= 2;
   const chunksPerRow = headDim / format.chunkChannels;
   const tileChunks = tileTokens * chunksPerRow;
   return {
@@ -110,8 +107,6 @@ export function matrixDecodeConstants<S extends SharedDecodeConstants>(shared: S
     CHUNKS_PER_ROW: chunksPerRow,
     TILE_CHUNKS: tileChunks,
     LANE_CHUNKS: Math.ceil(tileChunks / workgroupSize),
-    COLUMN_LANES: columnLanes,
-    TOKENS_PER_LANE: tileTokens / columnLanes,
     SCORE_BLOCKS: tileTokens / config.M,
     Q_BLOCKS: headDim / config.K,
     VALUE_STEPS: tileTokens / config.K,
@@ -125,8 +120,8 @@ export type MatrixDecodeConstants = NonNullable<ReturnType<typeof matrixDecodeCo
 export function matrixDecodeWorkgroupBytes(c: MatrixDecodeConstants, tileBytes: number, step: MatrixStep): number {
   // K and V tiles, P' hi/lo; the hardware step also stages Q̃ hi/lo (the software step splits on use)
   const tileElements = 2 * c.TILE_TOKENS * c.TILE_STRIDE + 2 * c.TILE_TOKENS * c.MAT_N + (step === 'hardware' ? 2 * c.MAT_N * c.HEAD_DIM : 0);
-  // rot_buf, s_tile + s_tile_lo, o_tile, scale/min pairs, column_part, per-head scalars and pairs
-  const floats = c.HEADS_PER_WG * c.HEAD_DIM + 2 * c.TILE_TOKENS * c.MAT_N + c.HEAD_DIM * c.MAT_N + 4 * c.TILE_TOKENS + 2 * c.COLUMN_LANES * c.MAT_N + 4 * c.MAT_N + 2 * c.MAT_N + 2;
+  // rot_buf, s_tile, o_tile, scale/min pairs, per-head scalars, head_state (vec3 → 4 floats), flag, length
+  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.TILE_TOKENS * c.MAT_N + c.HEAD_DIM * c.MAT_N + 4 * c.TILE_TOKENS + 4 * c.MAT_N + 4 * c.MAT_N + 2;
   return Math.ceil((tileElements * tileBytes) / 4) * 4 + floats * 4;
 }
 
