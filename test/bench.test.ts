@@ -115,6 +115,8 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(() => parseBenchArgs(['--decode-tuning', 'lanes=4'])).toThrow(/keys workgroupSize, .*lanesPerToken/);
     expect(() => parseBenchArgs(['--decode-tuning', 'tokensPerStep=3'])).toThrow(/tokensPerStep must be 0 \(automatic\), 1, 2, 4 or 8/);
     expect(() => parseBenchArgs(['--decode-tuning', 'workgroupSize=1.5'])).toThrow(/non-negative integer/);
+    expect(parseBenchArgs(['--kernel', 'matrix']).decodeKernel).toBe('matrix');
+    expect(() => parseBenchArgs(['--kernel', 'tensor'])).toThrow(/--kernel takes one of matrix, subgroup, workgroup, got 'tensor'/);
   });
 
   it('runs with the decode tuning it is given and records it', async () => {

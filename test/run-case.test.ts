@@ -260,6 +260,9 @@ const CASES: EndToEndCase[] = [
   { name: 'int4-hadamard B 16, K and V, D 64, GQA 4, a length of 1, page 32', makeCase: ['--method', 'int4-hadamard', '--head-dim', '64', '--hadamard-block', '16', '--rotate-v', 'true', '--q-heads', '8', '--kv-heads', '2', '--context-lens', '1,40', '--page-size', '32'] },
   { name: 'int4-hadamard B 64, K and V, D 128, GQA 4, without subgroups', makeCase: ['--method', 'int4-hadamard', '--head-dim', '128', '--hadamard-block', '64', '--rotate-v', 'true', '--q-heads', '16', '--kv-heads', '4', '--context-lens', '3,19,1', '--page-size', '8'], cliFlags: ['--disable-feature', 'subgroups'] },
   { name: 'int4, D 64, GQA 8, without subgroups', makeCase: ['--method', 'int4', '--head-dim', '64', '--q-heads', '8', '--kv-heads', '1', '--context-lens', '65', '--page-size', '16'], cliFlags: ['--disable-feature', 'subgroups'] },
+  // the tensor-core kernel (its software step here; tensor cores where the adapter has them)
+  { name: 'int4-hadamard B 128, D 128, GQA 4, --kernel matrix', makeCase: ['--method', 'int4-hadamard', '--head-dim', '128', '--hadamard-block', '128', '--rotate-v', 'true', '--q-heads', '8', '--kv-heads', '2', '--context-lens', '9,300', '--page-size', '16'], cliFlags: ['--kernel', 'matrix'] },
+  { name: 'fp16, D 64, GQA 4, --kernel matrix', makeCase: ['--method', 'fp16', '--head-dim', '64', '--q-heads', '8', '--kv-heads', '2', '--context-lens', '1,21', '--page-size', '8'], cliFlags: ['--kernel', 'matrix'] },
 ];
 
 describe('run-case CLI against tools/saw_int4_reference.py', () => {
@@ -313,6 +316,7 @@ describe('run-case CLI against tools/saw_int4_reference.py', () => {
     const method = c.makeCase[c.makeCase.indexOf('--method') + 1];
     expect(written.metadata.method).toBe(method);
     expect(written.metadata.adapter).toBe(adapterLine?.slice('adapter: '.length));
+    expect(written.metadata.kernel).toBe(c.cliFlags?.includes('--kernel') ? c.cliFlags[c.cliFlags.indexOf('--kernel') + 1] : 'auto');
     const qShape = requireTensor(parseSafetensors(readBytes(casePath)), 'q', 'F32', 3).shape;
     expect(requireTensor(written, 'out', 'F32', 3).shape).toEqual(qShape);
 
@@ -321,7 +325,7 @@ describe('run-case CLI against tools/saw_int4_reference.py', () => {
     const report = JSON.parse(compared.stdout) as CompareReport;
     expect(report.passed).toBe(true);
     expect(report.vs_reference.rel_l2).toBeLessThan(MAX_REFERENCE_TO_EXACT_RATIO * report.vs_exact.rel_l2);
-    outputs.set(method + (c.cliFlags ? ' (no subgroups)' : ''), { casePath, outPath });
+    outputs.set(method + (c.cliFlags ? ` (${c.cliFlags.join(' ')})` : ''), { casePath, outPath });
     const before = worst.get(method) ?? { relL2: 0, maxRatio: 0 };
     worst.set(method, { relL2: Math.max(before.relL2, report.vs_reference.rel_l2), maxRatio: Math.max(before.maxRatio, report.tolerance.max_ratio) });
   });

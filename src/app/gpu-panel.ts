@@ -2,7 +2,7 @@
  * The "Your GPU" panel: the adapter, its optional features, the limits that matter for big caches,
  * the kernel variants the page will run on it, and a one-kernel self-check.
  */
-import { describeGpu, describeMatrixConfig, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
+import { describeGpu, describeMatrixConfig, FEATURE_HELP, OPTIONAL_FEATURES, RAISED_LIMITS, type GpuContext } from '../gpu/gpu-context';
 import { runBandwidthProbeSum } from '../kernels/bandwidth-probe';
 import { PREFERRED_LANES_PER_TOKEN, WGSL_MIN_SUBGROUP_SIZE } from '../kernels/paged-decode';
 import { formatBytes } from '../kernels/gpu-buffers';
@@ -23,8 +23,8 @@ export function kernelVariants(ctx: GpuContext): string[] {
   const matrix = ctx.features['chromium-experimental-subgroup-matrix'] && ctx.features['shader-f16'];
   return [
     matrix
-      ? `Decode attention, INT4: tensor cores (paged-decode-matrix.wgsl), matrix configs ${a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ')}.`
-      : 'Decode attention, INT4: no tensor cores here (needs chromium-experimental-subgroup-matrix and shader-f16: in Chrome, --enable-unsafe-webgpu and on NVIDIA --enable-dawn-features=vulkan_enable_f16_on_nvidia).',
+      ? `Tensor cores: available (paged-decode-matrix.wgsl, configs ${a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ')}); the page runs the subgroup kernel, faster on the GPUs measured so far (docs/tuning.md).`
+      : 'Tensor cores: not offered here (the matrix kernel needs chromium-experimental-subgroup-matrix and shader-f16: in Chrome, --enable-unsafe-webgpu and on NVIDIA --enable-dawn-features=vulkan_enable_f16_on_nvidia).',
     ctx.features.subgroups
       ? `Decode attention: subgroup path${sizes} for FP16 and INT4 (paged-decode-subgroup.wgsl: at most ${Math.min(PREFERRED_LANES_PER_TOKEN, a.subgroupMinSize ?? WGSL_MIN_SUBGROUP_SIZE)} lanes per token, so a token's lanes fit the smallest subgroup); int8 and int4-g32 use the workgroup-memory kernel.`
       : 'Decode attention: workgroup-memory path (this adapter has no subgroups).',
@@ -48,7 +48,12 @@ export function showGpu(ctx: GpuContext): void {
   const a = ctx.adapterInfo;
   addRow(details, 'Adapter', [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unknown (the browser hides it)');
   addRow(details, 'Software adapter', a.isFallbackAdapter || a.architecture === 'swiftshader' ? 'yes: timings are not representative of a GPU' : 'no');
-  for (const f of OPTIONAL_FEATURES) addRow(details, `Feature ${f}`, `${ctx.features[f] ? 'yes' : 'no'} (${FEATURE_USE[f]})`);
+  for (const f of OPTIONAL_FEATURES) {
+    addRow(details, `Feature ${f}`, ctx.features[f] ? `yes (${FEATURE_USE[f]})` : `no (${FEATURE_USE[f]}). To get it: ${FEATURE_HELP[f]}`);
+  }
+  if (ctx.features['chromium-experimental-subgroup-matrix']) {
+    addRow(details, 'Matrix configs', a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ') || 'none listed');
+  }
   for (const l of RAISED_LIMITS) addRow(details, l, limitText(l, ctx.limits[l]));
   details.hidden = false;
   byId('gpu-variants').replaceChildren(...kernelVariants(ctx).map((line) => el('li', {}, line)));

@@ -91,7 +91,7 @@ function fmtCount(value: number): string {
 }
 
 const COLUMNS = [
-  'preset', 'method', 'batch', 'context', 'page', 'splits', 'heads/wg', 'append µs', 'attn µs', 'step µs', 'tok/s',
+  'preset', 'method', 'batch', 'context', 'page', 'kernel', 'splits', 'heads/wg', 'append µs', 'attn µs', 'step µs', 'tok/s',
   'attn bytes', 'attn GB/s', '% probe', '× fp16', 'rot. %', 'B/token', 'tokens in budget',
 ] as const;
 
@@ -107,6 +107,7 @@ function row(r: PointResult): string[] {
   }
   return [
     ...head,
+    r.kernel,
     String(r.numSplits),
     String(r.headsPerWorkgroup),
     fmtSig(r.appendUs),

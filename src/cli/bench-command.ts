@@ -13,7 +13,7 @@ import {
 } from '../bench/decode-step-bench';
 import { buildBenchReport, formatBenchTable, formatProgress, reportToJson } from '../bench/bench-report';
 import type { MeasureOptions } from '../bench/gpu-timer';
-import { DEFAULT_SUBGROUP_DECODE_TUNING, resolveTuning, type DecodeTuning } from '../kernels/paged-decode';
+import { DECODE_KERNEL_KINDS, DEFAULT_SUBGROUP_DECODE_TUNING, resolveTuning, type DecodeKernelKind, type DecodeTuning } from '../kernels/paged-decode';
 import type { CliCommand, CliEnv } from './commands';
 
 export interface BenchArgs {
@@ -24,6 +24,8 @@ export interface BenchArgs {
   maxCacheBytes?: number;
   capacityBudgetBytes?: number;
   decodeTuning?: Partial<DecodeTuning>;
+  /** Force this decode kernel (default: each method's automatic choice). */
+  decodeKernel?: DecodeKernelKind;
   jsonPath: string | null;
 }
 
@@ -39,7 +41,7 @@ const TUNING_KEYS = Object.keys(DEFAULT_SUBGROUP_DECODE_TUNING) as (keyof Decode
 
 const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64] [--context 512,4096] [--page-size 16[,32]]
       [--hadamard-block 128] [--warmup-ms 100] [--measure-ms 500] [--probe-mib 1024] [--max-cache-gib 8]
-      [--budget-gib 16] [--decode-tuning key=value[,key=value]] [--json out.json]
+      [--budget-gib 16] [--decode-tuning key=value[,key=value]] [--kernel K] [--json out.json]
 
   Times one decode step of one layer (append one token per sequence + paged attention over all of
   them) for every combination, and reports µs, tokens/s, attention GB/s as % of a bandwidth probe
@@ -56,6 +58,8 @@ const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64]
   --budget-gib      memory for the "tokens in budget" column, all layers (default 16)
   --decode-tuning   decode-kernel tuning overrides for this GPU, e.g. lanesPerToken=8,tokensPerStep=4
                     (keys: ${TUNING_KEYS.join(', ')}; see DecodeTuning in src/kernels/paged-decode.ts)
+  --kernel          force the decode kernel: ${DECODE_KERNEL_KINDS.join(', ')} (default: each method's automatic
+                    choice; every row and the JSON name the kernel that ran)
   --json FILE       also write the full report (every sample) as JSON`;
 
 function decodeTuning(text: string): Partial<DecodeTuning> {
@@ -69,7 +73,7 @@ function decodeTuning(text: string): Partial<DecodeTuning> {
     if (!Number.isInteger(n) || n < 0) throw new BenchUsageError(`--decode-tuning ${key} takes a non-negative integer, got '${value}'`);
     tuning[key as keyof DecodeTuning] = n;
   }
-  for (const kind of ['subgroup', 'workgroup'] as const) {
+  for (const kind of DECODE_KERNEL_KINDS) {
     try {
       resolveTuning(tuning, kind);
     } catch (e) {
@@ -152,6 +156,10 @@ export function parseBenchArgs(args: string[]): BenchArgs {
       case '--decode-tuning':
         parsed.decodeTuning = decodeTuning(value);
         break;
+      case '--kernel':
+        if (!(DECODE_KERNEL_KINDS as readonly string[]).includes(value)) throw new BenchUsageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${value}'`);
+        parsed.decodeKernel = value as DecodeKernelKind;
+        break;
       default:
         throw new BenchUsageError(`unknown option '${flag}'`);
     }
@@ -203,6 +211,7 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
       if (parsed.maxCacheBytes !== undefined) options.maxCacheBytes = parsed.maxCacheBytes;
       if (parsed.capacityBudgetBytes !== undefined) options.capacityBudgetBytes = parsed.capacityBudgetBytes;
       if (parsed.decodeTuning !== undefined) options.decodeTuning = parsed.decodeTuning;
+      if (parsed.decodeKernel !== undefined) options.decodeKernel = parsed.decodeKernel;
       io.err(`bench: ${points.length} points; measuring the bandwidth probe and the two dispatch floors first`);
       const run = await runDecodeBench(gpu, points, options);
       const report = buildBenchReport(gpu, run, { quick: parsed.quick });

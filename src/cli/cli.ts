@@ -9,12 +9,12 @@
 import { KvCacheFullError } from '../cache/page-allocator';
 import { KvConfigError } from '../cache/paged-kv-cache';
 import { describeGpu, GpuError, OPTIONAL_FEATURES, type GpuContext } from '../gpu/gpu-context';
-import { openNodeGpu, type NodeGpuOptions } from '../gpu/node-gpu';
+import { NODE_ADAPTERS, openNodeGpu, type NodeAdapterChoice, type NodeGpuOptions } from '../gpu/node-gpu';
 import { TensorFileError } from '../io/safetensors';
 import { COMMANDS, type CliCommand, type CliEnv } from './commands';
 
-const ADAPTERS = ['auto', 'swiftshader'] as const;
-type AdapterChoice = (typeof ADAPTERS)[number];
+const ADAPTERS = NODE_ADAPTERS;
+type AdapterChoice = NodeAdapterChoice;
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -24,7 +24,7 @@ const EXIT_USAGE = 2;
 class UsageError extends Error {}
 
 const GLOBAL_FLAGS: ReadonlyArray<readonly [string, string]> = [
-  [`--adapter ${ADAPTERS.join('|')}`, "auto (default): this machine's GPU if usable, else SwiftShader"],
+  [`--adapter ${ADAPTERS.join('|')}`, "auto (default): this machine's GPU if usable, else SwiftShader; lavapipe: Mesa's CPU driver (shader-f16)"],
   ['--disable-feature NAME', `leave an optional WebGPU feature off (repeatable): ${OPTIONAL_FEATURES.join(', ')}`],
   ['--no-unsafe-dawn', 'open Dawn without allow_unsafe_apis,vulkan_enable_f16_on_nvidia (no tensor cores, no f16 on NVIDIA)'],
   ['-h, --help', "this text; '<command> --help' for a command's flags"],

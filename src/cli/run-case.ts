@@ -16,6 +16,7 @@ import { parseSafetensors, requireTensor, TensorFileError, writeSafetensors, typ
 import { isKvMethod, KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type KvMethod } from '../layout';
 import { roundToF16 } from '../reference/f16';
 import { randomSigns, rotate } from '../reference/hadamard';
+import { DECODE_KERNEL_KINDS, type DecodeKernelKind } from '../kernels/paged-decode';
 import type { CliCommand } from './commands';
 
 /** Seed of the physical page order: pages are always shuffled, as DESIGN.md §4 asks of tests. */
@@ -24,11 +25,12 @@ export const RUN_CASE_PAGE_SHUFFLE_SEED = 0x5eed;
 /** Sign seeds are taken modulo 2^32 by SeededRandom, so only [0, 2^32) names distinct signs. */
 const MAX_SIGN_SEED = 2 ** 32 - 1;
 
-export const RUN_CASE_USAGE = `Usage: run-case --in CASE.safetensors --out OUT.safetensors [--disable-feature subgroups]
+export const RUN_CASE_USAGE = `Usage: run-case --in CASE.safetensors --out OUT.safetensors [--kernel K] [--disable-feature subgroups]
 
 Runs one decode-attention case through the real kernels: K and V go through the cache-write kernel
 into a paged cache with shuffled pages (one append per sequence), then one attention call covers all
-sequences. Check the output with: tools/saw_int4_reference.py compare --case CASE --got OUT
+sequences, with the default decode plan or the kernel --kernel names (${DECODE_KERNEL_KINDS.join(', ')};
+matrix runs on tensor cores where the adapter has subgroup matrices, else its software step). Check the output with: tools/saw_int4_reference.py compare --case CASE --got OUT
 
 Input (little-endian safetensors; tools/saw_int4_reference.py make-case writes them):
   q              F32 [S, Hq, D]      one query token per sequence
@@ -267,7 +269,7 @@ export function parseRunCase(bytes: Uint8Array, source: string): RunCase {
  * through the cache-write kernel), runs one attention call over all sequences.
  * @returns out [S, Hq, D] f32
  */
-export async function runCase(ctx: GpuContext, c: RunCase): Promise<Float32Array> {
+export async function runCase(ctx: GpuContext, c: RunCase, kernel?: DecodeKernelKind): Promise<Float32Array> {
   const cache = await PagedKvCache.create(ctx, c.cacheConfig);
   try {
     const seqIds = c.contextLens.map(() => cache.createSequence());
@@ -278,7 +280,7 @@ export async function runCase(ctx: GpuContext, c: RunCase): Promise<Float32Array
       await cache.append([seqIds[s]], [c.contextLens[s]], c.k.subarray(...rows), c.v.subarray(...rows));
       first += c.contextLens[s];
     }
-    return await cache.attention(seqIds, c.q, { scale: c.scale });
+    return await cache.attention(seqIds, c.q, { scale: c.scale, kernel });
   } finally {
     cache.destroy();
   }
@@ -307,7 +309,11 @@ export const runCaseCommand: CliCommand = {
   summary: 'run one case file (q, k, v, context_lens) through the paged cache; write the attention output',
   usage: RUN_CASE_USAGE,
   async run(args, env) {
-    const { values } = parseArgs({ args, options: { in: { type: 'string' }, out: { type: 'string' } }, strict: true, allowPositionals: false });
+    const { values } = parseArgs({ args, options: { in: { type: 'string' }, out: { type: 'string' }, kernel: { type: 'string' } }, strict: true, allowPositionals: false });
+    if (values.kernel !== undefined && !(DECODE_KERNEL_KINDS as readonly string[]).includes(values.kernel)) {
+      return usageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${values.kernel}'`);
+    }
+    const kernel = values.kernel as DecodeKernelKind | undefined;
     if (values.in === undefined || values.in === '') return usageError('--in CASE.safetensors is required');
     if (values.out === undefined || values.out === '') return usageError('--out OUT.safetensors is required');
     const outPath = resolve(values.out);
@@ -323,7 +329,7 @@ export const runCaseCommand: CliCommand = {
 
     const parsed = parseRunCase(bytes, basename(values.in));
     const ctx = await env.gpu();
-    const out = await runCase(ctx, parsed);
+    const out = await runCase(ctx, parsed, kernel);
     const bad = out.findIndex((x) => !Number.isFinite(x));
     if (bad >= 0) {
       const shape = [parsed.numSeqs, parsed.numQueryHeads, parsed.headDim];
@@ -331,7 +337,7 @@ export const runCaseCommand: CliCommand = {
     }
     const file = writeSafetensors(
       { out: { shape: [parsed.numSeqs, parsed.numQueryHeads, parsed.headDim], data: out } },
-      { method: parsed.method, adapter: describeGpu(ctx) },
+      { method: parsed.method, adapter: describeGpu(ctx), kernel: kernel ?? 'auto' },
     );
     writeAtomically(outPath, file);
     process.stderr.write(

@@ -1,9 +1,10 @@
 /**
  * WebGPU in Node through Dawn (the `webgpu` npm package), for the CLI and the tests.
  *
- * Tries the machine's own Vulkan drivers first. When they give no adapter, or one that cannot run a
- * trivial compute shader (e.g. a Mesa lavapipe Dawn rejects), it switches the Vulkan loader to the
- * SwiftShader driver that Debian's `chromium` package ships and tries again: no variable to set.
+ * Tries the machine's own Vulkan drivers first. When they give no adapter, one that cannot run a
+ * trivial compute shader, or only Mesa's CPU driver (lavapipe/llvmpipe, which `--adapter lavapipe`
+ * picks on purpose), it switches the Vulkan loader to the SwiftShader driver that Debian's `chromium`
+ * package ships and tries again: no variable to set.
  */
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,9 +19,19 @@ export const SWIFTSHADER_ICD_CANDIDATES = [
   '/opt/google/chrome/vk_swiftshader_icd.json',
 ];
 
+/** Where lavapipe's Vulkan ICD manifest lives (Debian's mesa-vulkan-drivers). */
+export const LAVAPIPE_ICD_CANDIDATES = ['/usr/share/vulkan/icd.d/lvp_icd.json'];
+
+/** Which adapter to open. */
+export const NODE_ADAPTERS = ['auto', 'swiftshader', 'lavapipe'] as const;
+export type NodeAdapterChoice = (typeof NODE_ADAPTERS)[number];
+
 export interface NodeGpuOptions extends OpenGpuOptions {
-  /** 'auto' (default): hardware first, then SwiftShader; 'swiftshader': SwiftShader only. */
-  adapter?: 'auto' | 'swiftshader';
+  /**
+   * 'auto' (default): a GPU first, then SwiftShader; 'swiftshader': SwiftShader only; 'lavapipe': Mesa's
+   * CPU Vulkan driver only (Mesa ≥ 25 offers shader-f16, which SwiftShader lacks).
+   */
+  adapter?: NodeAdapterChoice;
   /**
    * Open Dawn with DAWN_UNSAFE_FEATURES (default true): the toggles that expose `shader-f16` on NVIDIA
    * and `chromium-experimental-subgroup-matrix` (tensor cores) wherever the driver has them.
@@ -55,12 +66,18 @@ export const DAWN_UNSAFE_FEATURES = 'enable-dawn-features=allow_unsafe_apis,vulk
  */
 const liveInstances: GPU[] = [];
 
-async function tryAdapter(options: NodeGpuOptions): Promise<GpuContext | null> {
+/** Mesa's CPU Vulkan driver (lavapipe) reports itself as llvmpipe. */
+function isLavapipe(adapter: GPUAdapter): boolean {
+  const info = adapter.info;
+  return /llvmpipe|lavapipe/i.test(`${info.description} ${info.architecture} ${info.device}`);
+}
+
+async function tryAdapter(options: NodeGpuOptions, accept: (adapter: GPUAdapter) => boolean = () => true): Promise<GpuContext | null> {
   const { create } = await loadDawn();
   const instance = create(options.unsafeFeatures === false ? DAWN_FLAGS : [...DAWN_FLAGS, DAWN_UNSAFE_FEATURES]);
   liveInstances.push(instance);
   const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) return null;
+  if (!adapter || !accept(adapter)) return null;
   try {
     const ctx = await openDevice(adapter, options);
     await smokeTest(ctx.device);
@@ -96,25 +113,33 @@ async function smokeTest(device: GPUDevice): Promise<void> {
   });
 }
 
-function useSwiftShader(): void {
-  const icd = SWIFTSHADER_ICD_CANDIDATES.find((path) => existsSync(path));
-  if (!icd) {
-    throw new GpuError(
-      'No usable GPU adapter, and no SwiftShader to fall back to. Install Debian/Ubuntu packages ' +
-        '`chromium` (ships SwiftShader) and `libvulkan1` (the Vulkan loader Dawn needs).',
-      'no-webgpu',
-    );
-  }
+function useIcd(candidates: readonly string[], missing: string): void {
+  const icd = candidates.find((path) => existsSync(path));
+  if (!icd) throw new GpuError(missing, 'no-webgpu');
   process.env.VK_ICD_FILENAMES = icd;
   process.env.VK_DRIVER_FILES = icd;
+}
+
+function useSwiftShader(): void {
+  useIcd(
+    SWIFTSHADER_ICD_CANDIDATES,
+    'No usable GPU adapter, and no SwiftShader to fall back to. Install Debian/Ubuntu packages ' +
+      '`chromium` (ships SwiftShader) and `libvulkan1` (the Vulkan loader Dawn needs).',
+  );
 }
 
 /** Opens the best Node WebGPU device: hardware if usable, else SwiftShader. */
 export async function openNodeGpu(options: NodeGpuOptions = {}): Promise<GpuContext> {
   // The Vulkan loader complains on every start without it.
   process.env.XDG_RUNTIME_DIR ??= mkdtempSync(join(tmpdir(), 'xdg-'));
+  if (options.adapter === 'lavapipe') {
+    useIcd(LAVAPIPE_ICD_CANDIDATES, 'lavapipe is not installed: `bash scripts/install-debian-deps.sh` installs Mesa 25 (mesa-vulkan-drivers from bookworm-backports).');
+    const lavapipe = await tryAdapter(options);
+    if (lavapipe) return lavapipe;
+    throw new GpuError('lavapipe gave no usable adapter (Dawn needs Mesa ≥ 25 for it).', 'no-webgpu');
+  }
   if (options.adapter !== 'swiftshader') {
-    const hardware = await tryAdapter(options);
+    const hardware = await tryAdapter(options, (adapter) => !isLavapipe(adapter));
     if (hardware) return hardware;
   }
   useSwiftShader();

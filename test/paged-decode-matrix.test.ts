@@ -1,0 +1,151 @@
+/**
+ * The tensor-core decode kernel (shaders/paged-decode-matrix.wgsl) through Dawn, against the float64
+ * references of test/decode-checks.ts, on every matrix step this machine can run:
+ *  - software step, f32 tiles holding f16 values (SwiftShader: no shader-f16);
+ *  - software step, f16 tiles (lavapipe, Mesa ≥ 25: shader-f16), when installed;
+ *  - hardware step (subgroup matrices, tensor cores) when the default adapter has them; otherwise the
+ *    suite says so in its output. The same grid passes there (run on an H200 through the device kit:
+ *    docs/tuning.md).
+ * The software step multiplies the same tiles with the same hi/lo split, so its agreement tests the
+ * kernel's staging, softmax, rescaling, split-K and epilogue; only the MMA itself differs.
+ */
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
+import type { GpuContext } from '../src/gpu/gpu-context';
+import { LAVAPIPE_ICD_CANDIDATES } from '../src/gpu/node-gpu';
+import { decodeKernel, decodeKernelKind, matrixStep } from '../src/kernels/paged-decode';
+import { usableMatrixConfigs, type MatrixConfig } from '../src/kernels/paged-decode-matrix';
+import { cacheLayout } from '../src/layout';
+import { maxAbsError } from '../src/reference/metrics';
+import { attentionTolerance, expectDecodeMatchesReferences } from './decode-checks';
+import { testGpu } from './gpu-harness';
+import { referenceOverGpuCache, runKernelCase, type KernelCase } from './kernel-case';
+
+/** The H200's list (Dawn/Vulkan, driver 580), for the choices that do not need a device. */
+const H200_CONFIGS: MatrixConfig[] = [
+  ...[[16, 16, 16], [16, 8, 16], [16, 8, 8]].flatMap(([M, N, K]) => ['f16', 'f32'].map((resultComponentType) => ({ componentType: 'f16', resultComponentType, M, N, K }))),
+  ...[[16, 16, 32], [16, 8, 32]].flatMap(([M, N, K]) => ['u8', 'i8'].map((componentType) => ({ componentType, resultComponentType: componentType === 'u8' ? 'u32' : 'i32', M, N, K }))),
+];
+
+// method × head_dim × page size × GQA ratio, ragged lengths (1, non-multiples of the page and the
+// 16-token tile), shuffled pages (every case), rotate_v, random signs, forced and automatic splits
+const GRID: KernelCase[] = [
+  { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 530], seed: 101 },
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 8 }, contextLens: [1, 9, 129], seed: 102, outlierScale: 15 },
+  { config: { method: 'int4', headDim: 256, numQueryHeads: 8, numKvHeads: 2, pageSize: 32 }, contextLens: [70, 300], seed: 103, numSplits: 3 },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 4, numKvHeads: 4, pageSize: 16, rotateV: true }, contextLens: [33, 7], seed: 104, numSplits: 1 },
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 64, numKvHeads: 8, pageSize: 16, hadamardBlock: 32, hadamardSignSeed: 5 }, contextLens: [40], seed: 105 },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 32, numKvHeads: 1, pageSize: 128, rotateV: true, hadamardSignSeed: 7 }, contextLens: [1030, 5], seed: 106 },
+  { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 16, numKvHeads: 2, pageSize: 8, hadamardBlock: 128, rotateV: true }, contextLens: [19, 64], seed: 107, numSplits: 2 },
+  { config: { method: 'fp16', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 530], seed: 108 },
+  { config: { method: 'fp16', headDim: 96, numQueryHeads: 12, numKvHeads: 3, pageSize: 16 }, contextLens: [50, 17], seed: 109 },
+  { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 32 }, contextLens: [33, 130], seed: 110, numSplits: 3 },
+];
+
+function label(c: KernelCase): string {
+  const k = c.config;
+  return `${k.method}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'}`;
+}
+
+/** lavapipe compiles the unrolled kernel slowly (~10–40 s per variant): a third of the grid there. */
+const LAVAPIPE_GRID = [GRID[0], GRID[3], GRID[5], GRID[8]];
+
+/** Runs `grid` with the matrix kernel on `ctx`, expecting `step` and tiles of `tileScalar`. */
+function gridSuite(name: string, open: () => Promise<GpuContext>, step: 'hardware' | 'software', tileScalar: 'f16' | 'f32', grid = GRID) {
+  describe(`matrix decode kernel, ${name}`, () => {
+    for (const c of grid) {
+      it(label(c), async () => {
+        const ctx = await open();
+        const run = await runKernelCase(ctx, { ...c, kernel: 'matrix' });
+        try {
+          const prepared = await run.cache.prepareAttention(run.seqIds, { kernel: 'matrix' });
+          expect(prepared.kernel).toBe('matrix');
+          expect(prepared.kernelDetail).toContain(`-${step}-${tileScalar}/`);
+          prepared.destroy();
+          expectDecodeMatchesReferences(run, c);
+        } finally {
+          run.cache.destroy();
+        }
+      });
+    }
+  });
+}
+
+gridSuite('software step, f32 tiles (SwiftShader)', () => testGpu({ adapter: 'swiftshader' }), 'software', 'f32');
+
+const lavapipeInstalled = LAVAPIPE_ICD_CANDIDATES.some((path) => existsSync(path));
+if (lavapipeInstalled) {
+  gridSuite('software step, f16 tiles (lavapipe)', () => testGpu({ adapter: 'lavapipe' }), 'software', 'f16', LAVAPIPE_GRID);
+} else {
+  describe('matrix decode kernel, software step with f16 tiles', () => {
+    it.skip('not run: lavapipe (Mesa ≥ 25) is not installed; scripts/install-debian-deps.sh installs it', () => {});
+  });
+}
+
+// The hardware step where this machine has tensor cores through WebGPU; named as not run otherwise.
+const hardware = await testGpu();
+const hasMatrices = hardware.features['chromium-experimental-subgroup-matrix'] && hardware.features['shader-f16'];
+if (hasMatrices) {
+  gridSuite(`hardware step (${hardware.adapterInfo.description})`, () => testGpu(), 'hardware', 'f16');
+} else {
+  describe('matrix decode kernel, hardware step (tensor cores)', () => {
+    it.skip(`not run on this machine: ${hardware.adapterInfo.description || 'this adapter'} has no chromium-experimental-subgroup-matrix + shader-f16`, () => {});
+  });
+}
+
+describe('matrix decode kernel: choices and refusals', () => {
+  const layout = (method: 'int4' | 'fp16' | 'int8', headDim = 128) => cacheLayout({ method, headDim, numKvHeads: 8, pageSize: 16, numPages: 4 });
+  const shape = (method: 'int4' | 'fp16' | 'int8', matrix?: { configs: MatrixConfig[]; shaderF16: boolean }) => ({
+    layout: layout(method), numQueryHeads: 32, hadamardBlock: 1, rotateQ: false, rotateOut: false, randomSigns: false,
+    useSubgroups: true, subgroupMaxSize: 32, matrix, kernel: 'matrix' as const,
+  });
+
+  it('takes f16→f32 configurations from the adapter list, fewest padded columns first, never assumed', () => {
+    expect(usableMatrixConfigs(H200_CONFIGS, 4, 128).map((c) => `${c.M}x${c.N}x${c.K}`)).toEqual(['16x8x16', '16x8x8', '16x16x16']);
+    expect(usableMatrixConfigs(H200_CONFIGS, 12, 128).map((c) => `${c.M}x${c.N}x${c.K}`)).toEqual(['16x16x16']);
+    expect(usableMatrixConfigs(H200_CONFIGS.filter((c) => c.componentType !== 'f16'), 4, 128)).toEqual([]);
+    expect(usableMatrixConfigs([{ componentType: 'f16', resultComponentType: 'f32', M: 16, N: 8, K: 16 }], 4, 200)).toEqual([]); // 200 % 16 ≠ 0
+  });
+
+  it('runs on matrix hardware only with an f16→f32 configuration and shader-f16; otherwise in software', () => {
+    expect(matrixStep(shape('int4', { configs: H200_CONFIGS, shaderF16: true }))).toBe('hardware');
+    expect(matrixStep(shape('int4', { configs: H200_CONFIGS, shaderF16: false }))).toBe('software');
+    expect(matrixStep(shape('int4', { configs: [], shaderF16: true }))).toBe('software');
+    expect(matrixStep(shape('int4'))).toBe('software');
+    const key = decodeKernel(shape('int4', { configs: H200_CONFIGS, shaderF16: true })).variant.key;
+    expect(key).toMatch(/^paged-decode-matrix-int4-hardware-f16\/.*\/m16x8x16t16$/);
+    expect(decodeKernel(shape('fp16')).variant.key).toMatch(/^paged-decode-matrix-fp16-software-f32\//);
+  });
+
+  it('is chosen only when asked for (slower than the subgroup kernel on the H200; docs/tuning.md)', () => {
+    const auto = { ...shape('int4', { configs: H200_CONFIGS, shaderF16: true }), kernel: undefined };
+    expect(decodeKernelKind(auto)).toBe('subgroup');
+    expect(decodeKernelKind({ ...auto, kernel: 'matrix' })).toBe('matrix');
+  });
+
+  it('shrinks its tile to fit workgroup memory, and refuses formats it does not read', async () => {
+    const small = decodeKernel({ ...shape('int4'), layout: layout('int4', 256), numQueryHeads: 32, maxWorkgroupStorageBytes: 32768, tuning: { maxHeadsPerWorkgroup: 4 } });
+    expect(small.variant.key).toMatch(/m8x8x8t8$/);
+    expect(small.workgroupBytes).toBeLessThanOrEqual(32768);
+    expect(() => decodeKernelKind(shape('int8'))).toThrow(/matrix decode kernel reads int4, int4-hadamard and fp16 caches, not int8/);
+    const ctx = await testGpu({ adapter: 'swiftshader' });
+    const cache = await PagedKvCache.create(ctx, { method: 'int8', headDim: 64, numQueryHeads: 4, numKvHeads: 1, numPages: 2 });
+    const seq = cache.createSequence();
+    await cache.append([seq], [1], new Float32Array(64).fill(0.5), new Float32Array(64).fill(0.25));
+    await expect(cache.attention([seq], new Float32Array(4 * 64), { kernel: 'matrix' })).rejects.toBeInstanceOf(KvConfigError);
+    await expect(cache.attention([seq], new Float32Array(4 * 64), { kernel: 'tensor' as never })).rejects.toThrow(/unknown decode kernel 'tensor'; known kernels: matrix, subgroup, workgroup/);
+    cache.destroy();
+  });
+
+  it('a corrupted output fails the matrix kernel check (the tolerance bites)', async () => {
+    const ctx = await testGpu({ adapter: 'swiftshader' });
+    const run = await runKernelCase(ctx, { ...GRID[3], kernel: 'matrix' });
+    const overCache = referenceOverGpuCache(run);
+    const tol = attentionTolerance(run);
+    expect(maxAbsError(run.out, overCache).value).toBeLessThanOrEqual(tol);
+    run.out[21] += 0.01; // a hundredth of an INT4 step of one V element, in one output
+    expect(maxAbsError(run.out, overCache).value).toBeGreaterThan(tol);
+    run.cache.destroy();
+  });
+});
