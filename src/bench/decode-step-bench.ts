@@ -20,6 +20,7 @@ import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { createBandwidthProbe } from '../kernels/bandwidth-probe';
 import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers';
 import type { DecodeKernelKind, DecodeTuning } from '../kernels/paged-decode';
+import { describePlan } from '../kernels/decode-plan';
 import { getPipeline } from '../kernels/pipeline-cache';
 import { BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
@@ -313,6 +314,8 @@ export interface MeasuredPoint extends PointCommon {
   kernel: DecodeKernelKind;
   /** Its pipeline key: format, matrix step (hardware/software) and configuration, tuning. */
   kernelDetail: string;
+  /** The call's decode plan in one line (describePlan). */
+  plan: string;
   appendUs: number;
   attentionUs: number;
   /** append + attention (medians). */
@@ -626,10 +629,11 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     return {
       ...common,
       status: 'ok',
-      numSplits: attention.plan.numSplits,
+      numSplits: attention.plan.splits.numSplits,
       headsPerWorkgroup: attention.headsPerWorkgroup,
       kernel: attention.kernel,
       kernelDetail: attention.kernelDetail,
+      plan: describePlan(attention.plan),
       appendUs: nsToUs(appendTiming.medianNs),
       attentionUs: nsToUs(attentionTiming.medianNs),
       stepUs: nsToUs(stepNs),

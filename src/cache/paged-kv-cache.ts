@@ -18,7 +18,8 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { chooseSplits, DECODE_KERNEL_KINDS, decodeKernelKind, decodeParams, mergeParams, needsMerge, prepareDecode, tuningForGrid, type DecodeKernelKind, type DecodeShape, type DecodeTuning, type SplitPlan } from '../kernels/paged-decode';
+import { DECODE_KERNEL_KINDS, decodeParams, mergeParams, prepareDecode, type DecodeKernelKind, type DecodeShape, type DecodeTuning, type PreparedDecode } from '../kernels/paged-decode';
+import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
 
@@ -121,9 +122,11 @@ export interface AttentionOptions {
 
 /** A bound attention dispatch over fixed sequences, for repeated runs (benchmarks, decode loops). */
 export interface PreparedAttention {
-  plan: SplitPlan;
-  /** The decode kernel that runs, and for the matrix kernel its step and configuration ("hardware f16→f32 16×8×16"). */
+  /** The call's decode plan (planDecode; describePlan prints it). */
+  plan: DecodePlan;
+  /** The decode kernel that runs (= plan.kernel). */
   kernel: DecodeKernelKind;
+  /** Its pipeline key: kernel, format, matrix step and configuration, tuning. */
   kernelDetail: string;
   /** Query heads each workgroup serves (the GQA group, or a divisor of it on small grids). */
   headsPerWorkgroup: number;
@@ -306,31 +309,32 @@ export class PagedKvCache {
     const { numQueryHeads: hq, headDim: d, numKvHeads: hkv } = this.config;
     const numSeqs = seqIds.length;
     const maxContext = Math.max(...packed.contextLens);
-    const useSubgroups = this.config.useSubgroups && this.ctx.features.subgroups;
-    const matrix = this.matrixSupport();
     if (options.kernel !== undefined && !(DECODE_KERNEL_KINDS as readonly string[]).includes(options.kernel)) {
       throw new KvConfigError(`unknown decode kernel '${String(options.kernel)}'; known kernels: ${DECODE_KERNEL_KINDS.join(', ')}`);
     }
-    const gridShape = { layout: this.layout, numQueryHeads: hq, useSubgroups, subgroupMinSize: this.ctx.adapterInfo.subgroupMinSize, matrix, kernel: options.kernel };
-    let kind: DecodeKernelKind;
-    try {
-      kind = decodeKernelKind(gridShape);
-    } catch (e) {
-      throw new KvConfigError((e as Error).message);
-    }
-    let grid: ReturnType<typeof tuningForGrid>;
-    try {
-      grid = tuningForGrid(gridShape, numSeqs, options.tuning);
-    } catch (e) {
-      throw new KvConfigError((e as Error).message);
-    }
-    const { tuning } = grid;
-    const plan = chooseSplits(grid.workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
     const ctx = this.ctx;
+    const shape: Omit<DecodeShape, 'kernel' | 'tuning'> = {
+      layout: this.layout,
+      numQueryHeads: hq,
+      hadamardBlock: this.config.hadamardBlock,
+      rotateQ: this.rotatesK,
+      rotateOut: this.rotatesV,
+      randomSigns: this.signs !== null,
+      useSubgroups: this.config.useSubgroups && ctx.features.subgroups,
+      subgroupMinSize: ctx.adapterInfo.subgroupMinSize,
+      subgroupMaxSize: ctx.adapterInfo.subgroupMaxSize,
+      matrix: this.matrixSupport(),
+      maxWorkgroupStorageBytes: ctx.limits.maxComputeWorkgroupStorageSize,
+    };
+    // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
+    let plan: DecodePlan;
+    try {
+      plan = planDecode(shape, numSeqs, maxContext, { kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits });
+    } catch (e) {
+      throw new KvConfigError((e as Error).message);
+    }
     const qBytes = numSeqs * hq * d * 4;
-    const merged = needsMerge(plan, { rotateOut: this.rotatesV }, kind);
-    const partialBytes = merged ? qBytes * plan.numSplits : 4;
-    checkBufferFits(ctx, `split-K partial results (${plan.numSplits} splits)`, partialBytes);
+    checkBufferFits(ctx, `split-K partial results (${plan.splits.numSplits} splits)`, plan.partialAccBytes);
     const buffers = {
       q: storageBuffer(ctx, 'q', qBytes),
       kCache: this.kBuffer,
@@ -338,34 +342,25 @@ export class PagedKvCache {
       blockTables: storageBufferFrom(ctx, 'block tables', packed.blockTables),
       contextLens: storageBufferFrom(ctx, 'context lens', packed.contextLens),
       out: storageBuffer(ctx, 'attention out', qBytes),
-      partialAcc: storageBuffer(ctx, 'partial acc', partialBytes),
-      partialMl: storageBuffer(ctx, 'partial ml', merged ? numSeqs * hq * plan.numSplits * 8 : 8),
-      decodeParams: uniformBufferFrom(ctx, 'decode params', new Uint32Array(decodeParams(packed.maxPagesPerSeq, plan, scale, this.signBitWords))),
-      mergeParams: uniformBufferFrom(ctx, 'merge params', mergeParams(plan, this.signBitWords)),
+      partialAcc: storageBuffer(ctx, 'partial acc', plan.partialAccBytes),
+      partialMl: storageBuffer(ctx, 'partial ml', plan.partialMlBytes),
+      decodeParams: uniformBufferFrom(ctx, 'decode params', new Uint32Array(decodeParams(packed.maxPagesPerSeq, plan.splits, scale, this.signBitWords))),
+      mergeParams: uniformBufferFrom(ctx, 'merge params', mergeParams(plan.splits, this.signBitWords)),
     };
-    const shape: DecodeShape = {
-      layout: this.layout,
-      numQueryHeads: hq,
-      hadamardBlock: this.config.hadamardBlock,
-      rotateQ: this.rotatesK,
-      rotateOut: this.rotatesV,
-      randomSigns: this.signs !== null,
-      useSubgroups,
-      subgroupMinSize: ctx.adapterInfo.subgroupMinSize,
-      subgroupMaxSize: ctx.adapterInfo.subgroupMaxSize,
-      matrix,
-      kernel: kind,
-      maxWorkgroupStorageBytes: ctx.limits.maxComputeWorkgroupStorageSize,
-      tuning,
-    };
-    const decode = await prepareDecode(ctx, shape, buffers, numSeqs, plan);
+    let decode: PreparedDecode;
+    try {
+      decode = await prepareDecode(ctx, plan, { ...shape, kernel: plan.kernel, tuning: plan.tuning }, buffers);
+    } catch (e) {
+      for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
+      throw e;
+    }
     const tokens = packed.contextLens.reduce((a, b) => a + b, 0);
     const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
     return {
       plan,
-      kernel: kind,
+      kernel: plan.kernel,
       kernelDetail: decode.detail,
-      headsPerWorkgroup: tuning.maxHeadsPerWorkgroup,
+      headsPerWorkgroup: plan.headsPerWorkgroup,
       queryBuffer: buffers.q,
       outputBuffer: buffers.out,
       // What must be read, each byte once (re-reads by several head groups of one kv head hit caches).

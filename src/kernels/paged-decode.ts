@@ -26,6 +26,7 @@ import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
 import { unrollLoops } from './wgsl-unroll';
+import type { DecodePlan } from './decode-plan';
 import {
   DEFAULT_MATRIX_TILE_TOKENS, matrixDecodeConstants, matrixDecodeVariant, matrixDecodeWorkgroupBytes, matrixKernelSupports, SOFTWARE_MATRIX_CONFIGS,
   usableMatrixConfigs, type MatrixConfig, type MatrixStep, type MatrixSupport,
@@ -450,6 +451,8 @@ interface DecodeKernel {
   headGroups: number;
   /** Workgroup memory, checked against the device limit. */
   workgroupBytes: number;
+  /** The matrix kernel's step and configuration. */
+  matrix?: { step: MatrixStep; config: MatrixConfig };
 }
 
 export function decodeKernel(shape: DecodeShape): DecodeKernel {
@@ -462,7 +465,7 @@ export function decodeKernel(shape: DecodeShape): DecodeKernel {
  * SOFTWARE_MATRIX_CONFIGS in software) and the largest tile (the tuning's, halved down to the
  * configuration's smallest) whose workgroup memory fits the device.
  */
-function matrixKernel(shape: DecodeShape): DecodeKernel & { config: MatrixConfig; step: MatrixStep } {
+function matrixKernel(shape: DecodeShape): DecodeKernel {
   const tuning = resolveTuning(shape.tuning, 'matrix');
   const step = matrixStep(shape);
   const shaderF16 = step === 'hardware' || Boolean(shape.matrix?.shaderF16);
@@ -470,13 +473,13 @@ function matrixKernel(shape: DecodeShape): DecodeKernel & { config: MatrixConfig
   const shared = sharedDecodeConstants(shape, { ...tuning, workgroupSize });
   const candidates = step === 'hardware' ? usableMatrixConfigs(shape.matrix!.configs, shared.HEADS_PER_WG, shape.layout.headDim) : SOFTWARE_MATRIX_CONFIGS;
   const limit = shape.maxWorkgroupStorageBytes ?? Infinity;
-  let first: (DecodeKernel & { config: MatrixConfig; step: MatrixStep }) | null = null;
+  let first: DecodeKernel | null = null;
   for (const config of candidates) {
     for (let tile = tuning.tileTokens || DEFAULT_MATRIX_TILE_TOKENS; ; tile /= 2) {
       const constants = matrixDecodeConstants(shared, shape.layout.method, config, tile);
       if (!constants) break;
       const workgroupBytes = matrixDecodeWorkgroupBytes(constants, shaderF16 ? 2 : 4, step);
-      const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16), headGroups: constants.HEAD_GROUPS, workgroupBytes, config, step };
+      const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16), headGroups: constants.HEAD_GROUPS, workgroupBytes, matrix: { step, config } };
       if (workgroupBytes <= limit) return kernel;
       first ??= kernel;
       if (constants.TILE_TOKENS <= Math.max(config.M, config.K)) break;
@@ -621,30 +624,33 @@ export function mergeParams(plan: SplitPlan, signBits: Uint32Array): Uint32Array
   return u32;
 }
 
-export async function prepareDecode(ctx: GpuContext, shape: DecodeShape, buffers: DecodeBuffers, numSeqs: number, plan: SplitPlan): Promise<PreparedDecode> {
-  const kernel = decodeKernel(shape);
-  if (kernel.workgroupBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
-    throw new Error(`decode kernel needs ${kernel.workgroupBytes} bytes of workgroup memory; this device allows ${ctx.limits.maxComputeWorkgroupStorageSize}`);
+/**
+ * Compiles (or takes from the cache) the plan's pipelines and binds `buffers` (sized as the plan
+ * says). Throws before binding when the variant needs more workgroup memory than the device has.
+ */
+export async function prepareDecode(ctx: GpuContext, plan: DecodePlan, shape: DecodeShape, buffers: DecodeBuffers): Promise<PreparedDecode> {
+  if (plan.workgroupBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
+    throw new Error(`decode kernel needs ${plan.workgroupBytes} bytes of workgroup memory; this device allows ${ctx.limits.maxComputeWorkgroupStorageSize}`);
   }
-  const decode = await getPipeline(ctx.device, kernel.variant);
+  const decode = await getPipeline(ctx.device, plan.variant);
   const decodeGroup = bindBuffers(ctx.device, decode, [
     buffers.q, buffers.kCache, buffers.vCache, buffers.blockTables, buffers.contextLens,
     buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams,
   ], 'paged decode');
-  const merge = needsMerge(plan, shape, decodeKernelKind(shape)) ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
+  const merge = plan.merge ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
-  const yGroups = shape.layout.numKvHeads * kernel.headGroups;
+  const [x, y, z] = plan.grid;
   return {
-    plan,
-    detail: kernel.variant.key,
+    plan: plan.splits,
+    detail: plan.variant.key,
     encode(pass) {
       pass.setPipeline(decode);
       pass.setBindGroup(0, decodeGroup);
-      pass.dispatchWorkgroups(plan.numSplits, yGroups, numSeqs);
+      pass.dispatchWorkgroups(x, y, z);
       if (merge && mergeGroup) {
         pass.setPipeline(merge);
         pass.setBindGroup(0, mergeGroup);
-        pass.dispatchWorkgroups(shape.numQueryHeads, numSeqs);
+        pass.dispatchWorkgroups(shape.numQueryHeads, z);
       }
     },
   };

@@ -1,0 +1,80 @@
+/**
+ * One plan per decode call (FlashInfer's plan/run split): which kernel, which matrix step and
+ * configuration, the resolved tuning (heads per workgroup, tokens per step), the split-K partition,
+ * whether the merge kernel runs, the grid, the pipeline variant, its workgroup memory and the sizes of
+ * the split-K buffers, decided once by planDecode() from the shape and the call's options. The cache
+ * binds buffers of those sizes and runs it (prepareDecode in paged-decode.ts); reports print it.
+ */
+import type { MatrixConfig, MatrixStep } from './paged-decode-matrix';
+import { describeMatrixConfig } from '../gpu/gpu-context';
+import {
+  chooseSplits, decodeKernel, decodeKernelKind, matrixStep, needsMerge, tuningForGrid,
+  type DecodeKernelKind, type DecodeShape, type DecodeTuning, type SplitPlan,
+} from './paged-decode';
+import type { ShaderVariant } from './pipeline-cache';
+
+export interface DecodePlanOptions {
+  /** Force the decode kernel (default: decodeKernelKind's automatic choice). */
+  kernel?: DecodeKernelKind;
+  /** Tuning overrides (default: the kernel's DEFAULT_*_DECODE_TUNING). */
+  tuning?: Partial<DecodeTuning>;
+  /** Force a split-K count (default: chooseSplits from the grid). */
+  numSplits?: number;
+}
+
+export interface DecodePlan {
+  kernel: DecodeKernelKind;
+  /** The matrix kernel's step and configuration (null for the other kernels). */
+  matrix: { step: MatrixStep; config: MatrixConfig } | null;
+  /** The tuning the kernel runs with: defaults under the overrides, heads and tokens per step resolved. */
+  tuning: DecodeTuning;
+  /** Query heads per workgroup (the GQA group, or a divisor of it on small grids). */
+  headsPerWorkgroup: number;
+  splits: SplitPlan;
+  /** The split-K merge kernel runs after the decode kernel. */
+  merge: boolean;
+  /** dispatchWorkgroups(x, y, z) of the decode kernel: splits, kv heads × head groups, sequences. */
+  grid: [number, number, number];
+  variant: ShaderVariant;
+  /** Workgroup memory of the variant, in bytes (checked against the device before anything is bound). */
+  workgroupBytes: number;
+  /** Bytes of the split-K partial buffers ([S, Hq, splits, D] f32 and [S, Hq, splits] vec2<f32>; 4 and 8 without a merge). */
+  partialAccBytes: number;
+  partialMlBytes: number;
+}
+
+/**
+ * Plans one decode call over `numSeqs` sequences whose longest context is `maxContext` tokens.
+ * `shape` carries the cache layout, heads, rotation and what the device offers; its `kernel` and
+ * `tuning` are taken from `options`. Throws (with what would work) on a kernel or tuning the shape
+ * cannot run.
+ */
+export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeqs: number, maxContext: number, options: DecodePlanOptions = {}): DecodePlan {
+  const kind = decodeKernelKind({ ...shape, kernel: options.kernel });
+  const { tuning, workgroupsBeforeSplit } = tuningForGrid({ ...shape, kernel: kind }, numSeqs, options.tuning);
+  const splits = chooseSplits(workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
+  const merge = needsMerge(splits, shape, kind);
+  const kernel = decodeKernel({ ...shape, kernel: kind, tuning });
+  const partialFloats = numSeqs * shape.numQueryHeads * splits.numSplits;
+  return {
+    kernel: kind,
+    matrix: kernel.matrix ?? null,
+    tuning,
+    headsPerWorkgroup: tuning.maxHeadsPerWorkgroup,
+    splits,
+    merge,
+    grid: [splits.numSplits, shape.layout.numKvHeads * kernel.headGroups, numSeqs],
+    variant: kernel.variant,
+    workgroupBytes: kernel.workgroupBytes,
+    partialAccBytes: merge ? partialFloats * shape.layout.headDim * 4 : 4,
+    partialMlBytes: merge ? partialFloats * 8 : 8,
+  };
+}
+
+/** One line for logs and reports: "matrix (hardware f16→f32 16×8×16), 4 heads/wg, 2 splits + merge". */
+export function describePlan(plan: DecodePlan): string {
+  const matrix = plan.matrix ? ` (${plan.matrix.step} ${describeMatrixConfig(plan.matrix.config)})` : '';
+  const splits = `${plan.splits.numSplits} split${plan.splits.numSplits === 1 ? '' : 's'} of ≤ ${plan.splits.tokensPerSplit} tokens`;
+  return `${plan.kernel}${matrix}, ${plan.headsPerWorkgroup} heads/wg, ${splits}${plan.merge ? ' + merge' : ''}`;
+}
+
