@@ -33,7 +33,7 @@
 //   4. when a head's reference moved (a workgroup-uniform flag), Oᵀ is spilled to workgroup memory,
 //      its columns rescaled and reloaded (rare: a few times per sequence);
 //   5. matrix_values(): Oᵀ += Vᵀ·P'.
-// Then Oᵀ goes to o_tile, and with one split the output is normalised (and V rotated back) here;
+// Then lib/decode-epilogue.wgsl: with one split the output is normalised (and V rotated back) here;
 // otherwise the partial and its (max, sum) go to shaders/paged-decode-merge.wgsl.
 //
 // The matrix step comes from lib/matrix-step-subgroup.wgsl (subgroup matrices) or, where the adapter
@@ -67,6 +67,7 @@ var<workgroup> q_unscale: array<f32, MAT_N>;                      // 2^−e
 var<workgroup> q_sum_shared: array<f32, MAT_N>;                   // Σ_d scaled query (for the INT4 min term)
 var<workgroup> alpha_shared: array<f32, MAT_N>;                   // this tile's rescale factor per head
 var<workgroup> head_state: array<vec4<f32>, MAT_N>;               // (reference max, Σp, Σp·min, P' factor) at the end
+var<workgroup> head_ml: array<vec2<f32>, HEADS_PER_WG>;           // (reference max, Σp), for the epilogue
 var<workgroup> rescale_flag: atomic<u32>;                         // a head's reference moved in this tile
 var<workgroup> context_len_shared: u32;
 
@@ -281,34 +282,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
   matrix_spill_out(&state, lid);
   if (lid < HEADS_PER_WG) {
     head_state[lid] = vec4<f32>(running_max, sum_p, sum_p_min, p_factor);
+    head_ml[lid] = vec2<f32>(running_max, sum_p);
   }
   workgroupBarrier();
 
-  // Σ p·(scale·code + min) = Oᵀ / 2^f + Σ p·min. With one split the result is final: normalise, and when V
-  // was rotated rotate it back here; otherwise shaders/paged-decode-merge.wgsl finishes it.
-  let num_splits = params.num_splits;
+  // Σ p·(scale·code + min) = Oᵀ / 2^f + Σ p·min; lib/decode-epilogue.wgsl normalises and writes it
+  // (one split) or writes the partial for shaders/paged-decode-merge.wgsl.
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
     let h = i / HEAD_DIM;
-    let state = head_state[h];
-    let acc = select(o_tile[(i % HEAD_DIM) * MAT_N + h] / state.w, 0.0, state.w == 0.0) + state.z;
-    rot_buf[i] = select(acc, acc / state.y, num_splits == 1u);
+    let sums = head_state[h];
+    rot_buf[i] = select(o_tile[(i % HEAD_DIM) * MAT_N + h] / sums.w, 0.0, sums.w == 0.0) + sums.z;
   }
   workgroupBarrier();
-  if (num_splits == 1u) {
-    if (ROTATE_OUT == 1u) {
-      unrotate_rows_in_workgroup(lid);
-    }
-    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = rot_buf[i];
-    }
-  } else {
-    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      let head = first_q_head + i / HEAD_DIM;
-      partial_acc[((seq * NUM_Q_HEADS + head) * num_splits + split) * HEAD_DIM + i % HEAD_DIM] = rot_buf[i];
-    }
-    if (lid < HEADS_PER_WG) {
-      let state = head_state[lid];
-      partial_ml[(seq * NUM_Q_HEADS + first_q_head + lid) * num_splits + split] = state.xy;
-    }
-  }
+  write_decode_result(lid, seq, first_q_head, split);
 }

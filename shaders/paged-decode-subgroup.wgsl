@@ -22,8 +22,8 @@
 //      branch is rare;
 //   2. the slots are merged (log-sum-exp) within each subgroup by shuffles and across subgroups
 //      through workgroup memory, MERGE_ROWS subgroups at a time;
-//   3. with one split, normalise, rotate V back when it was rotated, and write `out`; otherwise write
-//      the partial and its (max, sum) for shaders/paged-decode-merge.wgsl (which rotates V back).
+//   3. lib/decode-epilogue.wgsl: with one split, normalise, rotate V back when it was rotated, and
+//      write `out`; otherwise write the partial and its (max, sum) for shaders/paged-decode-merge.wgsl.
 // No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
 // token slots are claimed with atomics. A non-finite K/V row only affects its own (sequence, kv head).
 //
@@ -51,6 +51,7 @@ var<workgroup> subgroup_max: array<f32, MAX_SUBGROUPS * HEADS_PER_WG>; // [subgr
 var<workgroup> merge_rows: array<f32, MERGE_ROWS * HEAD_DIM>;      // [MERGE_ROWS, HEAD_DIM] subgroup sums of one head
 var<workgroup> merge_sums: array<vec2<f32>, MERGE_ROWS>;           // (Σp, Σp·min) per row
 var<workgroup> head_sums: array<vec2<f32>, HEADS_PER_WG>;          // (Σp, Σp·min) per head
+var<workgroup> head_ml: array<vec2<f32>, HEADS_PER_WG>;            // (max·log2e, Σp) per head, for the epilogue
 
 // Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
 const NEG_HUGE: f32 = -3.0e38;
@@ -336,28 +337,14 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
   }
 
-  // 3. Σ p·(scale·code + min) = acc + Σ p·min. With one split the result is final: normalise, and
-  // when V was rotated rotate it back here (as the merge kernel would);
-  // otherwise shaders/paged-decode-merge.wgsl finishes it.
-  let num_splits = params.num_splits;
-  if (num_splits == 1u) {
-    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      let sums = head_sums[i / HEAD_DIM];
-      rot_buf[i] = (rot_buf[i] + sums.y) / sums.x;
-    }
-    if (ROTATE_OUT == 1u) {
-      unrotate_rows_in_workgroup(lid);
-    }
-    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = rot_buf[i];
-    }
-  } else {
-    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-      let head = first_q_head + i / HEAD_DIM;
-      partial_acc[((seq * NUM_Q_HEADS + head) * num_splits + split) * HEAD_DIM + i % HEAD_DIM] = rot_buf[i] + head_sums[i / HEAD_DIM].y;
-    }
-    if (lid < HEADS_PER_WG) {
-      partial_ml[(seq * NUM_Q_HEADS + first_q_head + lid) * num_splits + split] = vec2<f32>(head_max[lid], head_sums[lid].x);
-    }
+  // 3. Σ p·(scale·code + min) = acc + Σ p·min; lib/decode-epilogue.wgsl normalises and writes it
+  // (one split) or writes the partial for shaders/paged-decode-merge.wgsl.
+  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+    rot_buf[i] += head_sums[i / HEAD_DIM].y;
   }
+  if (lid < HEADS_PER_WG) {
+    head_ml[lid] = vec2<f32>(head_max[lid], head_sums[lid].x);
+  }
+  workgroupBarrier();
+  write_decode_result(lid, seq, first_q_head, split);
 }

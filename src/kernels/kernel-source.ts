@@ -4,6 +4,7 @@
  * host, so the same numbers are never typed twice.
  */
 import cacheWriteIoWgsl from '../../shaders/lib/cache-write-io.wgsl?raw';
+import decodeEpilogueWgsl from '../../shaders/lib/decode-epilogue.wgsl?raw';
 import decodeIoWgsl from '../../shaders/lib/decode-io.wgsl?raw';
 import f16Wgsl from '../../shaders/lib/f16.wgsl?raw';
 import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
@@ -19,6 +20,8 @@ export const WGSL_LIBRARIES = {
   cacheWriteIo: cacheWriteIoWgsl,
   /** DecodeParams + bindings of both decode kernels (after `alias CacheChunk`) */
   decodeIo: decodeIoWgsl,
+  /** the result writer of the subgroup and matrix decode kernels (after decodeIo and hadamard) */
+  decodeEpilogue: decodeEpilogueWgsl,
   /** code-word helpers of the quantized decode formats */
   kvCodes: kvCodesWgsl,
 } as const;

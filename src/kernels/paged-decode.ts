@@ -503,6 +503,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
           WGSL_LIBRARIES.decodeIo,
           WGSL_LIBRARIES.hadamard,
+          WGSL_LIBRARIES.decodeEpilogue,
           LANE_FORMATS[format].source,
           unrollLoops(subgroupDecodeWgsl, constants),
         ],
