@@ -1,5 +1,5 @@
 // Split-K merge for paged decode: combines the num_splits partial results of each (sequence, query
-// head) written by paged-decode.wgsl, using their log-sum-exp:
+// head) written by paged-decode-workgroup.wgsl, using their log-sum-exp:
 //   M = max_s m_s,  w_s = exp2(m_s − M),  out = Σ_s w_s·acc_s / Σ_s w_s·l_s
 // (m is in log2 units; empty splits have m = −inf and l = 0, so w = 0). When V was rotated the result
 // is rotated back (· H_blk, × signs). One workgroup per (query head, sequence).

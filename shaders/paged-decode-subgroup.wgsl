@@ -3,7 +3,7 @@
 // group_values(), query_lane_order(), value_channel_order() and HAS_SCALE_MIN; the host declares
 // `alias CacheChunk` (vec2<u32> or vec4<u32>, CHUNK_WORDS words).
 //
-// Grid and outputs are those of paged-decode.wgsl (the workgroup-memory kernel, used where subgroups
+// Grid and outputs are those of paged-decode-workgroup.wgsl (the workgroup-memory kernel, used where subgroups
 // are missing): workgroup (split, kv_head × HEAD_GROUPS + head_group, seq) owns HEADS_PER_WG query
 // heads of one kv head and the tokens [split × tokens_per_split, …) of the sequence.
 //

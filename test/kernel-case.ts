@@ -4,7 +4,7 @@
  */
 import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
 import type { GpuContext } from '../src/gpu/gpu-context';
-import type { DecodeKernelKind, DecodeTuning } from '../src/kernels/paged-decode';
+import type { DecodeKernelKind, DecodeTuning } from '../src/kernels/decode-tuning';
 import type { MethodConfig } from '../src/reference/kv-methods';
 import { SeededRandom } from '../src/reference/random';
 import { decodeAttention } from '../src/reference/attention';

@@ -1,11 +1,12 @@
 /**
  * Paged decode attention (shaders/paged-decode-subgroup.wgsl for int4/fp16 with subgroups,
- * shaders/paged-decode.wgsl otherwise, + merge) through Dawn, against float64 references (the two
+ * shaders/paged-decode-workgroup.wgsl otherwise, + merge) through Dawn, against float64 references (the two
  * checks of test/decode-checks.ts). The matrix kernel: test/paged-decode-matrix.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
-import { autoTokensPerStep, decodeKernelKind, headsForGrid, resolveTuning } from '../src/kernels/paged-decode';
+import { decodeKernelKind } from '../src/kernels/paged-decode';
+import { autoTokensPerStep, headsForGrid, resolveTuning } from '../src/kernels/decode-tuning';
 import { cacheLayout, type KvMethod } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
 import { ATTENTION_F32_TOL, expectDecodeMatchesReferences, maxAbs } from './decode-checks';

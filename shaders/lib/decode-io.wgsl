@@ -1,5 +1,5 @@
-// DecodeParams, the bindings and the query prologue of both decode kernels (paged-decode.wgsl, paged-decode-subgroup.wgsl);
-// the host declares `alias CacheChunk` (vec4<u32> for paged-decode.wgsl; vec2<u32> or vec4<u32>,
+// DecodeParams, the bindings and the query prologue of both decode kernels (paged-decode-workgroup.wgsl, paged-decode-subgroup.wgsl);
+// the host declares `alias CacheChunk` (vec4<u32> for paged-decode-workgroup.wgsl; vec2<u32> or vec4<u32>,
 // CHUNK_WORDS words, for the subgroup kernel).
 
 struct DecodeParams {

@@ -1,4 +1,4 @@
-// FP16 cache format for paged-decode.wgsl (layout in src/layout.ts): a row is HEAD_DIM/2 words, each
+// FP16 cache format for paged-decode-workgroup.wgsl (layout in src/layout.ts): a row is HEAD_DIM/2 words, each
 // pack2x16float(x[2i], x[2i+1]); no scale/min (scale 1, min 0).
 
 fn halves8(words: vec4<u32>) -> array<vec4<f32>, 2> {

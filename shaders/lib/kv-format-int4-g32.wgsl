@@ -1,4 +1,4 @@
-// Grouped INT4 cache format (int4-g32) for paged-decode.wgsl (layout in src/layout.ts): a row is
+// Grouped INT4 cache format (int4-g32) for paged-decode-workgroup.wgsl (layout in src/layout.ts): a row is
 // HEAD_DIM/8 words of 8 nibbles in NIBBLE ORDER (as int4), plus SCALE_MIN_WORDS = HEAD_DIM/32 words
 // pack2x16float(scale, min), one per group of GROUP_WORDS = 32/8 consecutive code words.
 //

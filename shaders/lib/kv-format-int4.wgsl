@@ -1,4 +1,4 @@
-// INT4 cache format for paged-decode.wgsl (layout in src/layout.ts): a row is HEAD_DIM/8 words of
+// INT4 cache format for paged-decode-workgroup.wgsl (layout in src/layout.ts): a row is HEAD_DIM/8 words of
 // 8 nibbles in NIBBLE ORDER (word w: elements 8w..8w+3 in the low nibbles of bytes 0..3, 8w+4..8w+7
 // in the high nibbles), plus one scale/min word = pack2x16float(scale, min).
 

@@ -1,4 +1,4 @@
-// INT8 cache format for paged-decode.wgsl (layout in src/layout.ts): a row is HEAD_DIM/4 words of
+// INT8 cache format for paged-decode-workgroup.wgsl (layout in src/layout.ts): a row is HEAD_DIM/4 words of
 // 4 codes 0..255 in BYTE ORDER (word w: element 4w+j in byte j), plus one scale/min word =
 // pack2x16float(scale, min) for the whole row (token-wise, as int4).
 

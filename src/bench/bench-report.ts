@@ -5,7 +5,7 @@
  */
 import { describeGpu, type AdapterSummary, type GpuContext, type OptionalFeature, type RaisedLimit } from '../gpu/gpu-context';
 import { formatBytes } from '../kernels/gpu-buffers';
-import type { DecodeTuning } from '../kernels/paged-decode';
+import type { DecodeTuning } from '../kernels/decode-tuning';
 import { MODEL_PRESETS, type DecodeBenchRun, type PointResult, type ProbeResult, type TimingSummary } from './decode-step-bench';
 import type { TimingMethod } from './gpu-timer';
 

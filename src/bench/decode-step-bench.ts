@@ -19,7 +19,7 @@ import { KvCacheFullError } from '../cache/page-allocator';
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { createBandwidthProbe } from '../kernels/bandwidth-probe';
 import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers';
-import type { DecodeKernelKind, DecodeTuning } from '../kernels/paged-decode';
+import type { DecodeKernelKind, DecodeTuning } from '../kernels/decode-tuning';
 import { describePlan } from '../kernels/decode-plan';
 import { getPipeline } from '../kernels/pipeline-cache';
 import { BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';

@@ -18,7 +18,8 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { DECODE_KERNEL_KINDS, decodeParams, mergeParams, prepareDecode, type DecodeKernelKind, type DecodeShape, type DecodeTuning, type PreparedDecode } from '../kernels/paged-decode';
+import { decodeParams, mergeParams, prepareDecode, type DecodeShape, type PreparedDecode } from '../kernels/paged-decode';
+import { DECODE_KERNEL_KINDS, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { KvCacheFullError, PageAllocator } from './page-allocator';

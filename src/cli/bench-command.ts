@@ -13,7 +13,7 @@ import {
 } from '../bench/decode-step-bench';
 import { buildBenchReport, formatBenchTable, formatProgress, reportToJson } from '../bench/bench-report';
 import type { MeasureOptions } from '../bench/gpu-timer';
-import { DECODE_KERNEL_KINDS, DEFAULT_SUBGROUP_DECODE_TUNING, resolveTuning, type DecodeKernelKind, type DecodeTuning } from '../kernels/paged-decode';
+import { DECODE_KERNEL_KINDS, DEFAULT_SUBGROUP_DECODE_TUNING, resolveTuning, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import type { CliCommand, CliEnv } from './commands';
 
 export interface BenchArgs {

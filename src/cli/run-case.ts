@@ -16,7 +16,7 @@ import { parseSafetensors, requireTensor, TensorFileError, writeSafetensors, typ
 import { isKvMethod, KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type KvMethod } from '../layout';
 import { roundToF16 } from '../reference/f16';
 import { randomSigns, rotate } from '../reference/hadamard';
-import { DECODE_KERNEL_KINDS, type DecodeKernelKind } from '../kernels/paged-decode';
+import { DECODE_KERNEL_KINDS, type DecodeKernelKind } from '../kernels/decode-tuning';
 import type { CliCommand } from './commands';
 
 /** Seed of the physical page order: pages are always shuffled, as DESIGN.md §4 asks of tests. */

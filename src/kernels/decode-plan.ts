@@ -7,10 +7,8 @@
  */
 import type { MatrixConfig, MatrixStep } from './paged-decode-matrix';
 import { describeMatrixConfig } from '../gpu/gpu-context';
-import {
-  chooseSplits, decodeKernel, decodeKernelKind, matrixStep, needsMerge, tuningForGrid,
-  type DecodeKernelKind, type DecodeShape, type DecodeTuning, type SplitPlan,
-} from './paged-decode';
+import { decodeKernel, decodeKernelKind, needsMerge, tuningForGrid, type DecodeShape } from './paged-decode';
+import { chooseSplits, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
 import type { ShaderVariant } from './pipeline-cache';
 
 export interface DecodePlanOptions {
