@@ -21,7 +21,7 @@
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
-// V_LANES (= HEAD_DIM/8), TOKEN_LANES (= WORKGROUP_SIZE/V_LANES), V_PREFETCH_MAX, HADAMARD_BLOCK, ROTATE_Q,
+// V_LANES (= HEAD_DIM/8), TOKEN_LANES (= ⌊WORKGROUP_SIZE/V_LANES⌋), V_PREFETCH_MAX, HADAMARD_BLOCK, ROTATE_Q,
 // ROTATE_OUT, RANDOM_SIGNS, ROT_VECTORS (= HEADS_PER_WG), SCRATCH_LEN.
 
 // DecodeParams and the bindings: lib/decode-io.wgsl.
@@ -39,7 +39,9 @@ var<workgroup> head_sum: array<f32, HEADS_PER_WG>;                // softmax den
 var<workgroup> context_len_shared: u32;
 
 // Tokens of a tile each (token lane) invocation accumulates, and how many V loads it keeps in flight.
-const TOKENS_PER_LANE: u32 = WORKGROUP_SIZE / TOKEN_LANES;
+// ⌈WORKGROUP_SIZE / TOKEN_LANES⌉: when V_LANES does not divide the workgroup (head_dim 96, 160, …) the
+// last TOKEN_LANES·V_LANES < WORKGROUP_SIZE invocations take no V work.
+const TOKENS_PER_LANE: u32 = (WORKGROUP_SIZE + TOKEN_LANES - 1u) / TOKEN_LANES;
 const V_PREFETCH: u32 = min(V_PREFETCH_MAX, TOKENS_PER_LANE);
 
 // Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
@@ -88,6 +90,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let chunk_end = min(context_len, chunk_start + params.tokens_per_split);
   let token_lane = lid / V_LANES;
   let value_lane = lid % V_LANES;
+  let v_lane = token_lane < TOKEN_LANES;  // false only for the spare invocations described above
   var running_max: array<f32, HEADS_PER_WG>;
   var acc: array<vec4<f32>, 2u * HEADS_PER_WG>;  // Σ p·scale·values, values 8·value_lane .. +7
   var sum_p: array<f32, HEADS_PER_WG>;            // Σ p over this lane's tokens
@@ -146,14 +149,14 @@ fn main(@builtin(local_invocation_index) lid: u32,
       var scale_mins: array<vec2<f32>, V_PREFETCH>;
       for (var i = 0u; i < V_PREFETCH; i++) {
         let j = token_lane + (group + i) * TOKEN_LANES;
-        if (j < tile_len) {
+        if (j < tile_len && v_lane) {
           words[i] = load_v_word(token_row[j], value_lane);
           scale_mins[i] = v_scale_min(token_scale_min[j]);
         }
       }
       for (var i = 0u; i < V_PREFETCH; i++) {
         let j = token_lane + (group + i) * TOKEN_LANES;
-        if (j < tile_len) {
+        if (j < tile_len && v_lane) {
           let values = decode_v_word(words[i]);
           for (var g = 0u; g < HEADS_PER_WG; g++) {
             let p = scratch[g * WORKGROUP_SIZE + j];
@@ -174,16 +177,18 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let a = acc[2u * g];
     let b = acc[2u * g + 1u];
     let base = token_lane * HEAD_DIM + value_lane * 8u;
-    scratch[base] = a.x;
-    scratch[base + 1u] = a.y;
-    scratch[base + 2u] = a.z;
-    scratch[base + 3u] = a.w;
-    scratch[base + 4u] = b.x;
-    scratch[base + 5u] = b.y;
-    scratch[base + 6u] = b.z;
-    scratch[base + 7u] = b.w;
-    if (value_lane == 0u) {
-      lane_sums[token_lane] = vec2<f32>(sum_p[g], sum_p_min[g]);
+    if (v_lane) {
+      scratch[base] = a.x;
+      scratch[base + 1u] = a.y;
+      scratch[base + 2u] = a.z;
+      scratch[base + 3u] = a.w;
+      scratch[base + 4u] = b.x;
+      scratch[base + 5u] = b.y;
+      scratch[base + 6u] = b.z;
+      scratch[base + 7u] = b.w;
+      if (value_lane == 0u) {
+        lane_sums[token_lane] = vec2<f32>(sum_p[g], sum_p_min[g]);
+      }
     }
     workgroupBarrier();
     var sums = vec2<f32>(0.0);

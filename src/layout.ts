@@ -45,6 +45,16 @@ export const MAX_PAGE_SIZE = 128;
 export const DEFAULT_PAGE_SIZE = 16;
 export const DEFAULT_HADAMARD_BLOCK = 128;
 
+/**
+ * The Hadamard block a head_dim gets by default: the largest power of two ≤ DEFAULT_HADAMARD_BLOCK
+ * that divides it (128 at head_dim 128 or 256, 32 at 96, 160 and 224, 64 at 192).
+ */
+export function defaultHadamardBlock(headDim: number): number {
+  let block = DEFAULT_HADAMARD_BLOCK;
+  while (block > 1 && headDim % block !== 0) block /= 2;
+  return block;
+}
+
 /** Largest INT4 code: codes are 0..INT4_MAX_CODE. */
 export const INT4_MAX_CODE = 15;
 /** Largest INT8 code: codes are 0..INT8_MAX_CODE. */

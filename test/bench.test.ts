@@ -104,7 +104,7 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(findPreset('Qwen3-8B')).toBe('qwen3-8b');
     expect(findPreset('gpt-5')).toBeNull();
     expect(variantLabel(resolvePoint({ preset: 'tiny-d64', method: 'int4-hadamard', rotateV: true, batch: 1, context: 1 }))).toBe('int4-hadamard-kv');
-    expect(resolvePoint({ preset: 'tiny-d64', method: 'int4-hadamard', batch: 1, context: 1 }).hadamardBlock).toBe(64); // min(128, D)
+    expect(resolvePoint({ preset: 'tiny-d64', method: 'int4-hadamard', batch: 1, context: 1 }).hadamardBlock).toBe(64); // the largest power of two ≤ 128 dividing D
     expect(variantLabel(resolvePoint({ preset: 'llama-2-7b', method: 'int4-hadamard', hadamardBlock: 16, batch: 1, context: 1 }))).toBe('int4-hadamard/B16');
     const args = parseBenchArgs(['--preset', 'Llama-2-7B', '--methods', 'fp16,int4-hadamard-kv', '--batch', '1,8', '--context', '512', '--page-size', '32', '--json', 'x.json']);
     expect(args.sweep).toMatchObject({ presets: ['llama-2-7b'], methods: ['fp16', 'int4-hadamard-kv'], batches: [1, 8], contexts: [512], pageSizes: [32] });

@@ -41,6 +41,7 @@ const GRID: KernelCase[] = [
   { config: { method: 'fp16', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 530], seed: 108 },
   { config: { method: 'fp16', headDim: 96, numQueryHeads: 12, numKvHeads: 3, pageSize: 16 }, contextLens: [50, 17], seed: 109 },
   { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 32 }, contextLens: [33, 130], seed: 110, numSplits: 3 },
+  { config: { method: 'int4-hadamard', headDim: 160, numQueryHeads: 20, numKvHeads: 5, pageSize: 16 }, contextLens: [3, 45], seed: 111 },
 ];
 
 function label(c: KernelCase): string {

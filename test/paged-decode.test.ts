@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
 import { decodeKernelKind } from '../src/kernels/paged-decode';
 import { autoTokensPerStep, headsForGrid, resolveTuning } from '../src/kernels/decode-tuning';
-import { cacheLayout, type KvMethod } from '../src/layout';
+import { cacheLayout, defaultHadamardBlock, type KvMethod } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
 import { ATTENTION_F32_TOL, expectDecodeMatchesReferences, maxAbs } from './decode-checks';
 import { subgroupTestGpu, testGpu } from './gpu-harness';
@@ -21,7 +21,7 @@ function label(c: Case): string {
   const k = c.config;
   const t = c.tuning;
   const tuning = t ? ` lanes=${t.lanesPerToken ?? 'auto'} step=${t.tokensPerStep ?? '-'} wg=${t.workgroupSize ?? '-'} heads/wg≤${t.maxHeadsPerWorkgroup ?? '-'}` : '';
-  return `${k.method}${k.method === 'int4-hadamard' ? `-B${k.hadamardBlock ?? Math.min(128, k.headDim)}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''}` : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 6 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'} ${c.subgroups ? 'subgroups' : 'workgroup-reduce'}${tuning}`;
+  return `${k.method}${k.method === 'int4-hadamard' ? `-B${k.hadamardBlock ?? defaultHadamardBlock(k.headDim)}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''}` : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 6 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'} ${c.subgroups ? 'subgroups' : 'workgroup-reduce'}${tuning}`;
 }
 
 const GRID: Case[] = [
@@ -67,6 +67,15 @@ const GRID: Case[] = [
   { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 44, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 2, workgroupSize: 128, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
   { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 16 }, contextLens: [33, 130], seed: 45, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64 } },
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
+  // head_dims that are multiples of 32 but not powers of two (Phi-3: 96): the write kernel takes fewer
+  // rows per workgroup, the subgroup kernel fewer lanes per token, the workgroup kernel spare
+  // invocations; the default Hadamard block is the largest power of two ≤ 128 dividing D
+  { config: { method: 'int4-hadamard', headDim: 96, numQueryHeads: 12, numKvHeads: 3, pageSize: 16 }, contextLens: [50, 17], seed: 61, subgroups: true },
+  { config: { method: 'int4', headDim: 160, numQueryHeads: 8, numKvHeads: 2, pageSize: 8 }, contextLens: [1, 70], seed: 62, subgroups: false },
+  { config: { method: 'int4-hadamard', headDim: 192, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, rotateV: true }, contextLens: [33, 300], seed: 63, subgroups: false, numSplits: 2 },
+  { config: { method: 'fp16', headDim: 224, numQueryHeads: 8, numKvHeads: 2, pageSize: 16 }, contextLens: [5, 130], seed: 64, subgroups: true },
+  { config: { method: 'int8', headDim: 96, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [40], seed: 65, subgroups: true },
+  { config: { method: 'int4-g32', headDim: 224, numQueryHeads: 4, numKvHeads: 2, pageSize: 32 }, contextLens: [9, 77], seed: 66, subgroups: false },
   // one split with V rotated: the subgroup kernel rotates V back itself (no merge kernel)
   { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, hadamardBlock: 128, rotateV: true, hadamardSignSeed: 3 }, contextLens: [90, 5], seed: 47, subgroups: true, numSplits: 1 },
   { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 4, numKvHeads: 2, pageSize: 32, hadamardBlock: 64, rotateV: true }, contextLens: [33], seed: 48, subgroups: true, numSplits: 1, tuning: { maxHeadsPerWorkgroup: 1 } },
@@ -95,6 +104,10 @@ describe('paged decode attention vs float64 references', () => {
     }
     for (const method of ['int8', 'int4-g32'] as const) expect(decodeKernelKind(shape(method, true))).toBe('workgroup');
     expect(ctx.features.subgroups).toBe(true);
+  });
+
+  it('the default Hadamard block is the largest power of two ≤ 128 dividing head_dim', () => {
+    expect([32, 64, 96, 128, 160, 192, 224, 256].map(defaultHadamardBlock)).toEqual([32, 64, 32, 128, 32, 64, 32, 128]);
   });
 
   it('rejects decode tunings the kernels cannot run, with what would', async () => {

@@ -87,6 +87,14 @@ NUMPY_TO_ST = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I
                "int16": "I16", "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32", "bool": "BOOL"}
 
 
+
+def default_hadamard_block(d):
+    """The default Hadamard block for head_dim d: the largest power of two <= 128 dividing d (as src/layout.ts)."""
+    block = 128
+    while block > 1 and d % block != 0:
+        block //= 2
+    return block
+
 def write_safetensors(path, tensors, metadata=None):
     """tensors: name -> ndarray, or name -> ("BF16", uint16 ndarray of raw bits). Header padded to 8."""
     header, chunks, offset = {}, [], 0
@@ -217,7 +225,7 @@ def load_case(path):
     d = q.shape[2]
     case = {
         "q": q, "k": k, "v": v, "lens": lens, "method": method,
-        "block": int(meta.get("hadamard_block", str(min(128, d)))),
+        "block": int(meta.get("hadamard_block", str(default_hadamard_block(d)))),
         "rotate_v": parse_bool(meta.get("rotate_v", "false")),
         "scale": float(meta["scale"]) if "scale" in meta else 1.0 / math.sqrt(d),
     }
@@ -447,7 +455,7 @@ def make_case(args):
         k[:, h, channels] = bias + 0.15 * args.outlier_magnitude * rng.standard_normal((t, len(channels)))
     v = rng.standard_normal((t, hkv, d))
     q = 1.5 * rng.standard_normal((len(lens), hq, d))
-    block = args.hadamard_block if args.hadamard_block is not None else min(128, d)
+    block = args.hadamard_block if args.hadamard_block is not None else default_hadamard_block(d)
     meta = {"method": args.method, "hadamard_block": str(block), "rotate_v": args.rotate_v, "page_size": str(args.page_size)}
     if args.scale is not None:
         meta["scale"] = repr(float(args.scale))
@@ -593,7 +601,7 @@ def main(argv=None):
     mc = sub.add_parser("make-case", help="write a random case file")
     mc.add_argument("--out", required=True)
     mc.add_argument("--method", required=True, choices=METHODS)
-    mc.add_argument("--hadamard-block", type=int, default=None, help="default min(128, head_dim)")
+    mc.add_argument("--hadamard-block", type=int, default=None, help="default: the largest power of two <= 128 dividing head_dim")
     mc.add_argument("--rotate-v", default="false", choices=("true", "false"))
     mc.add_argument("--page-size", type=int, default=16)
     mc.add_argument("--head-dim", type=int, default=128)

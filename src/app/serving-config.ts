@@ -9,13 +9,13 @@
  * The model shape, page size and seed are the run section's (preset, page, seed).
  */
 import { MODEL_PRESETS } from '../bench/decode-step-bench';
-import { DEFAULT_HADAMARD_BLOCK, KV_METHODS, type KvMethod } from '../layout';
+import { defaultHadamardBlock, KV_METHODS, type KvMethod } from '../layout';
 import { isRegimeName, REGIMES, regimeRequests, scaledRegime, type RegimeName } from '../serving/requests';
 import type { SimulateSweepOptions } from '../serving/simulate-sweep';
 import { concurrencyThatFits, DEFAULT_PREFILL_CHUNK_TOKENS, pagesForServingBudget, type ModelShape } from '../serving/simulator';
 import type { AppConfig } from './config';
 
-/** Methods of the serving run: the paper's three (int4-hadamard with B = min(128, head_dim), K only). */
+/** Methods of the serving run: the paper's three (int4-hadamard with the default block for the head_dim, K only). */
 export const SERVING_METHODS: readonly KvMethod[] = KV_METHODS;
 /** Length scales offered: 1, 1/2, …, 1/256 (both lengths of a regime are multiplied by it). */
 export const SERVING_SCALES: readonly number[] = Array.from({ length: 9 }, (_, i) => 2 ** -i);
@@ -151,7 +151,7 @@ export function servingBudgetBytes(config: ServingConfig): number {
 
 /** Hadamard block of int4-hadamard: 128, or head_dim when smaller (as the CLI). */
 export function servingHadamardBlock(model: ModelShape): number {
-  return Math.min(DEFAULT_HADAMARD_BLOCK, model.headDim);
+  return defaultHadamardBlock(model.headDim);
 }
 
 /**

@@ -22,7 +22,7 @@ import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers'
 import type { DecodeKernelKind, DecodeTuning } from '../kernels/decode-tuning';
 import { describePlan } from '../kernels/decode-plan';
 import { getPipeline } from '../kernels/pipeline-cache';
-import { BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
+import { BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
 import { measureGpu, type GpuTiming, type MeasureOptions, type TimingMethod } from './gpu-timer';
 
@@ -94,7 +94,7 @@ export function resolvePoint(point: DecodeStepPoint): ResolvedPoint {
     preset: point.preset,
     method: point.method,
     rotateV: rotating && Boolean(point.rotateV),
-    hadamardBlock: rotating ? Math.min(point.hadamardBlock ?? DEFAULT_HADAMARD_BLOCK, preset.headDim) : 1,
+    hadamardBlock: rotating ? (point.hadamardBlock === undefined ? defaultHadamardBlock(preset.headDim) : Math.min(point.hadamardBlock, preset.headDim)) : 1,
     batch: point.batch,
     context: point.context,
     pageSize: point.pageSize ?? DEFAULT_PAGE_SIZE,
@@ -106,7 +106,7 @@ export function variantLabel(point: ResolvedPoint): string {
   if (point.method !== 'int4-hadamard') return point.method;
   const headDim = MODEL_PRESETS[point.preset].headDim;
   const base = point.rotateV ? 'int4-hadamard-kv' : 'int4-hadamard';
-  return point.hadamardBlock === Math.min(DEFAULT_HADAMARD_BLOCK, headDim) ? base : `${base}/B${point.hadamardBlock}`;
+  return point.hadamardBlock === defaultHadamardBlock(headDim) ? base : `${base}/B${point.hadamardBlock}`;
 }
 
 export interface SweepSpec {

@@ -12,7 +12,7 @@
  */
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import {
-  BYTES_PER_WORD, cacheLayout, DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod,
+  BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod,
   ALL_KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type CacheLayout, type KvMethod,
 } from '../layout';
 import { randomSigns, signBits } from '../reference/hadamard';
@@ -36,7 +36,7 @@ export interface KvCacheConfig {
   numPages: number;
   /** Tokens per page (default 16). */
   pageSize?: number;
-  /** Hadamard block B for int4-hadamard (default min(128, headDim)). */
+  /** Hadamard block B for int4-hadamard (default defaultHadamardBlock(headDim): the largest power of two ≤ 128 dividing it). */
   hadamardBlock?: number;
   /** Rotate V as well as K (int4-hadamard only; default false). */
   rotateV?: boolean;
@@ -82,7 +82,7 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
   const pageSize = config.pageSize ?? DEFAULT_PAGE_SIZE;
   requireInt('pageSize', pageSize, MIN_PAGE_SIZE, MAX_PAGE_SIZE);
   requireInt('numPages', config.numPages, 1);
-  const hadamardBlock = config.hadamardBlock ?? Math.min(DEFAULT_HADAMARD_BLOCK, config.headDim);
+  const hadamardBlock = config.hadamardBlock ?? defaultHadamardBlock(config.headDim);
   const rotating = config.method === 'int4-hadamard';
   if (rotating) {
     if (!Number.isInteger(hadamardBlock) || hadamardBlock < 1 || (hadamardBlock & (hadamardBlock - 1)) !== 0) {

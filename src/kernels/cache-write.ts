@@ -27,6 +27,15 @@ export interface CacheWriteOptions {
   randomSigns: boolean;
 }
 
+/**
+ * Rows (token, kv head) per workgroup of the quantizing write kernel: as many whole rows of
+ * head_dim/8 lanes as fit in CACHE_WRITE_WORKGROUP_SIZE invocations (8 at head_dim 64, 5 at 96, 4 at
+ * 128, 3 at 160, 2 at 192–256); the workgroup is rows × lanes invocations.
+ */
+export function quantRowsPerWorkgroup(headDim: number): number {
+  return Math.max(1, Math.floor(CACHE_WRITE_WORKGROUP_SIZE / (headDim / LANE_ELEMENTS)));
+}
+
 export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOptions): ShaderVariant {
   const common = {
     HEAD_DIM: layout.headDim,
@@ -43,7 +52,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     };
   }
   const lanes = layout.headDim / LANE_ELEMENTS;
-  const rowsPerWorkgroup = CACHE_WRITE_WORKGROUP_SIZE / lanes;
+  const rowsPerWorkgroup = quantRowsPerWorkgroup(layout.headDim);
   const block = options.rotateK || options.rotateV ? options.hadamardBlock : 1;
   const constants = {
     ...common,
@@ -58,7 +67,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     ROTATE_K: options.rotateK ? 1 : 0,
     ROTATE_V: options.rotateV ? 1 : 0,
     RANDOM_SIGNS: block > 1 && options.randomSigns ? 1 : 0,
-    WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE,
+    WORKGROUP_SIZE: rowsPerWorkgroup * lanes,
   };
   return {
     key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}s${constants.RANDOM_SIGNS}`,
@@ -112,7 +121,7 @@ export async function prepareCacheWrite(
   const bindGroup = bindBuffers(ctx.device, pipeline, [buffers.newK, buffers.newV, buffers.slots, buffers.kCache, buffers.vCache, buffers.params], 'cache write');
   const rows = numTokens * layout.numKvHeads;
   const workgroups = quantFormat(layout.method, layout.headDim)
-    ? Math.ceil(rows / (CACHE_WRITE_WORKGROUP_SIZE / (layout.headDim / LANE_ELEMENTS)))
+    ? Math.ceil(rows / quantRowsPerWorkgroup(layout.headDim))
     : Math.ceil((rows * layout.rowWords) / CACHE_WRITE_WORKGROUP_SIZE);
   const grid = writeGrid(workgroups);
   return {

@@ -90,6 +90,8 @@ const LANE_FORMATS = {
     source: int4LaneWgsl,
     channelsPerWord: 8,
     minChannelsPerLane: 16,
+    /** CacheChunk sizes in words, largest first (vec4<u32>, vec2<u32>) */
+    chunkWords: [4, 2],
     autoLanes: (heads: number, headDim: number) => (2 * heads * headDim / 4 <= LANE_STATE_FLOATS ? 4 : PREFERRED_LANES_PER_TOKEN),
   },
   /** one u32 = 2 halves; a lane loads vec4<u32> (≥ 8 channels) */
@@ -97,6 +99,7 @@ const LANE_FORMATS = {
     source: fp16LaneWgsl,
     channelsPerWord: 2,
     minChannelsPerLane: 8,
+    chunkWords: [4],
     autoLanes: (_heads: number, _headDim: number) => PREFERRED_LANES_PER_TOKEN,
   },
 };
@@ -149,7 +152,20 @@ export function lanesPerToken(shape: Pick<DecodeShape, 'layout' | 'subgroupMinSi
   if (tuning.lanesPerToken && tuning.lanesPerToken > Math.min(subgroupMin, formatMax)) {
     throw new Error(`lanesPerToken ${tuning.lanesPerToken} is too many: at most ${Math.min(subgroupMin, formatMax)} here (smallest subgroup ${subgroupMin}; ${shape.layout.method} with head_dim ${shape.layout.headDim} needs ≥ ${format.minChannelsPerLane} channels per lane)`);
   }
-  return Math.max(1, Math.min(wanted, subgroupMin, formatMax));
+  let lanes = Math.max(1, Math.min(wanted, subgroupMin, formatMax));
+  // head_dims like 96 or 160: fewer lanes until each lane's channels are whole chunks
+  while (lanes > 1 && laneChunkWords(format, shape.layout.headDim / lanes) === null) lanes /= 2;
+  if (laneChunkWords(format, shape.layout.headDim / lanes) === null || (tuning.lanesPerToken && lanes !== tuning.lanesPerToken)) {
+    throw new Error(`lanesPerToken ${tuning.lanesPerToken || lanes}: ${shape.layout.headDim / lanes} channels of ${shape.layout.method} per lane are not whole ${format.chunkWords.join(' or ')}-word chunks; try ${lanes === 1 ? 'the workgroup-memory kernel' : `lanesPerToken ${lanes}`}`);
+  }
+  return lanes;
+}
+
+/** The CacheChunk size (words) that splits a lane's channels into whole chunks of whole groups of 8, or null. */
+function laneChunkWords(format: (typeof LANE_FORMATS)[keyof typeof LANE_FORMATS], channels: number): number | null {
+  if (channels % VALUES_PER_GROUP !== 0) return null;
+  const words = channels / format.channelsPerWord;
+  return format.chunkWords.find((c) => words % c === 0 && (c * format.channelsPerWord) % VALUES_PER_GROUP === 0) ?? null;
 }
 
 /** Constants both decode kernels take: shape, heads per workgroup, rotation. */
@@ -191,7 +207,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   const lanes = lanesPerToken(shape, tuning);
   const channelsPerLane = layout.headDim / lanes;
   const laneWords = channelsPerLane / format.channelsPerWord;
-  const chunkWords = Math.min(4, laneWords);
+  const chunkWords = laneChunkWords(format, channelsPerLane)!;
   const groupsPerLane = channelsPerLane / VALUES_PER_GROUP;
   const groupsPerChunk = (chunkWords * format.channelsPerWord) / VALUES_PER_GROUP;
   const maxSubgroups = tuning.workgroupSize / WGSL_MIN_SUBGROUP_SIZE;
@@ -249,7 +265,7 @@ export function decodeConstants(shape: DecodeShape) {
   const tuning = resolveTuning(shape.tuning, 'workgroup');
   const shared = sharedDecodeConstants(shape, tuning);
   const valueLanes = layout.headDim / 8;
-  const tokenLanes = Math.max(1, tuning.workgroupSize / valueLanes);
+  const tokenLanes = Math.max(1, Math.floor(tuning.workgroupSize / valueLanes));
   return {
     ...shared,
     V_LANES: valueLanes,

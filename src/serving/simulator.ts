@@ -55,7 +55,7 @@ export interface ServingCacheOptions {
   budgetBytes: number;
   /** Tokens per page (default 16). */
   pageSize?: number;
-  /** Hadamard block for int4-hadamard (default min(128, headDim)). */
+  /** Hadamard block for int4-hadamard (default defaultHadamardBlock(headDim)). */
   hadamardBlock?: number;
   rotateV?: boolean;
   /** Physical page order seed (default 1: pages come out shuffled, as the kernels must tolerate). */
