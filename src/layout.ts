@@ -1,6 +1,6 @@
 /**
  * Layout facts of the paged KV cache: the one source of truth for the host code, the CPU reference,
- * the tests and (through {@link wgslLayoutConstants}) the WGSL kernels. Never retype these numbers.
+ * the tests and (through {@link layoutConstants}) the WGSL kernels. Never retype these numbers.
  *
  * A cache holds one attention layer. K and V live in two buffers of identical layout; each buffer is
  * a pool of pages, a page holds `pageSize` tokens of one sequence for all kv heads:
@@ -167,19 +167,17 @@ export function nibbleShift(j: number): number {
 }
 
 /**
- * WGSL `const` declarations for a layout, prepended to every kernel that reads or writes the cache,
- * so kernels and host agree by construction.
+ * The layout facts every kernel that reads or writes the cache is compiled with, as `const NAME: u32`
+ * (src/kernels/kernel-source.ts writes them), so kernels and host agree by construction.
  */
-export function wgslLayoutConstants(layout: CacheLayout): string {
-  return [
-    `const HEAD_DIM: u32 = ${layout.headDim}u;`,
-    `const NUM_KV_HEADS: u32 = ${layout.numKvHeads}u;`,
-    `const PAGE_SIZE: u32 = ${layout.pageSize}u;`,
-    `const ROW_WORDS: u32 = ${layout.rowWords}u;`,
-    `const PAGE_WORDS: u32 = ${layout.pageWords}u;`,
-    `const SCALE_MIN_REGION_OFFSET: u32 = ${layout.scaleMinRegionOffset}u;`,
-    `const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;`,
-    `const INT4_MAX_CODE: f32 = ${INT4_MAX_CODE}.0;`,
-    `const NO_PAGE: u32 = ${NO_PAGE}u;`,
-  ].join('\n');
+export function layoutConstants(layout: CacheLayout) {
+  return {
+    HEAD_DIM: layout.headDim,
+    NUM_KV_HEADS: layout.numKvHeads,
+    PAGE_SIZE: layout.pageSize,
+    ROW_WORDS: layout.rowWords,
+    PAGE_WORDS: layout.pageWords,
+    SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
+    SCALE_MIN_WORDS: layout.scaleMinWords,
+  };
 }

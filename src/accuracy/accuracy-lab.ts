@@ -33,6 +33,7 @@
  */
 import { KvConfigError, PagedKvCache } from '../cache/paged-kv-cache';
 import { describeGpu, type GpuContext } from '../gpu/gpu-context';
+import { describePlan } from '../kernels/decode-plan';
 import { DEFAULT_PAGE_SIZE } from '../layout';
 import { decodeAttention, type AttentionShape } from '../reference/attention';
 import { rotate, unrotate } from '../reference/hadamard';
@@ -122,6 +123,8 @@ export interface MethodAccuracy {
   kernelRelL2: number;
   /** Wall time of the GPU part (pipelines, append, attention, read-back), ms. */
   gpuMs: number;
+  /** The decode plan the attention ran (describePlan: kernel, matrix step, heads/wg, splits). */
+  decodePlan: string;
 }
 
 export interface AccuracyReport {
@@ -170,6 +173,8 @@ interface GpuRun {
   kStored: Float64Array;
   vStored: Float64Array;
   gpuMs: number;
+  /** describePlan() of the attention call. */
+  decodePlan: string;
 }
 
 function checkWorkload(w: AccuracyWorkload): void {
@@ -212,7 +217,9 @@ async function runOnGpu(ctx: GpuContext, spec: MethodSpec, w: AccuracyWorkload, 
       }
       first += contextLens[s];
     }
-    const out = await cache.attention(seqIds, w.q, { scale: w.attentionScale, numSplits: opts.numSplits });
+    const attentionOptions = { scale: w.attentionScale, numSplits: opts.numSplits };
+    const decodePlan = describePlan(cache.planAttention(seqIds, attentionOptions));
+    const out = await cache.attention(seqIds, w.q, attentionOptions);
     const words = await cache.readCacheWords();
     const kStored = new Float64Array(w.k.length);
     const vStored = new Float64Array(w.v.length);
@@ -227,7 +234,7 @@ async function runOnGpu(ctx: GpuContext, spec: MethodSpec, w: AccuracyWorkload, 
         }
       }
     });
-    return { out, kStored, vStored, gpuMs: performance.now() - started };
+    return { out, kStored, vStored, gpuMs: performance.now() - started, decodePlan };
   } finally {
     cache.destroy();
   }
@@ -406,6 +413,7 @@ export async function runAccuracy(
       vSnrDb: snrDb(workload.v, vOriginal),
       kernelRelL2: relativeL2Whole(run.out, overStoredOut),
       gpuMs: run.gpuMs,
+      decodePlan: run.decodePlan,
     };
     rows.push(result);
     progress('done', result);

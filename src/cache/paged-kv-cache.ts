@@ -295,8 +295,16 @@ export class PagedKvCache {
     }
   }
 
-  /** Binds attention over `seqIds` at their current lengths (see PreparedAttention). */
-  async prepareAttention(seqIds: number[], options: AttentionOptions = {}): Promise<PreparedAttention> {
+  /**
+   * The decode plan attention over `seqIds` would run with (kernel, tuning, splits, merge, …), without
+   * allocating anything; validates like prepareAttention. describePlan() prints it.
+   */
+  planAttention(seqIds: number[], options: AttentionOptions = {}): DecodePlan {
+    return this.planCall(seqIds, options).plan;
+  }
+
+  /** Validates an attention call and plans it (see planAttention). */
+  private planCall(seqIds: number[], options: AttentionOptions) {
     this.checkAlive();
     if (seqIds.length === 0) throw new KvConfigError('attention needs at least one sequence');
     if (seqIds.length > this.ctx.limits.maxComputeWorkgroupsPerDimension) throw new KvConfigError(`at most ${this.ctx.limits.maxComputeWorkgroupsPerDimension} sequences per attention call`);
@@ -307,16 +315,13 @@ export class PagedKvCache {
     packed.contextLens.forEach((len, i) => {
       if (len === 0) throw new KvConfigError(`sequence ${seqIds[i]} is empty: append at least one token before attention`);
     });
-    const { numQueryHeads: hq, headDim: d, numKvHeads: hkv } = this.config;
-    const numSeqs = seqIds.length;
-    const maxContext = Math.max(...packed.contextLens);
     if (options.kernel !== undefined && !(DECODE_KERNEL_KINDS as readonly string[]).includes(options.kernel)) {
       throw new KvConfigError(`unknown decode kernel '${String(options.kernel)}'; known kernels: ${DECODE_KERNEL_KINDS.join(', ')}`);
     }
     const ctx = this.ctx;
     const shape: Omit<DecodeShape, 'kernel' | 'tuning'> = {
       layout: this.layout,
-      numQueryHeads: hq,
+      numQueryHeads: this.config.numQueryHeads,
       hadamardBlock: this.config.hadamardBlock,
       rotateQ: this.rotatesK,
       rotateOut: this.rotatesV,
@@ -328,12 +333,20 @@ export class PagedKvCache {
       maxWorkgroupStorageBytes: ctx.limits.maxComputeWorkgroupStorageSize,
     };
     // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
-    let plan: DecodePlan;
     try {
-      plan = planDecode(shape, numSeqs, maxContext, { kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits });
+      const plan = planDecode(shape, seqIds.length, Math.max(...packed.contextLens), { kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits });
+      return { plan, packed, shape, scale };
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }
+  }
+
+  /** Binds attention over `seqIds` at their current lengths (see PreparedAttention). */
+  async prepareAttention(seqIds: number[], options: AttentionOptions = {}): Promise<PreparedAttention> {
+    const { plan, packed, shape, scale } = this.planCall(seqIds, options);
+    const { numQueryHeads: hq, headDim: d, numKvHeads: hkv } = this.config;
+    const numSeqs = seqIds.length;
+    const ctx = this.ctx;
     const qBytes = numSeqs * hq * d * 4;
     checkBufferFits(ctx, `split-K partial results (${plan.splits.numSplits} splits)`, plan.partialAccBytes);
     const buffers = {

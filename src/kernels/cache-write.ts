@@ -4,7 +4,7 @@
  */
 import writeFp16Wgsl from '../../shaders/cache-write-fp16.wgsl?raw';
 import writeQuantWgsl from '../../shaders/cache-write-quant.wgsl?raw';
-import { quantFormat, type CacheLayout } from '../layout';
+import { layoutConstants, quantFormat, type CacheLayout } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { unrollLoops } from './wgsl-unroll';
@@ -37,13 +37,7 @@ export function quantRowsPerWorkgroup(headDim: number): number {
 }
 
 export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOptions): ShaderVariant {
-  const common = {
-    HEAD_DIM: layout.headDim,
-    NUM_KV_HEADS: layout.numKvHeads,
-    PAGE_SIZE: layout.pageSize,
-    ROW_WORDS: layout.rowWords,
-    PAGE_WORDS: layout.pageWords,
-  };
+  const common = layoutConstants(layout);
   const format = quantFormat(layout.method, layout.headDim);
   if (format === null) {
     return {
@@ -56,8 +50,6 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
   const block = options.rotateK || options.rotateV ? options.hadamardBlock : 1;
   const constants = {
     ...common,
-    SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
-    SCALE_MIN_WORDS: layout.scaleMinWords,
     CODE_BITS: format.codeBits,
     LANES: lanes,
     GROUP_LANES: format.groupSize / LANE_ELEMENTS,

@@ -22,7 +22,7 @@ import int4G32FormatWgsl from '../../shaders/lib/kv-format-int4-g32.wgsl?raw';
 import int8FormatWgsl from '../../shaders/lib/kv-format-int8.wgsl?raw';
 import tileMaxSubgroupWgsl from '../../shaders/lib/tile-max-subgroup.wgsl?raw';
 import tileMaxWorkgroupWgsl from '../../shaders/lib/tile-max-workgroup.wgsl?raw';
-import { NIBBLES_PER_WORD, quantFormat, type CacheLayout, type KvMethod } from '../layout';
+import { layoutConstants, NIBBLES_PER_WORD, quantFormat, type CacheLayout, type KvMethod } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
@@ -174,12 +174,7 @@ function sharedDecodeConstants(shape: DecodeShape, tuning: DecodeTuning) {
   const groupSize = shape.numQueryHeads / layout.numKvHeads;
   const heads = headsPerWorkgroup(groupSize, layout.headDim, tuning.maxHeadsPerWorkgroup);
   return {
-    HEAD_DIM: layout.headDim,
-    NUM_KV_HEADS: layout.numKvHeads,
-    PAGE_SIZE: layout.pageSize,
-    ROW_WORDS: layout.rowWords,
-    PAGE_WORDS: layout.pageWords,
-    SCALE_MIN_REGION_OFFSET: layout.scaleMinRegionOffset,
+    ...layoutConstants(layout),
     NUM_Q_HEADS: shape.numQueryHeads,
     GROUP_SIZE: groupSize,
     HEADS_PER_WG: heads,
@@ -301,7 +296,7 @@ function formatSources(layout: CacheLayout): string[] {
       return [WGSL_LIBRARIES.kvCodes, int8FormatWgsl];
     case 'int4-g32': {
       const groupWords = (quantFormat(layout.method, layout.headDim)?.groupSize ?? layout.headDim) / NIBBLES_PER_WORD;
-      return [`const SCALE_MIN_WORDS: u32 = ${layout.scaleMinWords}u;\nconst GROUP_WORDS: u32 = ${groupWords}u;`, WGSL_LIBRARIES.kvCodes, int4G32FormatWgsl];
+      return [`const GROUP_WORDS: u32 = ${groupWords}u;`, WGSL_LIBRARIES.kvCodes, int4G32FormatWgsl];
     }
   }
 }
