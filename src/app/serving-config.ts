@@ -149,7 +149,7 @@ export function servingBudgetBytes(config: ServingConfig): number {
   return Math.floor(config.budgetMib * 2 ** 20);
 }
 
-/** Hadamard block of int4-hadamard: 128, or head_dim when smaller (as the CLI). */
+/** Hadamard block of int4-hadamard: defaultHadamardBlock(head_dim), as the CLI. */
 export function servingHadamardBlock(model: ModelShape): number {
   return defaultHadamardBlock(model.headDim);
 }

@@ -19,7 +19,7 @@ import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
 import { decodeParams, mergeParams, prepareDecode, type DecodeShape, type PreparedDecode } from '../kernels/paged-decode';
-import { DECODE_KERNEL_KINDS, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
+import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { KvCacheFullError, PageAllocator } from './page-allocator';
@@ -315,7 +315,7 @@ export class PagedKvCache {
     packed.contextLens.forEach((len, i) => {
       if (len === 0) throw new KvConfigError(`sequence ${seqIds[i]} is empty: append at least one token before attention`);
     });
-    if (options.kernel !== undefined && !(DECODE_KERNEL_KINDS as readonly string[]).includes(options.kernel)) {
+    if (options.kernel !== undefined && !isDecodeKernelKind(options.kernel)) {
       throw new KvConfigError(`unknown decode kernel '${String(options.kernel)}'; known kernels: ${DECODE_KERNEL_KINDS.join(', ')}`);
     }
     const ctx = this.ctx;
@@ -373,7 +373,7 @@ export class PagedKvCache {
     return {
       plan,
       kernel: plan.kernel,
-      kernelDetail: decode.detail,
+      kernelDetail: plan.variant.key,
       headsPerWorkgroup: plan.headsPerWorkgroup,
       queryBuffer: buffers.q,
       outputBuffer: buffers.out,

@@ -13,7 +13,7 @@ import {
 } from '../bench/decode-step-bench';
 import { buildBenchReport, formatBenchTable, formatProgress, reportToJson } from '../bench/bench-report';
 import type { MeasureOptions } from '../bench/gpu-timer';
-import { DECODE_KERNEL_KINDS, DEFAULT_SUBGROUP_DECODE_TUNING, resolveTuning, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
+import { DECODE_KERNEL_KINDS, DEFAULT_SUBGROUP_DECODE_TUNING, isDecodeKernelKind, resolveTuning, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import type { CliCommand, CliEnv } from './commands';
 
 export interface BenchArgs {
@@ -57,7 +57,7 @@ const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64]
   --max-cache-gib   skip points whose K+V pools exceed this (default 8)
   --budget-gib      memory for the "tokens in budget" column, all layers (default 16)
   --decode-tuning   decode-kernel tuning overrides for this GPU, e.g. lanesPerToken=8,tokensPerStep=4
-                    (keys: ${TUNING_KEYS.join(', ')}; see DecodeTuning in src/kernels/paged-decode.ts)
+                    (keys: ${TUNING_KEYS.join(', ')}; see DecodeTuning in src/kernels/decode-tuning.ts)
   --kernel          force the decode kernel: ${DECODE_KERNEL_KINDS.join(', ')} (default: each method's automatic
                     choice; every row and the JSON name the kernel that ran)
   --json FILE       also write the full report (every sample) as JSON`;
@@ -157,8 +157,8 @@ export function parseBenchArgs(args: string[]): BenchArgs {
         parsed.decodeTuning = decodeTuning(value);
         break;
       case '--kernel':
-        if (!(DECODE_KERNEL_KINDS as readonly string[]).includes(value)) throw new BenchUsageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${value}'`);
-        parsed.decodeKernel = value as DecodeKernelKind;
+        if (!isDecodeKernelKind(value)) throw new BenchUsageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${value}'`);
+        parsed.decodeKernel = value;
         break;
       default:
         throw new BenchUsageError(`unknown option '${flag}'`);

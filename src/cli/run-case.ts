@@ -16,7 +16,7 @@ import { parseSafetensors, requireTensor, TensorFileError, writeSafetensors, typ
 import { isKvMethod, KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type KvMethod } from '../layout';
 import { roundToF16 } from '../reference/f16';
 import { randomSigns, rotate } from '../reference/hadamard';
-import { DECODE_KERNEL_KINDS, type DecodeKernelKind } from '../kernels/decode-tuning';
+import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind } from '../kernels/decode-tuning';
 import type { CliCommand } from './commands';
 
 /** Seed of the physical page order: pages are always shuffled, as DESIGN.md §4 asks of tests. */
@@ -310,10 +310,8 @@ export const runCaseCommand: CliCommand = {
   usage: RUN_CASE_USAGE,
   async run(args, env) {
     const { values } = parseArgs({ args, options: { in: { type: 'string' }, out: { type: 'string' }, kernel: { type: 'string' } }, strict: true, allowPositionals: false });
-    if (values.kernel !== undefined && !(DECODE_KERNEL_KINDS as readonly string[]).includes(values.kernel)) {
-      return usageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${values.kernel}'`);
-    }
-    const kernel = values.kernel as DecodeKernelKind | undefined;
+    const kernel = values.kernel;
+    if (kernel !== undefined && !isDecodeKernelKind(kernel)) return usageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${kernel}'`);
     if (values.in === undefined || values.in === '') return usageError('--in CASE.safetensors is required');
     if (values.out === undefined || values.out === '') return usageError('--out OUT.safetensors is required');
     const outPath = resolve(values.out);

@@ -10,6 +10,11 @@ import type { CacheLayout } from '../layout';
 export type DecodeKernelKind = 'matrix' | 'subgroup' | 'workgroup';
 export const DECODE_KERNEL_KINDS: readonly DecodeKernelKind[] = ['matrix', 'subgroup', 'workgroup'];
 
+/** One of DECODE_KERNEL_KINDS (for command lines and options from outside TypeScript). */
+export function isDecodeKernelKind(name: unknown): name is DecodeKernelKind {
+  return (DECODE_KERNEL_KINDS as readonly unknown[]).includes(name);
+}
+
 
 /** At most this many query heads share a workgroup (registers: 8 accumulators of 8 values each). */
 export const MAX_HEADS_PER_WORKGROUP = 8;

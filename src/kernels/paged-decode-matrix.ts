@@ -120,8 +120,9 @@ export type MatrixDecodeConstants = NonNullable<ReturnType<typeof matrixDecodeCo
 export function matrixDecodeWorkgroupBytes(c: MatrixDecodeConstants, tileBytes: number, step: MatrixStep): number {
   // K and V tiles, P' hi/lo; the hardware step also stages Q̃ hi/lo (the software step splits on use)
   const tileElements = 2 * c.TILE_TOKENS * c.TILE_STRIDE + 2 * c.TILE_TOKENS * c.MAT_N + (step === 'hardware' ? 2 * c.MAT_N * c.HEAD_DIM : 0);
-  // rot_buf, s_tile, o_tile, scale/min pairs, per-head scalars, head_state (vec3 → 4 floats), flag, length
-  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.TILE_TOKENS * c.MAT_N + c.HEAD_DIM * c.MAT_N + 4 * c.TILE_TOKENS + 4 * c.MAT_N + 4 * c.MAT_N + 2;
+  // rot_buf, s_tile, o_tile, k/v scale-min pairs, 4 per-head scalars, head_state (vec4), head_ml (vec2),
+  // flag, length
+  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.TILE_TOKENS * c.MAT_N + c.HEAD_DIM * c.MAT_N + 4 * c.TILE_TOKENS + 4 * c.MAT_N + 4 * c.MAT_N + 2 * c.HEADS_PER_WG + 2;
   return Math.ceil((tileElements * tileBytes) / 4) * 4 + floats * 4;
 }
 

@@ -110,13 +110,10 @@ function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
 }
 
 /**
- * Which decode kernel serves a shape: the subgroup kernel needs subgroups and a lane format (INT4,
- * FP16); everything else runs the workgroup-memory kernel.
- */
-/**
  * The kernel a shape runs: `shape.kernel` when given (checked: the subgroup kernel needs subgroups
- * and a lane format, the matrix kernel a tile format), else INT4 on matrix hardware where the device
- * has a usable configuration, else the subgroup kernel where it can run, else the workgroup kernel.
+ * and a lane format, the matrix kernel a tile format), else the subgroup kernel where it can run
+ * (INT4, FP16 with subgroups), else the workgroup-memory kernel. The matrix kernel is never the
+ * automatic choice: slower than the subgroup kernel on the H200 (docs/tuning.md).
  */
 export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix'>): DecodeKernelKind {
   const method = shape.layout.method;
@@ -230,7 +227,8 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
 
 /** Workgroup memory of a subgroup-kernel variant, in bytes. */
 function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
-  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG;
+  // rot_buf, q sums, length, counters, counts, subgroup maxima, merge rows and sums, head_sums, head_ml
+  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
   return floats * 4;
 }
 
@@ -411,7 +409,7 @@ export function mergeVariant(shape: DecodeShape): ShaderVariant {
 
 /**
  * The merge kernel runs with several splits; with one split it also runs when V was rotated, except
- * after the subgroup kernel, which rotates V back itself then.
+ * after the subgroup and matrix kernels, which rotate V back themselves then (lib/decode-epilogue.wgsl).
  */
 export function needsMerge(plan: SplitPlan, shape: Pick<DecodeShape, 'rotateOut'>, kind: DecodeKernelKind): boolean {
   return plan.numSplits > 1 || (shape.rotateOut && kind === 'workgroup');
@@ -438,10 +436,8 @@ export interface DecodeBuffers {
   mergeParams: GPUBuffer;
 }
 
+/** A bound decode plan (the plan itself says what runs). */
 export interface PreparedDecode {
-  plan: SplitPlan;
-  /** The kernel's pipeline key (names kernel, format, step and matrix configuration). */
-  detail: string;
   encode(pass: GPUComputePassEncoder): void;
 }
 
@@ -480,8 +476,6 @@ export async function prepareDecode(ctx: GpuContext, plan: DecodePlan, shape: De
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
   const [x, y, z] = plan.grid;
   return {
-    plan: plan.splits,
-    detail: plan.variant.key,
     encode(pass) {
       pass.setPipeline(decode);
       pass.setBindGroup(0, decodeGroup);
