@@ -24,8 +24,9 @@
 // Per tile of TILE_TOKENS tokens (workgroup-uniform loop, 4 barriers):
 //   0. once: the queries, rotated when K is, scaled per head by a power of two; matrix_stage_queries()
 //      turns them into the step's hi/lo operands;
-//   1. stage: the previous step's loads (K and V rows of the tile, scale/min words) are converted to
-//      TileScalar (f16, or f32 holding f16 values) into k_tile / v_tile; the next tile's loads issued;
+//   1. stage: the previous step's loads (K and V rows of the tile, scale/min words) become TileScalar
+//      values (f16, or f32 holding f16 values; bit operations, no conversions) in k_tile / v_tile, in
+//      the format's tile order (tile_position / tile_channel); the next tile's loads issued;
 //   2. matrix_scores(): Sᵀ into s_tile (f32);
 //   3. lanes h < HEADS_PER_WG each finish one head's column: scores, the online-softmax reference
 //      maximum (moved only when a score passes it by RESCALE_SLACK), the P' factor 2^f (P' = p·scale·2^f
@@ -38,9 +39,9 @@
 //
 // The matrix step comes from lib/matrix-step-subgroup.wgsl (subgroup matrices) or, where the adapter
 // has none, lib/matrix-step-software.wgsl (the same tiles and hi/lo split, multiplied by plain loops:
-// what CI runs); the format from lib/kv-tile-int4.wgsl or lib/kv-tile-fp16.wgsl. The host declares
-// `alias TileScalar` (f16 with shader-f16, else f32), `fn tile_round(x: f32) -> TileScalar` (x rounded
-// to f16, held as a TileScalar) and the constants below.
+// what CI runs); the format from lib/kv-tile-int4.wgsl or lib/kv-tile-fp16.wgsl; TileScalar (f16 with
+// shader-f16, else f32 holding f16 values), tile_round, half_pair and code_pair from
+// lib/tile-scalar-f16.wgsl or lib/tile-scalar-f32.wgsl. The host declares the constants below.
 //
 // Constants from src/kernels/paged-decode-matrix.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS,
 // PAGE_WORDS, SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS,
@@ -54,12 +55,12 @@
 // DecodeParams and the bindings: lib/decode-io.wgsl (CacheChunk = vec4<u32>).
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;       // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
-var<workgroup> k_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, channel] codes or halves
-var<workgroup> v_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, channel]
+var<workgroup> k_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, tile position] codes or halves
+var<workgroup> v_tile: array<TileScalar, TILE_TOKENS * TILE_STRIDE>; // [token, tile position]
 var<workgroup> s_tile: array<f32, TILE_TOKENS * MAT_N>;           // [token, head] Q̃·codes of the tile
 var<workgroup> p_hi: array<TileScalar, TILE_TOKENS * MAT_N>;      // [token, head] hi part of P' = p·scale
 var<workgroup> p_lo: array<TileScalar, TILE_TOKENS * MAT_N>;      // [token, head] lo part
-var<workgroup> o_tile: array<f32, HEAD_DIM * MAT_N>;              // [channel, head] Oᵀ when spilled
+var<workgroup> o_tile: array<f32, HEAD_DIM * MAT_N>;              // [tile position, head] Oᵀ
 var<workgroup> k_scale_min: array<vec2<f32>, TILE_TOKENS>;        // (scale, min) of the tile's tokens, (0, 0) past the end
 var<workgroup> v_scale_min: array<vec2<f32>, TILE_TOKENS>;
 var<workgroup> q_factor: array<f32, MAT_N>;                       // scale × 2^e: Q̃ = rotated q · q_factor
@@ -291,7 +292,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
     let h = i / HEAD_DIM;
     let sums = head_state[h];
-    rot_buf[i] = select(o_tile[(i % HEAD_DIM) * MAT_N + h] / sums.w, 0.0, sums.w == 0.0) + sums.z;
+    rot_buf[i] = select(o_tile[tile_position(i % HEAD_DIM) * MAT_N + h] / sums.w, 0.0, sums.w == 0.0) + sums.z;
   }
   workgroupBarrier();
   write_decode_result(lid, seq, first_q_head, split);

@@ -24,7 +24,7 @@ fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
         var lo = 0.0;
         for (var k = 0u; k < MAT_K; k++) {
           let c = f32(k_tile[t * TILE_STRIDE + kb * MAT_K + k]);
-          let q = split_hi_lo(scaled_query(h, kb * MAT_K + k));
+          let q = split_hi_lo(scaled_query(h, tile_channel(kb * MAT_K + k)));
           hi += c * f32(tile_round(q.x));
           lo += c * f32(tile_round(q.y));
         }

@@ -9,17 +9,19 @@ alias CacheLeft = subgroup_matrix_left<f16, MAT_K, MAT_M>;   // MAT_M rows × MA
 alias HeadsRight = subgroup_matrix_right<f16, MAT_N, MAT_K>; // MAT_K rows × MAT_N columns
 alias Accumulator = subgroup_matrix_result<f32, MAT_N, MAT_M>;
 
-var<workgroup> q_hi: array<f16, MAT_N * HEAD_DIM>;  // [head, channel] hi part of Q̃ (padding heads 0)
-var<workgroup> q_lo: array<f16, MAT_N * HEAD_DIM>;  // [head, channel] lo part
+var<workgroup> q_hi: array<f16, MAT_N * HEAD_DIM>;  // [head, tile position] hi part of Q̃ (padding heads 0)
+var<workgroup> q_lo: array<f16, MAT_N * HEAD_DIM>;  // [head, tile position] lo part
 struct MatrixState {
   q_hi_right: array<HeadsRight, Q_BLOCKS>,  // Q̃ᵀ channel blocks, hi part
   q_lo_right: array<HeadsRight, Q_BLOCKS>,
 }
 
-// Q̃ as hi/lo f16 into q_hi / q_lo (rot_buf and q_factor complete).
+// Q̃ as hi/lo f16 into q_hi / q_lo in the cache tiles' channel order (rot_buf and q_factor complete).
 fn matrix_stage_queries(lid: u32) {
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    let parts = split_hi_lo(scaled_query(i / HEAD_DIM, i % HEAD_DIM));
+    let h = i / HEAD_DIM;
+    let p = i % HEAD_DIM;
+    let parts = split_hi_lo(scaled_query(h, tile_channel(p)));
     q_hi[i] = tile_round(parts.x);
     q_lo[i] = tile_round(parts.y);
   }

@@ -12,6 +12,8 @@ import matrixStepSubgroupWgsl from '../../shaders/lib/matrix-step-subgroup.wgsl?
 import matrixStepSoftwareWgsl from '../../shaders/lib/matrix-step-software.wgsl?raw';
 import fp16TileWgsl from '../../shaders/lib/kv-tile-fp16.wgsl?raw';
 import int4TileWgsl from '../../shaders/lib/kv-tile-int4.wgsl?raw';
+import tileScalarF16Wgsl from '../../shaders/lib/tile-scalar-f16.wgsl?raw';
+import tileScalarF32Wgsl from '../../shaders/lib/tile-scalar-f32.wgsl?raw';
 import type { KvMethod } from '../layout';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import type { ShaderVariant } from './pipeline-cache';
@@ -158,9 +160,7 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
         constants: c,
         sources: [
           'alias CacheChunk = vec4<u32>;',
-          f16Tiles
-            ? 'alias TileScalar = f16;\nfn tile_round(x: f32) -> f16 { return f16(x); }'
-            : 'alias TileScalar = f32;\nfn tile_round(x: f32) -> f32 { return quantizeToF16(x); }',
+          f16Tiles ? tileScalarF16Wgsl : tileScalarF32Wgsl,
           WGSL_LIBRARIES.decodeIo,
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.decodeEpilogue,
