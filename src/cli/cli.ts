@@ -4,13 +4,15 @@
  * prints the adapter it opened to stderr, maps errors to exit codes and always leaves through
  * process.exit after destroying the device (Dawn keeps the process alive otherwise).
  *
- * Exit codes: 0 success; 1 GPU or internal failure; 2 bad arguments, input or metadata.
+ * Exit codes: 0 success; 1 GPU or internal failure (the stack only with --debug); 2 bad arguments,
+ * input or metadata (one line, never a stack).
  */
 import { KvCacheFullError } from '../cache/page-allocator';
 import { KvConfigError } from '../cache/paged-kv-cache';
 import { describeGpu, GpuError, OPTIONAL_FEATURES, type GpuContext } from '../gpu/gpu-context';
 import { NODE_ADAPTERS, openNodeGpu, type NodeAdapterChoice, type NodeGpuOptions } from '../gpu/node-gpu';
 import { TensorFileError } from '../io/safetensors';
+import { CliInputError } from './output-file';
 import { COMMANDS, type CliCommand, type CliEnv } from './commands';
 
 const ADAPTERS = NODE_ADAPTERS;
@@ -27,6 +29,7 @@ const GLOBAL_FLAGS: ReadonlyArray<readonly [string, string]> = [
   [`--adapter ${ADAPTERS.join('|')}`, "auto (default): this machine's GPU if usable, else SwiftShader; lavapipe: Mesa's CPU driver (shader-f16)"],
   ['--disable-feature NAME', `leave an optional WebGPU feature off (repeatable): ${OPTIONAL_FEATURES.join(', ')}`],
   ['--no-unsafe-dawn', 'open Dawn without allow_unsafe_apis,vulkan_enable_f16_on_nvidia (no tensor cores, no f16 on NVIDIA)'],
+  ['--debug', 'print the stack of a GPU or internal failure'],
   ['-h, --help', "this text; '<command> --help' for a command's flags"],
 ];
 const FLAG_WIDTH = Math.max(...GLOBAL_FLAGS.map(([flag]) => flag.length));
@@ -75,6 +78,10 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
       unsafeFeatures = false;
       continue;
     }
+    if (arg === '--debug') {
+      debug = true;
+      continue;
+    }
     const match = /^(--adapter|--disable-feature)(?:=(.*))?$/.exec(arg);
     if (!match) {
       rest.push(arg);
@@ -110,12 +117,28 @@ function describeFailure(name: string, err: unknown): { code: number; text: stri
     const synopsis = COMMANDS[name]?.usage.split('\n')[0] ?? '';
     return { code: EXIT_USAGE, text: `${name}: ${(err as Error).message}\n${synopsis}\n(${name} --help describes its flags)` };
   }
-  if (err instanceof KvConfigError || err instanceof TensorFileError || err instanceof KvCacheFullError) {
-    return { code: EXIT_USAGE, text: `${name}: ${err.message}` };
+  if (err instanceof KvConfigError || err instanceof TensorFileError || err instanceof KvCacheFullError || err instanceof CliInputError) {
+    return { code: EXIT_USAGE, text: `${name}: ${oneLine(err.message)}` };
   }
-  if (err instanceof GpuError) return { code: EXIT_FAILURE, text: `${name}: GPU failure (${err.kind}): ${err.message}` };
-  const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  return { code: EXIT_FAILURE, text: `${name}: internal error: ${text}` };
+  if (err instanceof GpuError) return { code: EXIT_FAILURE, text: `${name}: GPU failure (${err.kind}): ${oneLine(err.message)}${debugHint(err)}` };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: EXIT_FAILURE, text: `${name}: internal error: ${oneLine(message)}${debugHint(err)}` };
+}
+
+/** Longest message line the CLI prints (hostile inputs can make messages of megabytes). */
+const MAX_MESSAGE_CHARS = 2000;
+
+/** The first line of `message`, cut to MAX_MESSAGE_CHARS. */
+function oneLine(message: string): string {
+  const first = message.split('\n')[0];
+  return first.length > MAX_MESSAGE_CHARS ? `${first.slice(0, MAX_MESSAGE_CHARS)}… (${first.length} characters)` : first;
+}
+
+/** With --debug the stack follows the message; without, a hint that it exists. */
+let debug = false;
+function debugHint(err: unknown): string {
+  if (!(err instanceof Error) || err.stack === undefined) return '';
+  return debug ? `\n${err.stack}` : '\n(run again with --debug for the stack)';
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -182,7 +205,7 @@ async function main(argv: readonly string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    process.stderr.write(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(`internal error: ${err instanceof Error ? (debug ? (err.stack ?? err.message) : err.message) : String(err)}\n`);
     process.exit(EXIT_FAILURE);
   },
 );

@@ -4,7 +4,8 @@
  * global flags (--adapter, --disable-feature, --help), opening and destroying the device, printing
  * the adapter, and turning thrown errors into exit codes:
  *
- *   KvConfigError, KvCacheFullError, TensorFileError, node:util parseArgs errors → 2 (bad input)
+ *   KvConfigError, KvCacheFullError, TensorFileError, CliInputError (src/cli/output-file.ts),
+ *   node:util parseArgs errors                                                   → 2 (bad input)
  *   GpuError and anything else                                                   → 1 (failure)
  *
  * @example a new command (src/cli/bench.ts), then `bench: benchCommand,` below:
