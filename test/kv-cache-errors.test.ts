@@ -20,6 +20,10 @@ describe('configuration errors (no GPU work)', () => {
     ['page size out of range', { pageSize: 4 }, /pageSize must be an integer in \[8, 128\]/],
     ['rotateV without rotation', { method: 'int4', rotateV: true }, /rotateV needs method int4-hadamard/],
     ['no pages', { numPages: 0 }, /numPages must be an integer/],
+    ['a pool of a billion pages (refused before any allocation)', { numPages: 1e9 }, /numPages must be an integer in \[1, 67108864\], got 1000000000/],
+    ['negative sign seed', { hadamardSignSeed: -1 }, /hadamardSignSeed must be an integer in \[0, 4294967295\], got -1/],
+    ['fractional sign seed', { hadamardSignSeed: 1.5 }, /hadamardSignSeed must be an integer.*got 1.5/],
+    ['fractional page shuffle seed', { pageShuffleSeed: 0.5 }, /pageShuffleSeed must be an integer/],
   ];
   for (const [name, patch, message] of cases) {
     it(name, () => {
@@ -63,6 +67,31 @@ describe('runtime errors change nothing', () => {
     const empty = cache.createSequence();
     await expect(cache.attention([empty], new Float32Array(4 * 64))).rejects.toThrow(/sequence \d+ is empty/);
     await expect(cache.attention([a], new Float32Array(256), { scale: NaN })).rejects.toThrow(/scale must be finite/);
+    cache.destroy();
+  });
+
+  it('NaN or Inf in K or V: refused naming sequence, token, kv head and channel; nothing reserved or written', async () => {
+    const { cache, a, b, rng, before, snapshot } = await filledCache();
+    for (const [bad, where] of [[Number.NaN, 'k'], [Infinity, 'v'], [-Infinity, 'k']] as const) {
+      const k = rng.normalArray(5 * 128);
+      const v = rng.normalArray(5 * 128);
+      // row 3 of the input = token 1 of b (a takes 2 tokens first), kv head 1, channel 7
+      (where === 'k' ? k : v)[3 * 128 + 64 + 7] = bad;
+      await expect(cache.append([a, b], [2, 3], k, v)).rejects.toThrow(new RegExp(`append: ${where} is ${String(bad)} at sequence ${b}, token 6, kv head 1, channel 7 \\(row 3 of the input\\)`));
+    }
+    expect(cache.allocator.snapshot()).toEqual(snapshot);
+    expect(await cache.readCacheWords()).toEqual(before);
+    cache.destroy();
+  });
+
+  it('a write that fails after its reservation gives the slots back (unreserve restores the allocator exactly)', async () => {
+    const { cache, a, b, snapshot } = await filledCache();
+    const prepared = await cache.prepareAppend([a, b], [6, 4]); // b takes the last free page
+    expect([cache.contextLength(a), cache.contextLength(b), cache.allocator.freePageCount]).toEqual([16, 9, 0]);
+    prepared.unreserve();
+    prepared.unreserve(); // idempotent
+    prepared.destroy();
+    expect(cache.allocator.snapshot()).toEqual(snapshot);
     cache.destroy();
   });
 

@@ -4,6 +4,7 @@ import {
   MAX_PAGE_SIZE,
   PageAllocator,
   UNUSED_PAGE_ID,
+  UnknownSequenceError,
 } from '../src/cache/page-allocator';
 import type { PageAllocatorSnapshot, SlotMapping } from '../src/cache/page-allocator';
 import { SeededRandom } from '../src/reference/random';
@@ -182,6 +183,31 @@ describe('PageAllocator construction', () => {
       expect(() => new PageAllocator(8, pageSize)).toThrow(/pageSize/);
     }
     expect(() => new PageAllocator(8, 16, { shuffleSeed: 0.5 })).toThrow(/shuffleSeed/);
+    // a billion pages: refused at once (it used to exhaust the V8 heap building the free list)
+    expect(() => new PageAllocator(1e9, 16)).toThrow(/numPages must be an integer in \[1, 67108864\]/);
+  });
+
+  it('unknown and freed ids throw UnknownSequenceError', () => {
+    const alloc = new PageAllocator(4, 8);
+    const seq = alloc.createSequence();
+    alloc.freeSequence(seq);
+    expect(() => alloc.contextLength(seq)).toThrow(UnknownSequenceError);
+    expect(() => alloc.contextLength(seq)).toThrow(/sequence 0 is freed/);
+    expect(() => alloc.reserveTokens(7, 1)).toThrow(/sequence 7 is unknown/);
+  });
+
+  it('unreserveTokens undoes reservations newest first, free-list order included', () => {
+    const alloc = new PageAllocator(16, 4, { shuffleSeed: 9 });
+    const a = alloc.createSequence();
+    const b = alloc.createSequence();
+    alloc.reserveTokens(a, 6);
+    const before = alloc.snapshot();
+    alloc.reserveTokens(a, 7);
+    alloc.reserveTokens(b, 9);
+    alloc.unreserveTokens(b, 9);
+    alloc.unreserveTokens(a, 7);
+    expect(alloc.snapshot()).toEqual(before);
+    expect(() => alloc.unreserveTokens(a, 7)).toThrow(/holds 6 tokens; cannot undo 7/);
   });
 
   it('accepts the extremes of the page-size range and a one-page pool', () => {

@@ -31,6 +31,19 @@ export const MAX_PAGE_SIZE = 128;
 export const UNUSED_PAGE_ID = 0xffffffff;
 /** Largest pool: page ids must stay below the `UNUSED_PAGE_ID` sentinel. */
 export const MAX_NUM_PAGES = UNUSED_PAGE_ID;
+/**
+ * Most pages one pool may have: 2^26 (a billion tokens at page 16; the free list alone is 256 MiB of
+ * host memory). Larger requests are refused before anything is allocated.
+ */
+export const MAX_POOL_PAGES = 1 << 26;
+
+/** A sequence id the allocator does not hold (never created, or freed). */
+export class UnknownSequenceError extends RangeError {
+  constructor(readonly seqId: number, readonly reason: 'unknown' | 'freed', liveSequences: number) {
+    super(`sequence ${seqId} is ${reason} (live sequences: ${liveSequences})`);
+    this.name = 'UnknownSequenceError';
+  }
+}
 
 /** Options for `PageAllocator`. */
 export interface PageAllocatorOptions {
@@ -134,8 +147,8 @@ export class PageAllocator {
    * @param pageSize tokens per page, integer in [MIN_PAGE_SIZE, MAX_PAGE_SIZE]
    */
   constructor(numPages: number, pageSize: number, options: PageAllocatorOptions = {}) {
-    if (!Number.isInteger(numPages) || numPages < 1 || numPages >= MAX_NUM_PAGES) {
-      throw new RangeError(`numPages must be an integer in [1, ${MAX_NUM_PAGES}), got ${numPages}`);
+    if (!Number.isInteger(numPages) || numPages < 1 || numPages > MAX_POOL_PAGES) {
+      throw new RangeError(`numPages must be an integer in [1, ${MAX_POOL_PAGES}], got ${numPages}`);
     }
     if (!Number.isInteger(pageSize) || pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE) {
       throw new RangeError(
@@ -149,9 +162,9 @@ export class PageAllocator {
     this.numPages = numPages;
     this.pageSize = pageSize;
     // Stored reversed so that, unshuffled, pages come out as 0, 1, 2, ...
-    const order = Array.from({ length: numPages }, (_, i) => numPages - 1 - i);
-    if (shuffleSeed !== undefined) new SeededRandom(shuffleSeed).shuffle(order);
-    this.freeStack = Uint32Array.from(order);
+    this.freeStack = new Uint32Array(numPages);
+    for (let i = 0; i < numPages; i++) this.freeStack[i] = numPages - 1 - i;
+    if (shuffleSeed !== undefined) new SeededRandom(shuffleSeed).shuffle(this.freeStack);
     this.freeTop = numPages;
   }
 
@@ -253,6 +266,21 @@ export class PageAllocator {
     return { pageIds, offsets, positions };
   }
 
+  /**
+   * Undoes the last `count` tokens reserved for a sequence (a write that failed after its
+   * reservation): context length back, and the pages the reservation took pushed back in reverse, so
+   * the free list is exactly as before (snapshot() equal). Undo several reservations newest first.
+   */
+  unreserveTokens(seqId: number, count: number): void {
+    checkCount(count);
+    const seq = this.getSequence(seqId);
+    if (count > seq.contextLength) throw new RangeError(`sequence ${seqId} holds ${seq.contextLength} tokens; cannot undo ${count}`);
+    seq.contextLength -= count;
+    this.totalTokens -= count;
+    const keep = Math.ceil(seq.contextLength / this.pageSize);
+    while (seq.pages.length > keep) this.freeStack[this.freeTop++] = seq.pages.pop()!;
+  }
+
   /** Token-slot and page occupancy of the pool. */
   utilisation(): PageUtilisation {
     const usedPages = this.usedPageCount;
@@ -317,7 +345,7 @@ export class PageAllocator {
     const seq = this.sequences.get(seqId);
     if (seq === undefined) {
       const reason = Number.isInteger(seqId) && seqId >= 0 && seqId < this.nextSeqId ? 'freed' : 'unknown';
-      throw new Error(`sequence ${seqId} is ${reason} (live sequences: ${this.sequences.size})`);
+      throw new UnknownSequenceError(seqId, reason, this.sequences.size);
     }
     return seq;
   }

@@ -22,7 +22,7 @@ import { decodeParams, mergeParams, prepareDecode, type DecodeShape, type Prepar
 import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
-import { KvCacheFullError, PageAllocator } from './page-allocator';
+import { KvCacheFullError, MAX_POOL_PAGES, PageAllocator } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
 export const MAX_HEAD_DIM = 256;
@@ -53,6 +53,22 @@ export type ResolvedKvCacheConfig = Required<Omit<KvCacheConfig, 'pageShuffleSee
   hadamardSignSeed: number | null;
 };
 
+/** Largest Hadamard sign seed and page-shuffle seed: seeds are u32 (SeededRandom). */
+export const MAX_SIGN_SEED = 0xffffffff;
+
+/**
+ * A bound cache write: fill kInput/vInput ([numTokens, Hkv, D] f32), encode, destroy. Its slots are
+ * reserved; `unreserve` gives them back when the write could not run (the cache is as before).
+ */
+export interface PreparedAppend {
+  numTokens: number;
+  kInput: GPUBuffer;
+  vInput: GPUBuffer;
+  encode(pass: GPUComputePassEncoder): void;
+  unreserve(): void;
+  destroy(): void;
+}
+
 /** A configuration or input the cache cannot take; thrown before any GPU work. */
 export class KvConfigError extends Error {
   constructor(message: string) {
@@ -81,7 +97,7 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
   }
   const pageSize = config.pageSize ?? DEFAULT_PAGE_SIZE;
   requireInt('pageSize', pageSize, MIN_PAGE_SIZE, MAX_PAGE_SIZE);
-  requireInt('numPages', config.numPages, 1);
+  requireInt('numPages', config.numPages, 1, MAX_POOL_PAGES);
   const hadamardBlock = config.hadamardBlock ?? defaultHadamardBlock(config.headDim);
   const rotating = config.method === 'int4-hadamard';
   if (rotating) {
@@ -95,6 +111,8 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
   if (config.rotateV && !rotating) throw new KvConfigError(`rotateV needs method int4-hadamard (method is ${config.method})`);
   const seed = config.hadamardSignSeed ?? null;
   if (seed !== null && !rotating) throw new KvConfigError(`hadamardSignSeed needs method int4-hadamard (method is ${config.method})`);
+  if (seed !== null) requireInt('hadamardSignSeed', seed, 0, MAX_SIGN_SEED);
+  if (config.pageShuffleSeed !== undefined) requireInt('pageShuffleSeed', config.pageShuffleSeed, 0, MAX_SIGN_SEED);
   return {
     method: config.method,
     headDim: config.headDim,
@@ -217,14 +235,44 @@ export class PagedKvCache {
     const numTokens = counts.reduce((a, b) => a + (Number.isInteger(b) ? b : NaN), 0);
     this.checkRows('k', k, numTokens);
     this.checkRows('v', v, numTokens);
+    this.checkFinite('k', k, seqIds, counts);
+    this.checkFinite('v', v, seqIds, counts);
     const prepared = await this.prepareAppend(seqIds, counts);
     try {
       writeFloats(this.ctx.device, prepared.kInput, k);
       writeFloats(this.ctx.device, prepared.vInput, v);
       await withGpuErrors(this.ctx.device, 'cache write', () => this.submit((pass) => prepared.encode(pass)));
+    } catch (err) {
+      prepared.unreserve();
+      throw err;
     } finally {
       prepared.destroy();
     }
+  }
+
+  /**
+   * Refuses a NaN or ±Inf in new K/V rows, naming the sequence, its token position, the kv head and the
+   * channel: a quantized format would store it as finite codes and attention would come back finite
+   * and wrong (the scale of the row is NaN or Inf, every other row of the head is unaffected).
+   */
+  private checkFinite(name: string, rows: Float32Array, seqIds: number[], counts: number[]): void {
+    let bad = -1;
+    for (let i = 0; i < rows.length; i++) {
+      if (!Number.isFinite(rows[i])) {
+        bad = i;
+        break;
+      }
+    }
+    if (bad < 0) return;
+    const { numKvHeads, headDim } = this.config;
+    const token = Math.floor(bad / (numKvHeads * headDim));
+    let first = 0;
+    let s = 0;
+    while (s < counts.length - 1 && token >= first + counts[s]) first += counts[s++];
+    const position = this.allocator.contextLength(seqIds[s]) + (token - first);
+    throw new KvConfigError(
+      `append: ${name} is ${rows[bad]} at sequence ${seqIds[s]}, token ${position}, kv head ${Math.floor(bad / headDim) % numKvHeads}, channel ${bad % headDim} (row ${token} of the input); K/V values must be finite (nothing was written)`,
+    );
   }
 
   private checkRows(name: string, rows: Float32Array, numTokens: number): void {
@@ -239,7 +287,7 @@ export class PagedKvCache {
    * caller fills `kInput`/`vInput` ([N, Hkv, D] f32) and encodes. Throws KvCacheFullError (nothing
    * reserved) when the pool is short.
    */
-  async prepareAppend(seqIds: number[], counts: number[]): Promise<{ numTokens: number; kInput: GPUBuffer; vInput: GPUBuffer; encode(pass: GPUComputePassEncoder): void; destroy(): void }> {
+  async prepareAppend(seqIds: number[], counts: number[]): Promise<PreparedAppend> {
     this.checkAlive();
     if (seqIds.length !== counts.length) throw new KvConfigError(`append: ${seqIds.length} sequences but ${counts.length} counts`);
     if (new Set(seqIds).size !== seqIds.length) throw new KvConfigError('append: a sequence appears twice; pass each once with its total count');
@@ -255,25 +303,44 @@ export class PagedKvCache {
       const fit = seqIds.length === 1 ? this.allocator.maxReservableTokens(seqIds[0]) : this.allocator.freePageCount * this.config.pageSize;
       throw new KvCacheFullError(seqId, numTokens, pagesNeeded, this.allocator.freePageCount, fit);
     }
-    const slots = new Uint32Array(Math.max(1, numTokens));
+    // Everything that can fail (buffers, the pipeline) comes before the reservation.
+    const ctx = this.ctx;
+    const slots = new Uint32Array(Math.max(1, numTokens));  // [numTokens] page · pageSize + offset
+    const buffers: GPUBuffer[] = [];
+    let write: Awaited<ReturnType<typeof prepareCacheWrite>>;
+    try {
+      const kInput = storageBuffer(ctx, 'append K', inputBytes);
+      buffers.push(kInput);
+      const vInput = storageBuffer(ctx, 'append V', inputBytes);
+      buffers.push(vInput);
+      const slotBuffer = storageBufferFrom(ctx, 'append slots', slots);
+      buffers.push(slotBuffer);
+      const params = uniformBufferFrom(ctx, 'append params', writeParams(numTokens, this.signBitWords));
+      buffers.push(params);
+      const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null };
+      write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params }, numTokens);
+    } catch (err) {
+      buffers.forEach((b) => b.destroy());
+      throw err;
+    }
     let next = 0;
     seqIds.forEach((id, i) => {
       const mapping = this.allocator.reserveTokens(id, counts[i]);
       for (let t = 0; t < mapping.pageIds.length; t++) slots[next++] = mapping.pageIds[t] * this.config.pageSize + mapping.offsets[t];
     });
-    const ctx = this.ctx;
-    const kInput = storageBuffer(ctx, 'append K', inputBytes);
-    const vInput = storageBuffer(ctx, 'append V', inputBytes);
-    const slotBuffer = storageBufferFrom(ctx, 'append slots', slots);
-    const params = uniformBufferFrom(ctx, 'append params', writeParams(numTokens, this.signBitWords));
-    const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null };
-    const write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params }, numTokens);
+    ctx.device.queue.writeBuffer(buffers[2], 0, slots);
+    let reserved = true;
     return {
       numTokens,
-      kInput,
-      vInput,
+      kInput: buffers[0],
+      vInput: buffers[1],
       encode: (pass) => write.encode(pass),
-      destroy: () => [kInput, vInput, slotBuffer, params].forEach((b) => b.destroy()),
+      unreserve: () => {
+        if (!reserved) return;
+        reserved = false;
+        for (let i = seqIds.length - 1; i >= 0; i--) this.allocator.unreserveTokens(seqIds[i], counts[i]);
+      },
+      destroy: () => buffers.forEach((b) => b.destroy()),
     };
   }
 

@@ -68,8 +68,8 @@ export class SeededRandom {
     return (this.nextU32() & 1) === 0 ? 1 : -1;
   }
 
-  /** Fisher–Yates shuffle in place; returns the array. */
-  shuffle<T>(items: T[]): T[] {
+  /** Fisher–Yates shuffle in place; returns the array (a plain or typed array). */
+  shuffle<A extends { length: number; [i: number]: unknown }>(items: A): A {
     for (let i = items.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
       const tmp = items[i];
