@@ -3,8 +3,8 @@
  * through the real kernels on a synthetic workload or on KV data from files, prints a table, and
  * writes the JSON report. Registered in src/cli/commands.ts as `accuracy: accuracyCommand`.
  */
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runAccuracy, type AccuracyReport, type AccuracyWorkload } from '../accuracy/accuracy-lab';
 import { DEFAULT_QUERY_GROUP, KV_FILE_LAYOUTS, loadKvNpy, loadKvSafetensors, type KvFileLayout } from '../accuracy/kv-file';
@@ -12,6 +12,8 @@ import { METHOD_GROUPS, methodFitsHeadDim, resolveMethods, UnknownMethodError, t
 import { DEFAULT_PAGE_SIZE } from '../layout';
 import { generateWorkload, isWorkloadKind, WORKLOAD_KINDS, type WorkloadKind } from '../workloads/synthetic';
 import type { CliCommand } from './commands';
+import { checkOutputFile, writeFileAtomic } from './output-file';
+import { hostMemoryLimit, MAX_ARRAY_BYTES, requireWithin } from './size-limits';
 
 /** Attention shapes of common models (one layer): query heads, kv heads, head_dim. */
 export const MODEL_PRESETS: Readonly<Record<string, { numQueryHeads: number; numKvHeads: number; headDim: number; note: string }>> = {
@@ -61,6 +63,25 @@ function positiveInt(flag: string, text: string | undefined, fallback: number): 
   if (text === undefined) return fallback;
   const value = Number(text);
   return /^\d+$/.test(text) && Number.isSafeInteger(value) && value >= 1 ? value : `--${flag} ${JSON.stringify(text)}: expected an integer ≥ 1`;
+}
+
+/**
+ * Host bytes per K (or V) element of a synthetic accuracy run: K and V as f32, their stored
+ * (dequantized) f64 copies per method, the f64 references and outputs (measured order of magnitude,
+ * rounded up).
+ */
+const ACCURACY_HOST_BYTES_PER_ELEMENT = 48;
+
+/** Refuses a synthetic workload this machine cannot hold (CliInputError: needs, limit, what fits). */
+function checkSyntheticSize(seqs: number, context: number, preset: { numKvHeads: number; headDim: number }): void {
+  const elementsPerToken = preset.numKvHeads * preset.headDim;
+  const limits = [
+    { what: 'one f64 array of K', bytesPerToken: elementsPerToken * 8, limit: MAX_ARRAY_BYTES, name: "Node's largest array" },
+    { what: 'K, V, their copies and references', bytesPerToken: elementsPerToken * 2 * ACCURACY_HOST_BYTES_PER_ELEMENT, limit: hostMemoryLimit(), name: "half of this machine's memory" },
+  ];
+  const maxTokens = Math.min(...limits.map((l) => Math.floor(l.limit / l.bytesPerToken)));
+  const suggestion = maxTokens >= context ? `--seqs ${Math.floor(maxTokens / context)} or fewer at --context ${context}` : `--context ${Math.max(1, maxTokens)} or fewer at --seqs 1`;
+  for (const l of limits) requireWithin(`--seqs ${seqs} × --context ${context} (${l.what})`, seqs * context * l.bytesPerToken, l.limit, l.name, suggestion);
 }
 
 /** Reads KV data from --file (safetensors, or a folder / k.npy with sibling .npy files). */
@@ -146,10 +167,7 @@ export const accuracyCommand: CliCommand = {
       if (typeof parsed === 'string') return usageError(parsed);
       ints[flag] = parsed;
     }
-    if (values.json !== undefined) {
-      const dir = dirname(resolve(values.json));
-      if (!existsSync(dir) || !statSync(dir).isDirectory()) return usageError(`--json ${values.json}: folder ${dir} does not exist`);
-    }
+    if (values.json !== undefined) checkOutputFile('--json', values.json);
 
     let workload: AccuracyWorkload;
     if (values.file !== undefined) {
@@ -169,6 +187,7 @@ export const accuracyCommand: CliCommand = {
       const presetName = values.preset ?? DEFAULTS.preset;
       if (!Object.hasOwn(MODEL_PRESETS, presetName)) return usageError(`--preset ${JSON.stringify(presetName)}: expected one of ${Object.keys(MODEL_PRESETS).join(', ')}`);
       const preset = MODEL_PRESETS[presetName];
+      checkSyntheticSize(ints.seqs, ints.context, preset);
       workload = generateWorkload({
         kind: kind as WorkloadKind,
         numQueryHeads: preset.numQueryHeads,
@@ -193,7 +212,7 @@ export const accuracyCommand: CliCommand = {
     });
     process.stdout.write(`${formatAccuracyTable(report)}\n`);
     if (values.json !== undefined) {
-      writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileAtomic(values.json, `${JSON.stringify(report, null, 2)}\n`);
       process.stderr.write(`accuracy: wrote ${values.json}\n`);
     }
     return 0;

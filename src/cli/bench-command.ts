@@ -5,7 +5,7 @@
  *   bench --quick
  *   bench --preset llama-3.1-8b --methods fp16,int4,int4-hadamard --batch 1,8,64 --context 512,4096 --json out.json
  */
-import { writeFile } from 'node:fs/promises';
+import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
 import { openNodeGpu } from '../gpu/node-gpu';
 import {
   BENCH_METHODS, DEFAULT_SWEEP, findPreset, isBenchMethod, PRESET_NAMES, QUICK_PROBE_BYTES, QUICK_SWEEP, QUICK_TIMING,
@@ -200,6 +200,15 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
       io.err(`bench: ${e.message}\n\nusage: ${USAGE}`);
       return 2;
     }
+    if (parsed.jsonPath) {
+      try {
+        checkOutputFile('--json', parsed.jsonPath);
+      } catch (e) {
+        if (!(e instanceof CliInputError)) throw e;
+        io.err(`bench: ${e.message}`);
+        return 2;
+      }
+    }
     const gpu = env ? await env.gpu() : await openNodeGpu();
     try {
       const points = sweepPoints(parsed.sweep);
@@ -217,7 +226,7 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
       const report = buildBenchReport(gpu, run, { quick: parsed.quick });
       io.out(formatBenchTable(report));
       if (parsed.jsonPath) {
-        await writeFile(parsed.jsonPath, `${reportToJson(report)}\n`);
+        writeFileAtomic(parsed.jsonPath, `${reportToJson(report)}\n`);
         io.err(`bench: wrote ${parsed.jsonPath}`);
       }
       return report.points.some((p) => p.status === 'failed') ? 1 : 0;

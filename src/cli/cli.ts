@@ -84,6 +84,14 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
     }
     const match = /^(--adapter|--disable-feature)(?:=(.*))?$/.exec(arg);
     if (!match) {
+      // `--context -5`: node:util parseArgs calls a value that starts with '-' "ambiguous"; a negative
+      // number is a value, so pass it as --context=-5 and let the command say what range it takes.
+      const next = argv[i + 1];
+      if (/^--[^=]+$/.test(arg) && next !== undefined && /^-(\d|\.\d|Infinity|NaN)/.test(next)) {
+        rest.push(`${arg}=${next}`);
+        i++;
+        continue;
+      }
       rest.push(arg);
       continue;
     }

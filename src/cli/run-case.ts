@@ -7,8 +7,9 @@
  *   runCase(ctx, runCase)        GPU: paged cache with shuffled pages, one append per sequence, then
  *                                one attention call over all sequences → out [S, Hq, D] f32
  */
-import { existsSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
+import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KvConfigError, PagedKvCache, resolveKvCacheConfig, type KvCacheConfig } from '../cache/paged-kv-cache';
 import { describeGpu, GpuError, type GpuContext } from '../gpu/gpu-context';
@@ -294,17 +295,6 @@ function usageError(problem: string): number {
   return 2;
 }
 
-/** Writes `bytes` to `path` through a temporary file and a rename, so `path` is whole or untouched. */
-function writeAtomically(path: string, bytes: Uint8Array): void {
-  const temporary = `${path}.${process.pid}.partial`;
-  try {
-    writeFileSync(temporary, bytes);
-    renameSync(temporary, path);
-  } finally {
-    if (existsSync(temporary)) rmSync(temporary);
-  }
-}
-
 export const runCaseCommand: CliCommand = {
   summary: 'run one case file (q, k, v, context_lens) through the paged cache; write the attention output',
   usage: RUN_CASE_USAGE,
@@ -321,9 +311,12 @@ export const runCaseCommand: CliCommand = {
     } catch (err) {
       return usageError(`cannot read --in ${values.in}: ${(err as Error).message}`);
     }
-    const outDir = dirname(outPath);
-    if (!existsSync(outDir) || !statSync(outDir).isDirectory()) return usageError(`--out ${values.out}: folder ${outDir} does not exist`);
-    if (existsSync(outPath) && statSync(outPath).isDirectory()) return usageError(`--out ${values.out} is a folder; expected a file path`);
+    try {
+      checkOutputFile('--out', values.out);
+    } catch (err) {
+      if (err instanceof CliInputError) return usageError(err.message);
+      throw err;
+    }
 
     const parsed = parseRunCase(bytes, basename(values.in));
     const ctx = await env.gpu();
@@ -337,7 +330,7 @@ export const runCaseCommand: CliCommand = {
       { out: { shape: [parsed.numSeqs, parsed.numQueryHeads, parsed.headDim], data: out } },
       { method: parsed.method, adapter: describeGpu(ctx), kernel: kernel ?? 'auto' },
     );
-    writeAtomically(outPath, file);
+    writeFileAtomic(outPath, file);
     process.stderr.write(
       `run-case: ${parsed.method}, ${parsed.numSeqs} sequences, ${parsed.totalTokens} tokens, Hq ${parsed.numQueryHeads}, ` +
         `Hkv ${parsed.numKvHeads}, D ${parsed.headDim}: wrote out [${parsed.numSeqs}, ${parsed.numQueryHeads}, ${parsed.headDim}] to ${values.out}\n`,
