@@ -13,7 +13,7 @@
 //      uniform and the barriers are legal);
 //   3. min/max over the group (per lane, then across the group's lanes through workgroup memory);
 //   4. scale = (max − min)/MAX_CODE and min rounded to f16 (f16_bits: round to nearest even), then
-//      q = quant_code(x, min16, scale16, 1/scale16, MAX_CODE), q = 0 when scale16 = 0 (DESIGN.md §3 per group);
+//      q = quant_code(x, min16, scale16, 1/scale16, MAX_CODE), q = 0 when scale16 = 0 (docs/numeric-contract.md per group);
 //   5. pack: CODE_BITS = 4 → 1 word in NIBBLE ORDER; CODE_BITS = 8 → 2 words in BYTE ORDER
 //      (src/layout.ts); the group's first lane stores pack(scale16, min16) at its group's index.
 // A non-finite input only ever reaches its own group's words and scale/min.

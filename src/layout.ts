@@ -25,7 +25,7 @@
  * BYTE ORDER (int8): word w of a row holds elements 4w..4w+3; element 4w+j sits in byte j, so
  * `unpack4xU8(w)` yields them in order.
  *
- * Every quantized method follows the numeric contract of DESIGN.md §3 per scale group (the whole row,
+ * Every quantized method follows the numeric contract of docs/numeric-contract.md per scale group (the whole row,
  * or INT4_GROUP_SIZE channels for int4-g32): scale = (max − min)/maxCode and min stored as f16,
  * q = clamp(round((x − min16)/scale16), 0, maxCode), x̂ = q·scale16 + min16.
  */

@@ -1,4 +1,4 @@
-/** The cache-write kernels' bytes against the reference encoding (DESIGN.md §3, layout in src/layout.ts). */
+/** The cache-write kernels' bytes against the reference encoding (docs/numeric-contract.md, layout in src/layout.ts). */
 import { describe, expect, it } from 'vitest';
 import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
 import { scaleMinWordIndex, rowWordIndex } from '../src/layout';

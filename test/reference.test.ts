@@ -79,7 +79,7 @@ describe('f16 rounding', () => {
   });
 });
 
-describe('INT4 scheme (DESIGN.md §3)', () => {
+describe('INT4 scheme (docs/numeric-contract.md)', () => {
   it('per-element error ≤ scale/2 (plus f16 rounding of the minimum), codes in 0..15', () => {
     const rng = new SeededRandom(2);
     for (let trial = 0; trial < 200; trial++) {

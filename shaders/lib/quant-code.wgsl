@@ -1,4 +1,4 @@
-// The quantization code of one value (DESIGN.md §3), decided exactly:
+// The quantization code of one value (docs/numeric-contract.md), decided exactly:
 //   q = clamp(round_half_even((x − min16)/scale16), 0, max_code)
 // (x − min16) · (1/scale16) only gives a first guess, within one code of the answer; the exact
 // difference x − min16 (TwoSum: hi + lo) is then compared with the exact rounding thresholds

@@ -8,7 +8,7 @@
  * KV reconstruction SNR and the kernel check below all measure the bytes the GPU actually stored, not
  * a model of them.
  *
- * Metrics of one method (DESIGN.md §3; "per head" = per (sequence, query head), then averaged):
+ * Metrics of one method (docs/numeric-contract.md; "per head" = per (sequence, query head), then averaged):
  *   vsExact / vsFp16   the attention output o against exact float64 attention on the unquantized
  *                      K/V / against the GPU fp16 method's output: relative L2 ‖o − o_ref‖/‖o_ref‖
  *                      (mean and worst per head), cosine similarity (mean and worst per head), max

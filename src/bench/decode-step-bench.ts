@@ -399,7 +399,7 @@ export interface DecodeBenchOptions {
   onProgress?: (done: number, total: number, point: PointResult) => void;
 }
 
-/** The smallest probe DESIGN.md §6 accepts as a roofline. */
+/** The smallest probe docs/design.md, "Measuring" accepts as a roofline. */
 export const DESIGN_PROBE_BYTES = 256 * 2 ** 20;
 /**
  * The probe a full run streams (reduced to the device's limits). Each timed repetition starts and

@@ -1,5 +1,5 @@
 /**
- * GPU timing for the benchmarks (DESIGN.md §6). Runs in Node (Dawn) and in the browser.
+ * GPU timing for the benchmarks (docs/design.md, "Measuring"). Runs in Node (Dawn) and in the browser.
  *
  * One *sample* is one compute pass holding `dispatchesPerSample` repetitions of the work (one call of
  * `encode` = one repetition, which may itself record several dispatches, e.g. decode + split-K

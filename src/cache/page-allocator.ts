@@ -1,5 +1,5 @@
 /**
- * Page allocator for the paged KV cache (DESIGN.md §4). Pure TypeScript, no WebGPU.
+ * Page allocator for the paged KV cache (docs/design.md, "Paged layout"). Pure TypeScript, no WebGPU.
  *
  * A pool of `numPages` physical pages, each holding `pageSize` tokens of one sequence. Every page is
  * at any time either on the free list or owned by exactly one live sequence. A sequence's block table

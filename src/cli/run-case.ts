@@ -20,7 +20,7 @@ import { randomSigns, rotate } from '../reference/hadamard';
 import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind } from '../kernels/decode-tuning';
 import type { CliCommand } from './commands';
 
-/** Seed of the physical page order: pages are always shuffled, as DESIGN.md §4 asks of tests. */
+/** Seed of the physical page order: pages are always shuffled, as docs/design.md, "Paged layout" asks of tests. */
 export const RUN_CASE_PAGE_SHUFFLE_SEED = 0x5eed;
 
 /** Sign seeds are taken modulo 2^32 by SeededRandom, so only [0, 2^32) names distinct signs. */
@@ -124,7 +124,7 @@ function requireFinite(name: string, data: Float32Array, shape: readonly number[
 
 /**
  * The cache stores fp16 values, or an INT4 row's scale and min as f16: a value beyond the f16 range
- * (±65504) would become ±Infinity in the cache and NaN in the output (DESIGN.md §8). Checked in the
+ * (±65504) would become ±Infinity in the cache and NaN in the output (docs/numeric-contract.md, "Float16 range"). Checked in the
  * domain the cache stores (after the rotation, for rotated rows).
  */
 function requireStorable(name: 'k' | 'v', data: Float32Array, c: { method: KvMethod; numKvHeads: number; headDim: number; rotated: boolean; hadamardBlock: number; signs: Int8Array | null }, source: string): void {

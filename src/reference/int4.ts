@@ -1,5 +1,5 @@
 /**
- * The INT4 scheme of the numeric contract (DESIGN.md §3), float64, one (token, kv head) row at a time:
+ * The INT4 scheme of the numeric contract (docs/numeric-contract.md), float64, one (token, kv head) row at a time:
  *   mn = min(x), mx = max(x), scale = (mx − mn)/15, both stored as f16 (scale16, mn16);
  *   q = clamp(roundHalfEven((x − mn16)/scale16), 0, 15), q = 0 when scale16 = 0;
  *   x̂ = q·scale16 + mn16.

@@ -1,7 +1,7 @@
 /**
  * The KV methods of the numeric contract, float64: how one (token, kv head) row of K or V is stored
  * (cache words) and what attention reads back (the dequantized row, in rotated space when rotated).
- * Quantized methods apply DESIGN.md §3 per scale group (src/layout.ts quantFormat): the whole row for
+ * Quantized methods apply docs/numeric-contract.md per scale group (src/layout.ts quantFormat): the whole row for
  * int4, int4-hadamard and int8; 32 channels for int4-g32.
  */
 import { quantFormat, type KvMethod } from '../layout';

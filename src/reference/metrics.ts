@@ -1,4 +1,4 @@
-/** Accuracy metrics of the numeric contract (DESIGN.md §3), float64. */
+/** Accuracy metrics of the numeric contract (docs/numeric-contract.md), float64. */
 
 /** ‖got − want‖₂ / ‖want‖₂ */
 export function relativeL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
