@@ -166,6 +166,7 @@ describe('safetensors round trip', () => {
     const bf16 = new Uint16Array([0x3f80, 0xc020, 0x7fc0]); // 1, -2.5, NaN
     const i64 = new BigInt64Array([-2147483648n, 2147483647n, -3n]);
     const parts: [string, string, number[], Uint8Array][] = [
+      ['odd', 'U8', [1], new Uint8Array([9])], // one byte first: the others start at odd offsets, readers must not assume alignment
       ['f64', 'F64', [3], bytesOf(f64)],
       ['bf16', 'BF16', [3], bytesOf(bf16)],
       ['i64', 'I64', [3], bytesOf(i64)],
@@ -177,13 +178,13 @@ describe('safetensors round trip', () => {
       ['bool', 'BOOL', [2], new Uint8Array([1, 0])],
     ];
     const header: Record<string, unknown> = {};
-    let offset = 1; // start at an odd offset: readers must not assume alignment
+    let offset = 0;
     for (const [name, dtype, shape, raw] of parts) {
       header[name] = { dtype, shape, data_offsets: [offset, offset + raw.length] };
       offset += raw.length;
     }
-    const data = new Uint8Array(offset + 3); // 3 unused trailing bytes are allowed
-    offset = 1;
+    const data = new Uint8Array(offset);
+    offset = 0;
     for (const [, , , raw] of parts) {
       data.set(raw, offset);
       offset += raw.length;
@@ -241,9 +242,16 @@ describe('safetensors errors name the part at fault', () => {
       parse({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [2], data_offsets: [12, 20] } }),
       "tensor 'b' data_offsets", "overlaps tensor 'a' [0, 16]", 'expected disjoint byte ranges',
     );
-    // zero-size tensors may share an offset; trailing unused bytes are fine
-    const ok = parseSafetensors(rawSafetensors({ a: okTensor, e: { dtype: 'F32', shape: [0], data_offsets: [4, 4] } }, new Uint8Array(40)));
-    expect(ok.tensors.size).toBe(2);
+    // the tensors must tile the data region, as the official reader requires (and tools/saw_int4_reference.py)
+    const f32 = (begin: number, count: number) => ({ dtype: 'F32', shape: [count], data_offsets: [begin, begin + 4 * count] });
+    expectFileError(parse({ a: f32(0, 2), b: f32(12, 3) }), "tensor 'b' data_offsets", 'leaves a gap: bytes 8..12', "expected it to begin at 8, where tensor 'a' ends");
+    expectFileError(parse({ a: f32(4, 5) }), 'leaves a gap: bytes 0..4', 'the first tensor starts at 0');
+    expectFileError(parse({ a: okTensor }, new Uint8Array(40)), 'data region (bytes', 'has 16 bytes after the last tensor', 'expected the tensors to end at 40');
+    expectFileError(parse({}, new Uint8Array(8)), 'has 8 bytes after the last tensor');
+    expectFileError(parse({ a: okTensor, e: f32(4, 0) }), "tensor 'e' data_offsets: [4, 4] overlaps tensor 'a' [0, 24]");
+    // zero-size tensors may sit at the boundaries, and share them; the order in the header is free
+    const ok = parseSafetensors(rawSafetensors({ z: f32(24, 0), a: okTensor, e: f32(0, 0), y: f32(24, 0) }, f32x6));
+    expect([...ok.tensors.keys()]).toEqual(['z', 'a', 'e', 'y']);
   });
 
   it('metadata values and int32 range', () => {

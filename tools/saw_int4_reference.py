@@ -119,41 +119,198 @@ def write_safetensors(path, tensors, metadata=None):
             f.write(raw)
 
 
+MAX_HEADER_BYTES = 100_000_000  # largest safetensors header accepted, as the official reader (MAX_HEADER_SIZE)
+MAX_JSON_DEPTH = 64  # deepest JSON nesting accepted (the header object is level 1; a valid header needs 3)
+MAX_SAFE_INTEGER = 2 ** 53 - 1  # offsets and dims beyond this cannot be exact in the TypeScript reader
+MESSAGE_CHARS = 1000  # longest error message (a hostile file must not make a megabyte message)
+NAME_CHARS = 80  # characters of a tensor name or key quoted in a message
+LISTED_ITEMS = 8  # items of a list spelled out in a message before "... and N more"
+METADATA_KEY = "__metadata__"
+FORGETS = "a JSON parser would silently keep only the last"
+
+
+def clip(text, limit):
+    """text cut to at most `limit` characters, the cut said at the end (as src/io/safetensors.ts clipText)."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - len(f" … ({len(text)} more characters)"))
+    return f"{text[:keep]} … ({len(text) - keep} more characters)"
+
+
+def one_line(text):
+    """text with control characters escaped, so that an error message is one line."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
+def quote_name(name):
+    """A tensor name or key for a message: quoted, control characters escaped, cut to NAME_CHARS."""
+    return "'" + clip(one_line(str(name)), NAME_CHARS) + "'"
+
+
+def list_for_message(items):
+    """The first LISTED_ITEMS items, then "... and N more" (as src/io/safetensors.ts listForMessage)."""
+    items = [clip(one_line(str(i)), NAME_CHARS) for i in items]
+    shown = ", ".join(items[:LISTED_ITEMS])
+    return f"{shown}, … and {len(items) - LISTED_ITEMS} more" if len(items) > LISTED_ITEMS else shown
+
+
+def describe(value):
+    """A parsed header value for a message, JSON-like, at most 60 characters (its depth is already bounded)."""
+    if isinstance(value, str):
+        value = value[:60]
+    elif isinstance(value, list) and len(value) > 60:
+        value = value[:60]
+    text = one_line(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def file_error(path, part, problem):
+    """The ValueError the tools raise for a malformed file: "path: part: problem", one line, bounded."""
+    return ValueError(clip(one_line(f"{path}: {part}: {problem}"), MESSAGE_CHARS))
+
+
+class _JsonObject(dict):
+    """A parsed JSON object that remembers the first key it saw twice (json keeps only the last)."""
+    duplicate = None
+
+
+def _json_object(pairs):
+    obj = _JsonObject()
+    for key, value in pairs:
+        if key in obj and obj.duplicate is None:
+            obj.duplicate = key
+        obj[key] = value
+    return obj
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_offset(value):
+    """A non-negative integer the TypeScript reader reads exactly (JSON 24.0 and 2.4e1 count, as there)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (not isinstance(value, float) or (math.isfinite(value) and value == int(value))) and 0 <= value <= MAX_SAFE_INTEGER
+
+
+def _parse_header(path, text, part):
+    """json.loads with the rules of src/io/safetensors.ts: no NaN/Infinity, nesting <= MAX_JSON_DEPTH,
+    every key once per object (checked after the depth, iteratively: no recursion on hostile input)."""
+    too_deep = f"nests arrays/objects more than {MAX_JSON_DEPTH} levels deep; expected at most {MAX_JSON_DEPTH}"
+    try:
+        header = json.loads(text, object_pairs_hook=_json_object, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise file_error(path, part, too_deep) from None
+    except ValueError as err:
+        raise file_error(path, part, f"is not valid JSON ({clip(err, 200)}); expected a JSON object, starts with {describe(text[:40])}") from None
+    stack, duplicate = [(header, 1, None)], None
+    while stack:
+        value, depth, top = stack.pop()
+        if isinstance(value, (dict, list)) and depth > MAX_JSON_DEPTH:
+            raise file_error(path, part, too_deep)
+        if isinstance(value, dict):
+            if value.duplicate is not None and duplicate is None:
+                duplicate = (value.duplicate, top)
+            stack.extend((v, depth + 1, k if depth == 1 else top) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, top) for v in value)
+    if not isinstance(header, dict):
+        raise file_error(path, "header", f"is {'an array' if isinstance(header, list) else describe(header)}; expected a JSON object")
+    if header.duplicate is not None:
+        key = header.duplicate
+        raise file_error(path, METADATA_KEY if key == METADATA_KEY else f"tensor {quote_name(key)}",
+                         f"appears more than once in the header; expected each name once ({FORGETS})")
+    if duplicate is not None:
+        key, top = duplicate
+        raise file_error(path, METADATA_KEY if top == METADATA_KEY else f"tensor {quote_name(top)}",
+                         f"has the key {quote_name(key)} more than once; expected each key once ({FORGETS})")
+    return header
+
+
 def read_safetensors(path):
     """Returns ({name: ndarray}, metadata). BF16 comes back as float32. Validates like the official
-    reader: JSON object header, string metadata, known dtypes, offsets contiguous from 0 covering
-    the whole data region."""
+    reader and with the same rules and wording as src/io/safetensors.ts: header length at most
+    MAX_HEADER_BYTES, a UTF-8 JSON object nested at most MAX_JSON_DEPTH deep with every key once,
+    string metadata, known dtypes, shapes of non-negative integers, and data_offsets that tile the data
+    region exactly (sorted, they start at 0, each begins where the previous ends, the last ends at the
+    end of the file). Every problem raises ValueError("path: part: problem"), one line, bounded."""
     with open(path, "rb") as f:
         blob = f.read()
     if len(blob) < 8:
-        raise ValueError(f"{path}: {len(blob)} bytes, shorter than the 8-byte header length")
+        raise file_error(path, "header length (bytes 0..8)", f"file is only {len(blob)} bytes; expected at least 8 bytes (a u64 header length)")
     (n,) = struct.unpack("<Q", blob[:8])
+    if n > MAX_HEADER_BYTES:
+        raise file_error(path, "header length (bytes 0..8)", f"says the JSON header is {n} bytes; expected at most {MAX_HEADER_BYTES}")
     if 8 + n > len(blob):
-        raise ValueError(f"{path}: header length {n} runs past the end of the file ({len(blob)} bytes)")
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: header is not a JSON object")
+        raise file_error(path, "header length (bytes 0..8)",
+                         f"says the JSON header is {n} bytes but only {len(blob) - 8} bytes follow; expected at most {len(blob) - 8}")
+    part = f"header (bytes 8..{8 + n})"
+    try:
+        text = blob[8:8 + n].decode("utf-8")
+    except UnicodeDecodeError:
+        raise file_error(path, part, "is not valid UTF-8; expected a UTF-8 JSON object") from None
+    header = _parse_header(path, text, part)
     data = blob[8 + n:]
-    metadata = header.pop("__metadata__", {}) or {}
-    if not all(isinstance(v, str) for v in metadata.values()):
-        raise ValueError(f"{path}: __metadata__ values must be strings")
-    tensors, end = {}, 0
-    for name, info in sorted(header.items(), key=lambda kv: tuple(kv[1]["data_offsets"])):
-        dtype, shape, (b, e) = info["dtype"], info["shape"], info["data_offsets"]
+    metadata, entries = {}, []
+    for name, info in header.items():
+        if name == METADATA_KEY:
+            if not isinstance(info, dict):
+                raise file_error(path, METADATA_KEY, f"is {describe(info)}; expected an object of string values")
+            for key, value in info.items():
+                if not isinstance(value, str):
+                    raise file_error(path, f"{METADATA_KEY}[{quote_name(key)}]",
+                                     f"is {describe(value)}; expected a string (safetensors metadata values are strings)")
+            metadata = dict(info)
+            continue
+        what = f"tensor {quote_name(name)}"
+        if not isinstance(info, dict):
+            raise file_error(path, what, f"is {describe(info)}; expected an object with dtype, shape and data_offsets")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise file_error(path, f"{what} dtype", f"is {describe(dtype)}; expected a dtype string such as \"F32\"")
         if dtype not in ST_TO_NUMPY:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
-        if b != end:
-            raise ValueError(f"{path}: tensor {name!r} starts at {b}, expected {end} (gap or overlap)")
-        count = int(np.prod(shape, dtype=np.int64))
+            raise file_error(path, f"{what} dtype", f"{describe(dtype)} is not a safetensors dtype this reader supports; expected one of {', '.join(ST_TO_NUMPY)}")
+        if not isinstance(shape, list) or not all(_is_offset(d) for d in shape):
+            raise file_error(path, f"{what} shape", f"is {describe(shape)}; expected a list of non-negative integers")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_offset(o) for o in offsets) or offsets[0] > offsets[1]:
+            raise file_error(path, f"{what} data_offsets", f"is {describe(offsets)}; expected [begin, end] with 0 <= begin <= end")
+        shape, (b, e) = [int(d) for d in shape], (int(offsets[0]), int(offsets[1]))
+        if e > len(data):
+            raise file_error(path, f"{what} data_offsets",
+                             f"[{b}, {e}] runs past the data region ({len(data)} bytes after the header); expected end <= {len(data)}")
+        itemsize = np.dtype(ST_TO_NUMPY[dtype]).itemsize
+        needed = 0 if 0 in shape else itemsize  # Python integers: exact (no int64 wrap-around), and cut short
+        for d in shape:
+            needed *= d
+            if needed > 2 ** 64:
+                break
+        if e - b != needed:
+            expected = needed if needed <= 2 ** 64 else "more than 2^64"
+            raise file_error(path, f"{what} data_offsets",
+                             f"[{b}, {e}] span {e - b} bytes; expected {expected} (shape [{list_for_message(shape)}] x {itemsize}-byte {dtype})")
+        entries.append((name, dtype, shape, b, e))
+    covered, previous = 0, None
+    for name, dtype, shape, b, e in sorted(entries, key=lambda t: (t[3], t[4])):
+        what = f"tensor {quote_name(name)} data_offsets"
+        if b < covered:
+            raise file_error(path, what, f"[{b}, {e}] overlaps tensor {quote_name(previous[0])} [{previous[3]}, {previous[4]}]; expected disjoint byte ranges")
+        if b > covered:
+            where = " (the first tensor starts at 0)" if previous is None else f", where tensor {quote_name(previous[0])} ends"
+            raise file_error(path, what, f"[{b}, {e}] leaves a gap: bytes {covered}..{b} of the data region belong to no tensor; "
+                                         f"expected it to begin at {covered}{where}")
+        covered, previous = e, (name, dtype, shape, b, e)
+    if covered != len(data):
+        raise file_error(path, f"data region (bytes {8 + n}..{len(blob)})",
+                         f"has {len(data) - covered} bytes after the last tensor's data (bytes {covered}..{len(data)} of the data region "
+                         f"belong to no tensor); expected the tensors to end at {len(data)}, the end of the file")
+    tensors = {}
+    for name, dtype, shape, b, e in entries:
         arr = np.frombuffer(data[b:e], dtype=ST_TO_NUMPY[dtype])
-        if arr.size != count or e - b != count * arr.itemsize:
-            raise ValueError(f"{path}: tensor {name!r} has {e - b} bytes for shape {shape} {dtype}")
         if dtype == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
         tensors[name] = arr.reshape(shape)
-        end = e
-    if end != len(data):
-        raise ValueError(f"{path}: data region has {len(data) - end} unused trailing bytes")
     return tensors, metadata
 
 
@@ -202,16 +359,29 @@ def quantize_int4(x):
 
 def parse_bool(text):
     if text not in ("true", "false"):
-        raise ValueError(f"expected 'true' or 'false', got {text!r}")
+        raise ValueError(f"expected 'true' or 'false', got {quote_name(text)}")
     return text == "true"
+
+
+def parse_finite(text, what):
+    """A metadata number (float('nan') and float('inf') parse, but no case can use them)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} is {quote_name(text)}; expected a finite number")
+    return value
 
 
 def load_case(path):
     tensors, meta = read_safetensors(path)
     for name in ("q", "k", "v", "context_lens"):
         if name not in tensors:
-            raise ValueError(f"{path}: tensor {name!r} missing; file has: {', '.join(tensors)}")
-    q, k, v = (tensors[n].astype(np.float32) for n in ("q", "k", "v"))
+            raise ValueError(f"{path}: tensor {name!r} missing; file has: {list_for_message(tensors) or '(no tensors)'}")
+    with np.errstate(over="ignore"):
+        q, k, v = (tensors[n].astype(np.float32) for n in ("q", "k", "v"))
+    for name, arr in (("q", q), ("k", k), ("v", v)):
+        if not np.all(np.isfinite(arr)):
+            bad = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"{path}: tensor {name!r} element {bad.tolist()} is {arr[tuple(bad)]} (as float32); expected finite values")
     lens = tensors["context_lens"].astype(np.int64)
     if q.ndim != 3 or k.ndim != 3 or k.shape != v.shape or q.shape[2] != k.shape[2]:
         raise ValueError(f"{path}: shapes q {q.shape}, k {k.shape}, v {v.shape}; expected [S,Hq,D], [T,Hkv,D]x2")
@@ -227,7 +397,7 @@ def load_case(path):
         "q": q, "k": k, "v": v, "lens": lens, "method": method,
         "block": int(meta.get("hadamard_block", str(default_hadamard_block(d)))),
         "rotate_v": parse_bool(meta.get("rotate_v", "false")),
-        "scale": float(meta["scale"]) if "scale" in meta else 1.0 / math.sqrt(d),
+        "scale": parse_finite(meta["scale"], f"{path}: __metadata__ scale") if "scale" in meta else 1.0 / math.sqrt(d),
     }
     if method == "int4-hadamard":
         hadamard_matrix(case["block"])
@@ -415,8 +585,12 @@ def errors(got, ref):
 
 
 def compare(case, got, tol_factor=1.0, dense_rotation=False):
-    ref, bound, stats = conformance_bound(case, dense_rotation)
-    exact = reference_output(case, exact=True)
+    """The compare report. Elements where got equals the reference exactly agree whatever the bound;
+    elsewhere a bound that is not finite (nan/inf: the case is beyond what the error model can bound,
+    e.g. logits so large that exp(eps) overflows) fails with that reason, never passes."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # non-finite results are reported below
+        ref, bound, stats = conformance_bound(case, dense_rotation)
+        exact = reference_output(case, exact=True)
     report = {"method": case["method"], "shape": list(ref.shape)}
     if got.shape != ref.shape:
         report.update(passed=False, reason=f"got shape {list(got.shape)}, expected {list(ref.shape)}")
@@ -425,21 +599,51 @@ def compare(case, got, tol_factor=1.0, dense_rotation=False):
         bad = np.argwhere(~np.isfinite(got))[0]
         report.update(passed=False, reason=f"non-finite value {got[tuple(bad)]} at {bad.tolist()}")
         return report
-    ratio = np.abs(got.astype(np.float64) - ref) / (tol_factor * bound)
-    worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    if not np.all(np.isfinite(ref)):
+        bad = np.argwhere(~np.isfinite(ref))[0]
+        report.update(passed=False, reason=f"the reference itself is {ref[tuple(bad)]} at {bad.tolist()} (the case overflows float64); "
+                                           "no output can be checked against it")
+        return report
+    diff = np.abs(got.astype(np.float64) - ref)
+    allowed = tol_factor * bound
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / allowed)  # exact agreement: 0 even against a 0 or nan bound
+    unbounded = (diff != 0) & ~np.isfinite(allowed)
+    worst = np.unravel_index(int(np.argmax(np.where(np.isnan(ratio), np.inf, ratio))), ratio.shape)
+    if unbounded.any():
+        worst = tuple(int(i) for i in np.argwhere(unbounded)[0])
     report["vs_reference"] = errors(got, ref)
     report["vs_exact"] = errors(got, exact)
     report["reference_vs_exact"] = errors(ref, exact)
     report["tolerance"] = dict(
         kind="elementwise |got - reference| <= bound (tools/saw_int4_reference.py docstring)",
         tol_factor=tol_factor, rotation_model="dense" if dense_rotation else "butterfly", max_ratio=float(ratio[worst]), worst_at=[int(i) for i in worst],
-        worst_got=float(got[worst]), worst_reference=float(ref[worst]), worst_bound=float(tol_factor * bound[worst]),
-        bound_rel_l2=float(np.linalg.norm(bound) / max(np.linalg.norm(ref), 1e-300)), **stats)
+        worst_got=float(got[worst]), worst_reference=float(ref[worst]), worst_bound=float(allowed[worst]),
+        bound_rel_l2=float(np.linalg.norm(bound) / max(np.linalg.norm(ref), 1e-300)),
+        non_finite_bound_elements=int(np.sum(~np.isfinite(allowed))), exactly_equal_elements=int(np.sum(diff == 0)), **stats)
+    if unbounded.any():
+        report["passed"] = False
+        report["reason"] = (f"the conformance bound is {allowed[worst]} at {list(report['tolerance']['worst_at'])}, where got differs from the "
+                            f"reference by {diff[worst]:.3e} ({int(unbounded.sum())} such elements): the case is beyond what the error model "
+                            "can bound (e.g. |q.k| * scale so large that its error terms overflow float64); only exact agreement can pass it")
+        return report
     report["passed"] = bool(ratio[worst] <= 1.0)
     if not report["passed"]:
-        report["reason"] = (f"|got - reference| = {abs(float(got[worst]) - ref[worst]):.3e} at {list(report['tolerance']['worst_at'])} "
-                            f"exceeds the bound {tol_factor * bound[worst]:.3e} ({ratio[worst]:.3g}x)")
+        report["reason"] = (f"|got - reference| = {diff[worst]:.3e} at {list(report['tolerance']['worst_at'])} "
+                            f"exceeds the bound {allowed[worst]:.3e} ({ratio[worst]:.3g}x)")
     return report
+
+
+def json_safe(value):
+    """value with non-finite floats as the strings "nan", "inf", "-inf", so that the report is strict JSON
+    (JSON.parse and most readers refuse NaN / Infinity)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 def make_case(args):
@@ -473,12 +677,16 @@ def cmd_expect(args):
 
 
 def cmd_compare(args):
+    if not (math.isfinite(args.tol_factor) and args.tol_factor >= 0):
+        raise ValueError(f"--tol-factor is {args.tol_factor}; expected a finite number >= 0")
     case = load_case(args.case)
     tensors, _ = read_safetensors(args.got)
     if args.got_tensor not in tensors:
-        raise ValueError(f"{args.got}: tensor {args.got_tensor!r} missing; file has: {', '.join(tensors)}")
-    report = compare(case, tensors[args.got_tensor].astype(np.float32), args.tol_factor, args.dense_rotation)
-    print(json.dumps(report, indent=2))
+        raise ValueError(f"{args.got}: tensor {quote_name(args.got_tensor)} missing; file has: {list_for_message(tensors) or '(no tensors)'}")
+    with np.errstate(over="ignore"):
+        got = tensors[args.got_tensor].astype(np.float32)
+    report = compare(case, got, args.tol_factor, args.dense_rotation)
+    print(json.dumps(json_safe(report), indent=2, allow_nan=False))
     return 0 if report["passed"] else 1
 
 
@@ -636,7 +844,7 @@ def main(argv=None):
         else:
             return selftest(args.quick)
     except (ValueError, KeyError, OSError) as err:
-        print(f"saw_int4_reference.py {args.cmd}: {err}", file=sys.stderr)
+        print(clip(one_line(f"saw_int4_reference.py {args.cmd}: {err}"), 2 * MESSAGE_CHARS), file=sys.stderr)
         return 2
     return 0
 

@@ -11,16 +11,22 @@
  * Read dtypes: '<f8' '<f4' '<f2' → Float32Array; '<i8' '<i4' '<i2' '|i1' '<u4' '<u2' '|u1' '|b1' →
  * Int32Array ('<i8'/'<u4' values must fit int32). '=' (native order) is read as little-endian, and
  * any order character is accepted for 1-byte types. Big-endian files, Fortran order and structured
- * dtypes are refused with a {@link TensorFileError} that says how to re-save the array.
+ * dtypes are refused with a {@link TensorFileError} that says how to re-save the array. Hostile
+ * headers are bounded: at most {@link NPY_MAX_HEADER_BYTES} bytes (numpy's own np.load limit),
+ * literals nested at most {@link MAX_JSON_DEPTH} deep, each dict key once.
  *
  * @example
  *   const bytes = writeNpy(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
  *   const { dtype, shape, data } = parseNpy(bytes, 'x.npy'); // '<f4', [2, 3], Float32Array
  */
 import {
+  MAX_JSON_DEPTH,
   TensorFileError,
+  clipText,
   decodeFloat,
   decodeInt,
+  elementCount,
+  listForMessage,
   toLittleEndianBytes,
   type SafetensorsFloatDtype,
   type SafetensorsIntDtype,
@@ -51,6 +57,13 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 /** numpy pads the preamble + header to a multiple of this. */
 const HEADER_ALIGN_BYTES = 64;
 const V1_MAX_HEADER_BYTES = 0xffff;
+/**
+ * Longest header the reader accepts: numpy's np.load refuses longer ones too (max_header_size,
+ * 10000), and the headers of the dtypes read here are under 200 bytes.
+ */
+export const NPY_MAX_HEADER_BYTES = 10_000;
+/** Characters of a header value (a descr string, a shape) quoted in a message. */
+const VALUE_CHARS = 60;
 
 /** kind+size (the descr without its byte-order character) → normalised dtype and decoder dtype. */
 const DTYPES: Record<string, { npy: NpyFloatDtype | NpyIntDtype; st: SafetensorsFloatDtype | SafetensorsIntDtype; bytes: number }> = {
@@ -88,6 +101,9 @@ export function parseNpy(bytes: Uint8Array, source = ''): NpyArray {
   const preamble = 8 + lengthBytes;
   if (bytes.length < preamble) fail(`npy header length (bytes 8..${preamble})`, `file ends at byte ${bytes.length}; expected ${preamble} bytes of preamble`);
   const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  if (headerLength > NPY_MAX_HEADER_BYTES) {
+    fail(`npy header length (bytes 8..${preamble})`, `says ${headerLength} header bytes; expected at most ${NPY_MAX_HEADER_BYTES} (np.load's limit too)`);
+  }
   const dataStart = preamble + headerLength;
   if (dataStart > bytes.length) {
     fail(
@@ -115,9 +131,9 @@ export function parseNpy(bytes: Uint8Array, source = ''): NpyArray {
   } catch (err) {
     return fail(headerPart, `${(err as Error).message}; expected a dict like {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)}`);
   }
-  const keys = [...header.keys()].sort().join(', ');
-  if (keys !== 'descr, fortran_order, shape') {
-    fail(headerPart, `has keys {${keys}}; expected exactly descr, fortran_order, shape`);
+  const keys = [...header.keys()].sort();
+  if (keys.join(', ') !== 'descr, fortran_order, shape') {
+    fail(headerPart, `has keys {${listForMessage(keys)}}; expected exactly descr, fortran_order, shape`);
   }
   const descr = header.get('descr');
   const fortranOrder = header.get('fortran_order');
@@ -129,12 +145,12 @@ export function parseNpy(bytes: Uint8Array, source = ''): NpyArray {
   const kindSize = '<>=|'.includes(order) ? (descr as string).slice(1) : (descr as string);
   const info = DTYPES[kindSize];
   if (info === undefined) {
-    fail(`${headerPart} descr`, `'${descr}' is not supported; expected one of ${Object.values(DTYPES).map((d) => `'${d.npy}'`).join(', ')}`);
+    fail(`${headerPart} descr`, `${formatPy(descr)} is not supported; expected one of ${Object.values(DTYPES).map((d) => `'${d.npy}'`).join(', ')}`);
   }
   if (order === '>' && info.bytes > 1) {
     fail(`${headerPart} descr`, `'${descr}' is big-endian; expected little-endian (re-save with arr.astype('${info.npy}'))`);
   }
-  if (typeof fortranOrder !== 'boolean') fail(`${headerPart} fortran_order`, `is ${String(fortranOrder)}; expected True or False`);
+  if (typeof fortranOrder !== 'boolean') fail(`${headerPart} fortran_order`, `is ${formatPy(fortranOrder)}; expected True or False`);
   if (fortranOrder === true) {
     fail(`${headerPart} fortran_order`, 'is True; expected False (C order): re-save with np.ascontiguousarray(arr)');
   }
@@ -142,14 +158,13 @@ export function parseNpy(bytes: Uint8Array, source = ''): NpyArray {
     fail(`${headerPart} shape`, `is ${formatPy(shape)}; expected a tuple of non-negative integers`);
   }
   const dims = shape as number[];
-  const count = dims.reduce((a, b) => a * b, 1);
-  const expectedBytes = count * info.bytes;
+  const expectedBytes = elementCount(dims) * info.bytes;
   const actualBytes = bytes.length - dataStart;
   if (actualBytes !== expectedBytes) {
     const what = actualBytes < expectedBytes ? 'truncated' : 'has trailing bytes';
     fail(
       `npy data (bytes ${dataStart}..${bytes.length})`,
-      `${what}: shape (${dims.join(', ')}${dims.length === 1 ? ',' : ''}) of '${info.npy}' needs ${expectedBytes} bytes, file has ${actualBytes}`,
+      `${what}: shape ${formatPy(dims)} of '${info.npy}' needs ${expectedBytes} bytes, file has ${actualBytes}`,
     );
   }
   const raw = bytes.subarray(dataStart);
@@ -202,14 +217,32 @@ export function writeNpy(data: Float32Array | Int32Array, shape: readonly number
 /** Values of the Python literal subset used by .npy headers. */
 type PyValue = string | number | boolean | null | PyValue[] | Map<string, PyValue>;
 
+/** A header value for a message, Python-style (`(2, 3)`, `(5,)`, `'<f4'`), at most {@link VALUE_CHARS} characters. */
 function formatPy(value: PyValue | undefined): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'None';
-  if (typeof value === 'boolean') return value ? 'True' : 'False';
-  if (typeof value === 'string') return `'${value}'`;
-  if (Array.isArray(value)) return `(${value.map(formatPy).join(', ')})`;
-  if (value instanceof Map) return '{...}';
-  return String(value);
+  const text = (v: PyValue | undefined, depth: number): string => {
+    if (v === undefined) return 'missing';
+    if (v === null) return 'None';
+    if (typeof v === 'boolean') return v ? 'True' : 'False';
+    if (typeof v === 'string') return `'${clipText(v, VALUE_CHARS)}'`;
+    if (v instanceof Map) return '{...}';
+    if (Array.isArray(v)) {
+      if (depth >= MAX_JSON_DEPTH) return '(...)';
+      const items: string[] = [];
+      let length = 0;
+      for (const item of v) {
+        if (length > VALUE_CHARS) {
+          items.push('...');
+          break;
+        }
+        const t = text(item, depth + 1);
+        items.push(t);
+        length += t.length + 2;
+      }
+      return `(${items.join(', ')}${v.length === 1 ? ',' : ''})`;
+    }
+    return String(v);
+  };
+  return clipText(text(value, 0), 2 * VALUE_CHARS);
 }
 
 /**
@@ -218,6 +251,8 @@ function formatPy(value: PyValue | undefined): string {
  */
 class PyLiteralParser {
   private pos = 0;
+  /** Open dicts/tuples/lists around the current position, bounded by {@link MAX_JSON_DEPTH}. */
+  private depth = 0;
   constructor(private readonly text: string) {}
 
   parseWhole(): PyValue {
@@ -243,18 +278,22 @@ class PyLiteralParser {
 
   private parseValue(): PyValue {
     const ch = this.peek();
-    if (ch === '{') return this.parseDict();
-    if (ch === '(') return this.parseSequence('(', ')');
-    if (ch === '[') return this.parseSequence('[', ']');
+    if (ch === '{' || ch === '(' || ch === '[') {
+      if (this.depth >= MAX_JSON_DEPTH) throw new Error(`nests dicts/tuples/lists more than ${MAX_JSON_DEPTH} levels deep (at character ${this.pos})`);
+      this.depth++;
+      const value = ch === '{' ? this.parseDict() : ch === '(' ? this.parseSequence('(', ')') : this.parseSequence('[', ']');
+      this.depth--;
+      return value;
+    }
     if (ch === "'" || ch === '"') return this.parseString();
     const word = /^(-?\d+)[lL]?|^[A-Za-z_]+/.exec(this.text.slice(this.pos));
     if (word === null) throw new Error(`unexpected ${JSON.stringify(ch || 'end of header')} at character ${this.pos}`);
     this.pos += word[0].length;
-    if (word[1] !== undefined) return Number(word[1]);
+    if (word[1] !== undefined) return Number(word[1]) + 0; // + 0: -0 becomes 0
     if (word[0] === 'True') return true;
     if (word[0] === 'False') return false;
     if (word[0] === 'None') return null;
-    throw new Error(`unknown name '${word[0]}' at character ${this.pos - word[0].length}`);
+    throw new Error(`unknown name '${clipText(word[0], VALUE_CHARS)}' at character ${this.pos - word[0].length}`);
   }
 
   private parseDict(): Map<string, PyValue> {
@@ -263,6 +302,7 @@ class PyLiteralParser {
     while (this.peek() !== '}') {
       const key = this.parseValue();
       if (typeof key !== 'string') throw new Error(`dict key ${formatPy(key)} is not a string`);
+      if (out.has(key)) throw new Error(`has the key ${formatPy(key)} more than once (a Python parser would silently keep only the last)`);
       this.expect(':');
       out.set(key, this.parseValue());
       if (this.peek() !== ',') break;

@@ -9,14 +9,30 @@
  *
  * Parsed tensors come back as Float32Array (F64/F32/F16/BF16, converted to f32; the file's dtype is
  * kept in `dtype`) or Int32Array (I64/I32/I16/I8/U32/U16/U8/BOOL; I64 and U32 values must fit int32).
- * Every problem with a file raises {@link TensorFileError}, whose message names the part of the file
- * at fault and what was expected there. Unused bytes after the last tensor are allowed.
+ * Every problem with a file raises {@link TensorFileError}, whose message (one line, at most
+ * {@link MAX_ERROR_MESSAGE_CHARS} characters) names the part of the file at fault and what was
+ * expected there. The rules are those of the official reader, also enforced by
+ * tools/saw_int4_reference.py: a header of at most {@link MAX_HEADER_BYTES} bytes, JSON nested at most
+ * {@link MAX_JSON_DEPTH} deep, every key once per object (JSON.parse would silently keep the last of
+ * two "k" entries), and tensors whose data_offsets tile the data region exactly: sorted by offset they
+ * start at 0, each begins where the previous ends (no gap, no overlap), the last ends at its end.
  *
  * @example
  *   const bytes = writeSafetensors({ out: { shape: [2, 3], data: new Float32Array(6) } }, { method: 'fp16' });
  *   const file = parseSafetensors(bytes, 'expected.safetensors');
  *   const out = requireTensor(file, 'out', 'float', 3); // FloatTensor, or a TensorFileError
  */
+
+/**
+ * Longest message a {@link TensorFileError} carries. A hostile file (a million tensor names, a name a
+ * megabyte long) must not produce a megabyte message; lists and names are cut before this (see
+ * {@link listForMessage}, {@link quoteName}), this is the last guard.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 1000;
+/** Characters of a tensor name or key quoted in a message; longer ones are cut. */
+const NAME_CHARS = 80;
+/** Items of a list (tensor names, keys) spelled out in a message before "… and N more". */
+const LISTED_ITEMS = 8;
 
 /** A malformed or unexpected tensor file (safetensors or .npy). */
 export class TensorFileError extends Error {
@@ -26,11 +42,42 @@ export class TensorFileError extends Error {
   /** The part of the file at fault, e.g. "header length", "tensor 'k' data_offsets". */
   readonly part: string;
 
+  /** The message is made one line (control characters escaped) and cut to {@link MAX_ERROR_MESSAGE_CHARS}. */
   constructor(part: string, problem: string, source = '') {
-    super(`${source === '' ? '' : `${source}: `}${part}: ${problem}`);
+    super(clipText(oneLine(`${source === '' ? '' : `${source}: `}${part}: ${problem}`), MAX_ERROR_MESSAGE_CHARS));
     this.source = source;
-    this.part = part;
+    this.part = clipText(oneLine(part), MAX_ERROR_MESSAGE_CHARS);
   }
+}
+
+/** Control characters and line separators a message must not carry (they would split it into lines). */
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** `text` with control characters written as escapes (\\n, \\u0000): one line. */
+export function oneLine(text: string): string {
+  return text.replace(CONTROL_CHARS, (c) => CONTROL_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** `text` cut to at most `max` characters, the cut said at the end ("… (N more characters)"). */
+export function clipText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let keep = max - ` … (${text.length} more characters)`.length;
+  if (keep < 0) keep = 0;
+  const code = text.charCodeAt(keep - 1);
+  if (code >= 0xd800 && code <= 0xdbff) keep--; // do not split a surrogate pair
+  return `${text.slice(0, keep)} … (${text.length - keep} more characters)`;
+}
+
+/** A tensor name or key for a message: quoted, cut to {@link NAME_CHARS} characters. */
+export function quoteName(name: string): string {
+  return `'${clipText(name, NAME_CHARS)}'`;
+}
+
+/** Items for a message: the first {@link LISTED_ITEMS}, then "… and N more". */
+export function listForMessage(items: readonly string[]): string {
+  const shown = items.slice(0, LISTED_ITEMS).map((item) => clipText(item, NAME_CHARS)).join(', ');
+  return items.length > LISTED_ITEMS ? `${shown}, … and ${items.length - LISTED_ITEMS} more` : shown;
 }
 
 /** Float dtypes this module reads (into Float32Array). */
@@ -88,6 +135,14 @@ const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
 const KNOWN_UNSUPPORTED = ['U64', 'F8_E5M2', 'F8_E4M3', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'C64'];
 
 const METADATA_KEY = '__metadata__';
+/** Largest header the reader accepts, as the official reader (its MAX_HEADER_SIZE). */
+export const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * Deepest JSON nesting accepted (the header object is level 1; a valid header needs 3: header,
+ * tensor, shape). Checked by a scan before JSON.parse, so that no recursion (in a parser, in
+ * {@link describe}) ever sees a deeper value.
+ */
+export const MAX_JSON_DEPTH = 64;
 const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 /** Writers pad the header with spaces so that the data region starts 8-byte aligned. */
@@ -113,10 +168,42 @@ function isIntDtype(dtype: string): dtype is SafetensorsIntDtype {
   return (INT_DTYPES as readonly string[]).includes(dtype);
 }
 
+/** Characters of a value shown in a message ({@link describe}). */
+const DESCRIBE_CHARS = 60;
+
+/**
+ * A short JSON-like rendering of a parsed header value for a message, at most {@link DESCRIBE_CHARS}
+ * characters. Stops walking once that much is written, so a huge or deep value costs little.
+ */
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  let text = '';
+  const walk = (v: unknown, depth: number): void => {
+    if (text.length > DESCRIBE_CHARS) return;
+    if (Array.isArray(v) || (typeof v === 'object' && v !== null)) {
+      const isArray = Array.isArray(v);
+      if (depth >= MAX_JSON_DEPTH) {
+        text += isArray ? '[...]' : '{...}';
+        return;
+      }
+      text += isArray ? '[' : '{';
+      let first = true;
+      for (const [key, item] of isArray ? (v as unknown[]).entries() : Object.entries(v as object)) {
+        if (text.length > DESCRIBE_CHARS) return;
+        if (!first) text += ',';
+        first = false;
+        if (!isArray) text += `${JSON.stringify(clipText(String(key), DESCRIBE_CHARS))}:`;
+        walk(item, depth + 1);
+      }
+      text += isArray ? ']' : '}';
+    } else if (typeof v === 'string') {
+      text += JSON.stringify(v.length > DESCRIBE_CHARS ? v.slice(0, DESCRIBE_CHARS) : v);
+    } else {
+      text += typeof v === 'number' || typeof v === 'boolean' || v === null ? JSON.stringify(v) : String(v);
+    }
+  };
+  walk(value, 0);
+  return text.length > DESCRIBE_CHARS ? `${text.slice(0, DESCRIBE_CHARS - 3)}...` : text;
 }
 
 function isNonNegativeInteger(value: unknown): value is number {
@@ -124,8 +211,84 @@ function isNonNegativeInteger(value: unknown): value is number {
 }
 
 /**
+ * What {@link scanJson} found in a header's text: whether it nests deeper than {@link MAX_JSON_DEPTH},
+ * and the first key that appears twice in one object (`within`: the top-level key whose value holds
+ * that object; undefined for the top-level object itself).
+ */
+interface JsonScan {
+  readonly tooDeep: boolean;
+  readonly duplicate?: { readonly key: string; readonly within?: string };
+}
+
+/**
+ * One linear pass over JSON text, no recursion: nesting depth (stops past {@link MAX_JSON_DEPTH}) and
+ * repeated keys, which JSON.parse would silently collapse to the last. Exact for valid JSON; on
+ * invalid JSON only `tooDeep` is meaningful (JSON.parse then reports the syntax error).
+ */
+function scanJson(text: string): JsonScan {
+  interface Level { readonly keys: Set<string> | null; expectKey: boolean } // keys: null for an array
+  const stack: Level[] = [];
+  let topKey: string | undefined;
+  let duplicate: JsonScan['duplicate'];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      const start = i;
+      let escaped = false;
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i);
+        if (d === 0x5c /* \ */) {
+          escaped = true;
+          i++;
+        } else if (d === 0x22) {
+          break;
+        }
+      }
+      const level = stack[stack.length - 1];
+      if (level?.keys && level.expectKey && i < text.length) {
+        let key: string | undefined = text.slice(start + 1, i);
+        if (escaped) {
+          try {
+            key = JSON.parse(text.slice(start, i + 1)) as string;
+          } catch {
+            key = undefined; // invalid JSON: JSON.parse reports it
+          }
+        }
+        if (key !== undefined) {
+          if (level.keys.has(key)) duplicate ??= { key, within: stack.length === 1 ? undefined : topKey };
+          level.keys.add(key);
+          if (stack.length === 1) topKey = key;
+        }
+      }
+    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (stack.length >= MAX_JSON_DEPTH) return { tooDeep: true };
+      stack.push({ keys: c === 0x7b ? new Set() : null, expectKey: true });
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
+      stack.pop();
+    } else if (c === 0x3a /* : */) {
+      const level = stack[stack.length - 1];
+      if (level !== undefined) level.expectKey = false;
+    } else if (c === 0x2c /* , */) {
+      const level = stack[stack.length - 1];
+      if (level !== undefined) level.expectKey = true;
+    }
+  }
+  return { tooDeep: false, duplicate };
+}
+
+/** Elements of a tensor of shape `dims` (0 when any axis is 0, so no Infinity * 0). */
+export function elementCount(dims: readonly number[]): number {
+  return dims.includes(0) ? 0 : dims.reduce((a, b) => a * b, 1);
+}
+
+/** `[2, 3]`, with a long shape cut. */
+function shapeText(dims: readonly number[]): string {
+  return `[${listForMessage(dims.map(String))}]`;
+}
+
+/**
  * Parses a whole safetensors file. `source` (e.g. the file name) prefixes every error message.
- * Throws {@link TensorFileError} on any malformed part.
+ * Throws {@link TensorFileError} on any malformed part (see the module comment for the rules).
  */
 export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFile {
   const fail = (part: string, problem: string): never => {
@@ -136,6 +299,9 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLengthBig = view.getBigUint64(0, true);
+  if (headerLengthBig > BigInt(MAX_HEADER_BYTES)) {
+    fail('header length (bytes 0..8)', `says the JSON header is ${headerLengthBig} bytes; expected at most ${MAX_HEADER_BYTES}`);
+  }
   const available = bytes.length - 8;
   if (headerLengthBig > BigInt(available)) {
     fail(
@@ -144,23 +310,41 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
     );
   }
   const headerLength = Number(headerLengthBig);
+  const headerPart = `header (bytes 8..${8 + headerLength})`;
   let headerText: string;
   try {
-    headerText = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength));
+    // ignoreBOM: a byte-order mark stays in the text (and JSON.parse refuses it), as in Python's json
+    headerText = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + headerLength));
   } catch {
-    return fail(`header (bytes 8..${8 + headerLength})`, 'is not valid UTF-8; expected a UTF-8 JSON object');
+    return fail(headerPart, 'is not valid UTF-8; expected a UTF-8 JSON object');
   }
+  const scan = scanJson(headerText);
+  if (scan.tooDeep) fail(headerPart, `nests arrays/objects more than ${MAX_JSON_DEPTH} levels deep; expected at most ${MAX_JSON_DEPTH}`);
   let header: unknown;
   try {
     header = JSON.parse(headerText);
   } catch (err) {
     return fail(
-      `header (bytes 8..${8 + headerLength})`,
-      `is not valid JSON (${(err as Error).message}); expected a JSON object, starts with ${describe(headerText.slice(0, 40))}`,
+      headerPart,
+      `is not valid JSON (${clipText((err as Error).message, 200)}); expected a JSON object, starts with ${describe(headerText.slice(0, 40))}`,
     );
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) {
     fail('header', `is ${Array.isArray(header) ? 'an array' : describe(header)}; expected a JSON object`);
+  }
+  if (scan.duplicate !== undefined) {
+    const { key, within } = scan.duplicate;
+    const forgets = 'a JSON parser would silently keep only the last';
+    if (within === undefined) {
+      fail(
+        key === METADATA_KEY ? METADATA_KEY : `tensor ${quoteName(key)}`,
+        `appears more than once in the header; expected each name once (${forgets})`,
+      );
+    }
+    fail(
+      within === METADATA_KEY ? METADATA_KEY : `tensor ${quoteName(within as string)}`,
+      `has the key ${quoteName(key)} more than once; expected each key once (${forgets})`,
+    );
   }
   const entries = Object.entries(header as Record<string, unknown>);
   const dataStart = 8 + headerLength;
@@ -176,13 +360,13 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
       }
       for (const [key, value] of Object.entries(info as Record<string, unknown>)) {
         if (typeof value !== 'string') {
-          fail(`${METADATA_KEY}['${key}']`, `is ${describe(value)}; expected a string (safetensors metadata values are strings)`);
+          fail(`${METADATA_KEY}[${quoteName(key)}]`, `is ${describe(value)}; expected a string (safetensors metadata values are strings)`);
         }
         metadata[key] = value as string;
       }
       continue;
     }
-    const part = `tensor '${name}'`;
+    const part = `tensor ${quoteName(name)}`;
     if (typeof info !== 'object' || info === null || Array.isArray(info)) {
       fail(part, `is ${describe(info)}; expected an object with dtype, shape and data_offsets`);
     }
@@ -191,7 +375,7 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
     const dtypeText = dtype as string;
     if (!isFloatDtype(dtypeText) && !isIntDtype(dtypeText)) {
       const why = KNOWN_UNSUPPORTED.includes(dtypeText) ? 'is not supported by this reader' : 'is not a safetensors dtype';
-      fail(`${part} dtype`, `"${dtypeText}" ${why}; expected one of ${[...FLOAT_DTYPES, ...INT_DTYPES].join(', ')}`);
+      fail(`${part} dtype`, `${describe(dtypeText)} ${why}; expected one of ${[...FLOAT_DTYPES, ...INT_DTYPES].join(', ')}`);
     }
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInteger)) {
       fail(`${part} shape`, `is ${describe(shape)}; expected a list of non-negative integers`);
@@ -212,40 +396,54 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
         `[${begin}, ${end}] runs past the data region (${dataLength} bytes after the header); expected end <= ${dataLength}`,
       );
     }
-    const count = dims.reduce((a, b) => a * b, 1);
     const itemBytes = DTYPE_BYTES[dtypeText as SafetensorsDtype];
-    if (end - begin !== count * itemBytes) {
+    const needed = elementCount(dims) * itemBytes;
+    if (end - begin !== needed) {
       fail(
         `${part} data_offsets`,
-        `[${begin}, ${end}] span ${end - begin} bytes; expected ${count * itemBytes} (shape [${dims.join(', ')}] x ${itemBytes}-byte ${dtypeText})`,
+        `[${begin}, ${end}] span ${end - begin} bytes; expected ${needed} (shape ${shapeText(dims)} x ${itemBytes}-byte ${dtypeText})`,
       );
     }
     parsed.push({ name, dtype: dtypeText as SafetensorsDtype, shape: dims, begin, end });
   }
 
-  const byBegin = parsed.filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < byBegin.length; i++) {
-    const prev = byBegin[i - 1];
-    const cur = byBegin[i];
-    if (cur.begin < prev.end) {
+  // The tensors must tile the data region: sorted by [begin, end], each starts where the last ended.
+  const byOffset = [...parsed].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
+  let previous: Entry | undefined;
+  for (const t of byOffset) {
+    const part = `tensor ${quoteName(t.name)} data_offsets`;
+    if (t.begin < covered) {
+      const other = previous as Entry;
+      fail(part, `[${t.begin}, ${t.end}] overlaps tensor ${quoteName(other.name)} [${other.begin}, ${other.end}]; expected disjoint byte ranges`);
+    }
+    if (t.begin > covered) {
       fail(
-        `tensor '${cur.name}' data_offsets`,
-        `[${cur.begin}, ${cur.end}] overlaps tensor '${prev.name}' [${prev.begin}, ${prev.end}]; expected disjoint byte ranges`,
+        part,
+        `[${t.begin}, ${t.end}] leaves a gap: bytes ${covered}..${t.begin} of the data region belong to no tensor; ` +
+          `expected it to begin at ${covered}${previous === undefined ? ' (the first tensor starts at 0)' : `, where tensor ${quoteName(previous.name)} ends`}`,
       );
     }
+    covered = t.end;
+    previous = t;
+  }
+  if (covered !== dataLength) {
+    fail(
+      `data region (bytes ${dataStart}..${bytes.length})`,
+      `has ${dataLength - covered} bytes after the last tensor's data (bytes ${covered}..${dataLength} of the data region belong to no tensor); ` +
+        `expected the tensors to end at ${dataLength}, the end of the file`,
+    );
   }
 
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of parsed) {
     const raw = bytes.subarray(dataStart + t.begin, dataStart + t.end);
+    const part = `tensor ${quoteName(t.name)} data`;
     if (isFloatDtype(t.dtype)) {
       tensors.set(t.name, { kind: 'float', name: t.name, dtype: t.dtype, shape: t.shape, data: decodeFloat(raw, t.dtype) });
     } else {
       const data = decodeInt(raw, t.dtype, (index, value) =>
-        fail(
-          `tensor '${t.name}' data`,
-          `element ${index} = ${value} (${t.dtype}) does not fit in int32; expected values in [${INT32_MIN}, ${INT32_MAX}]`,
-        ),
+        fail(part, `element ${index} = ${value} (${t.dtype}) does not fit in int32; expected values in [${INT32_MIN}, ${INT32_MAX}]`),
       );
       tensors.set(t.name, { kind: 'int', name: t.name, dtype: t.dtype, shape: t.shape, data });
     }
@@ -347,10 +545,10 @@ export function requireTensor(
   source = '',
 ): SafetensorsTensor {
   const tensor = file.tensors.get(name);
-  const part = `tensor '${name}'`;
+  const part = `tensor ${quoteName(name)}`;
   if (tensor === undefined) {
     const names = [...file.tensors.keys()];
-    throw new TensorFileError(part, `missing; file has: ${names.length === 0 ? '(no tensors)' : names.join(', ')}`, source);
+    throw new TensorFileError(part, `missing; file has: ${names.length === 0 ? '(no tensors)' : listForMessage(names)}`, source);
   }
   const allowed: readonly string[] =
     dtype === 'float' ? FLOAT_DTYPES : dtype === 'int' ? INT_DTYPES : typeof dtype === 'string' ? [dtype] : dtype;
@@ -361,7 +559,7 @@ export function requireTensor(
   if (rank !== undefined && tensor.shape.length !== rank) {
     throw new TensorFileError(
       `${part} shape`,
-      `is [${tensor.shape.join(', ')}] (rank ${tensor.shape.length}); expected rank ${rank}`,
+      `is ${shapeText(tensor.shape)} (rank ${tensor.shape.length}); expected rank ${rank}`,
       source,
     );
   }
@@ -380,14 +578,14 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) {
     for (const [key, value] of Object.entries(metadata)) {
-      if (typeof value !== 'string') fail(`${METADATA_KEY}['${key}']`, `is ${describe(value)}; expected a string`);
+      if (typeof value !== 'string') fail(`${METADATA_KEY}[${quoteName(key)}]`, `is ${describe(value)}; expected a string`);
     }
     header[METADATA_KEY] = { ...metadata };
   }
   const chunks: Uint8Array[] = [];
   let offset = 0;
   for (const [name, tensor] of Object.entries(tensors)) {
-    const part = `tensor '${name}'`;
+    const part = `tensor ${quoteName(name)}`;
     if (name === METADATA_KEY) fail(part, `the name ${METADATA_KEY} is reserved; expected another tensor name`);
     const dtype = tensor.dtype ?? inferDtype(tensor.data);
     if (dtype === undefined) fail(`${part} dtype`, 'is missing for a Uint16Array; expected dtype "F16"');
@@ -398,9 +596,9 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
     if (!tensor.shape.every(isNonNegativeInteger)) {
       fail(`${part} shape`, `is ${describe(tensor.shape)}; expected a list of non-negative integers`);
     }
-    const count = tensor.shape.reduce((a, b) => a * b, 1);
+    const count = elementCount(tensor.shape);
     if (count !== tensor.data.length) {
-      fail(`${part} shape`, `[${tensor.shape.join(', ')}] holds ${count} elements but data has ${tensor.data.length}; expected equal counts`);
+      fail(`${part} shape`, `${shapeText(tensor.shape)} holds ${count} elements but data has ${tensor.data.length}; expected equal counts`);
     }
     const raw = toLittleEndianBytes(tensor.data);
     header[name] = { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + raw.byteLength] };
