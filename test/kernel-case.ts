@@ -67,8 +67,10 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
     return out;
   };
   const zeros = c.contextLens.map(() => 0);
-  await cache.append(seqIds, firstPart, gather(k, firstPart, zeros), gather(v, firstPart, zeros));
-  await cache.append(seqIds, rest, gather(k, rest, firstPart), gather(v, rest, firstPart));
+  // A poisoned case bypasses append's finiteness check (which refuses NaN) to test the kernels' isolation.
+  const write = c.poison ? (ids: number[], counts: number[], kk: Float32Array, vv: Float32Array) => appendUnchecked(cache, ids, counts, kk, vv) : cache.append.bind(cache);
+  await write(seqIds, firstPart, gather(k, firstPart, zeros), gather(v, firstPart, zeros));
+  await write(seqIds, rest, gather(k, rest, firstPart), gather(v, rest, firstPart));
   const out = await cache.attention(seqIds, q, { numSplits: c.numSplits, tuning: c.tuning, kernel: c.kernel });
   const cacheWords = await cache.readCacheWords();
   const methodConfig: MethodConfig = {
@@ -119,4 +121,19 @@ export function referenceOverGpuCache(run: KernelRun): Float64Array {
   const shape = { numQueryHeads: cfg.numQueryHeads, numKvHeads: cfg.numKvHeads, headDim: d, contextLens: run.seqIds.map((id) => run.cache.contextLength(id)) };
   const { out } = decodeAttention(shape, qUsed, gpuDecodedRows(run, true), gpuDecodedRows(run, false));
   return rotV ? mapRows(out, (r) => unrotate(r, cfg.hadamardBlock, run.cache.signs)) : out;
+}
+
+/** cache.append without its input checks: prepareAppend, fill, encode (what a corrupted writer could do). */
+async function appendUnchecked(cache: PagedKvCache, seqIds: number[], counts: number[], k: Float32Array, v: Float32Array): Promise<void> {
+  const prepared = await cache.prepareAppend(seqIds, counts);
+  const queue = cache.ctx.device.queue;
+  queue.writeBuffer(prepared.kInput, 0, k.buffer as ArrayBuffer, k.byteOffset, k.byteLength);
+  queue.writeBuffer(prepared.vInput, 0, v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+  const encoder = cache.ctx.device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  prepared.encode(pass);
+  pass.end();
+  queue.submit([encoder.finish()]);
+  await queue.onSubmittedWorkDone();
+  prepared.destroy();
 }

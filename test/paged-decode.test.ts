@@ -182,7 +182,7 @@ describe('paged decode attention vs float64 references', () => {
     }
   });
 
-  it('NaN in one token of one (sequence, kv head) leaves every other sequence and kv head unchanged', async () => {
+  it('NaN in one token of one (sequence, kv head), written past append\'s check, leaves every other sequence and kv head unchanged', async () => {
     const ctx = await testGpu();
     const base: KernelCase = { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 2, pageSize: 8, hadamardBlock: 64, rotateV: true }, contextLens: [20, 13], seed: 21 };
     const clean = await runKernelCase(ctx, base);

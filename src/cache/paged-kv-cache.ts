@@ -22,7 +22,8 @@ import { decodeParams, mergeParams, prepareDecode, type DecodeShape, type Prepar
 import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
-import { KvCacheFullError, MAX_POOL_PAGES, PageAllocator } from './page-allocator';
+import { AttentionWorkspace } from './attention-workspace';
+import { KvCacheFullError, MAX_POOL_PAGES, PageAllocator, type PackedBlockTables } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
 export const MAX_HEAD_DIM = 256;
@@ -139,6 +140,14 @@ export interface AttentionOptions {
   kernel?: DecodeKernelKind;
 }
 
+/** A validated, planned attention call (PagedKvCache.planCall): what workspaces bind. */
+export interface AttentionCall {
+  plan: DecodePlan;
+  packed: PackedBlockTables;
+  shape: Omit<DecodeShape, 'kernel' | 'tuning'>;
+  scale: number;
+}
+
 /** A bound attention dispatch over fixed sequences, for repeated runs (benchmarks, decode loops). */
 export interface PreparedAttention {
   /** The call's decode plan (planDecode; describePlan prints it). */
@@ -169,7 +178,9 @@ export class PagedKvCache {
   readonly kBuffer: GPUBuffer;
   /** [numPages * pageWords] u32 V pages */
   readonly vBuffer: GPUBuffer;
-  private readonly signBitWords: Uint32Array;
+  /** The random signs as bits (bit d set = −1), as the kernels' uniforms take them. */
+  readonly signBitWords: Uint32Array;
+  private defaultWorkspace: AttentionWorkspace | null = null;
   private destroyed = false;
 
   private constructor(
@@ -350,16 +361,23 @@ export class PagedKvCache {
    * @returns [seqIds.length, Hq, D] f32
    */
   async attention(seqIds: number[], q: Float32Array, options: AttentionOptions = {}): Promise<Float32Array> {
-    const prepared = await this.prepareAttention(seqIds, options);
-    try {
-      const want = seqIds.length * this.config.numQueryHeads * this.config.headDim;
-      if (q.length !== want) throw new KvConfigError(`q has ${q.length} values; [${seqIds.length}, ${this.config.numQueryHeads}, ${this.config.headDim}] needs ${want}`);
-      writeFloats(this.ctx.device, prepared.queryBuffer, q);
-      await withGpuErrors(this.ctx.device, 'paged decode attention', () => this.submit((pass) => prepared.encode(pass)));
-      return await prepared.read();
-    } finally {
-      prepared.destroy();
-    }
+    this.defaultWorkspace ??= this.createAttentionWorkspace();
+    return this.defaultWorkspace.attention(seqIds, q, options);
+  }
+
+  /**
+   * A workspace for repeated attention calls (a decode loop): its buffers and bindings are reused, so
+   * steady-state calls allocate nothing. attention() uses one of its own.
+   */
+  createAttentionWorkspace(): AttentionWorkspace {
+    this.checkAlive();
+    return new AttentionWorkspace(this.ctx, this, (seqIds, options) => this.planCall(seqIds, options));
+  }
+
+  /** Throws KvConfigError unless q is [seqIds.length, Hq, D]. */
+  checkQueries(seqIds: number[], q: Float32Array): void {
+    const want = seqIds.length * this.config.numQueryHeads * this.config.headDim;
+    if (q.length !== want) throw new KvConfigError(`q has ${q.length} values; [${seqIds.length}, ${this.config.numQueryHeads}, ${this.config.headDim}] needs ${want}`);
   }
 
   /**
@@ -371,7 +389,7 @@ export class PagedKvCache {
   }
 
   /** Validates an attention call and plans it (see planAttention). */
-  private planCall(seqIds: number[], options: AttentionOptions) {
+  private planCall(seqIds: number[], options: AttentionOptions): AttentionCall {
     this.checkAlive();
     if (seqIds.length === 0) throw new KvConfigError('attention needs at least one sequence');
     if (seqIds.length > this.ctx.limits.maxComputeWorkgroupsPerDimension) throw new KvConfigError(`at most ${this.ctx.limits.maxComputeWorkgroupsPerDimension} sequences per attention call`);
@@ -435,22 +453,31 @@ export class PagedKvCache {
       for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
       throw e;
     }
-    const tokens = packed.contextLens.reduce((a, b) => a + b, 0);
-    const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
-    return {
-      plan,
-      kernel: plan.kernel,
-      kernelDetail: plan.variant.key,
-      headsPerWorkgroup: plan.headsPerWorkgroup,
+    return this.describePrepared({ plan, packed, shape, scale }, {
       queryBuffer: buffers.q,
       outputBuffer: buffers.out,
-      // What must be read, each byte once (re-reads by several head groups of one kv head hit caches).
-      bytesRead: 2 * tokens * hkv * rowBytes + packed.blockTables.byteLength + packed.contextLens.byteLength + qBytes,
       encode: (pass) => decode.encode(pass),
       read: async () => new Float32Array(await readBuffer(ctx, buffers.out, qBytes)),
       destroy: () => {
         for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
       },
+    });
+  }
+
+  /** A PreparedAttention from a planned call and its bound parts (shared by prepareAttention and workspaces). */
+  describePrepared(call: AttentionCall, parts: Pick<PreparedAttention, 'queryBuffer' | 'outputBuffer' | 'encode' | 'read' | 'destroy'>): PreparedAttention {
+    const { plan, packed } = call;
+    const tokens = packed.contextLens.reduce((a, b) => a + b, 0);
+    const rowBytes = (this.layout.rowWords + this.layout.scaleMinWords) * BYTES_PER_WORD;
+    const qBytes = packed.contextLens.length * this.config.numQueryHeads * this.config.headDim * 4;
+    return {
+      plan,
+      kernel: plan.kernel,
+      kernelDetail: plan.variant.key,
+      headsPerWorkgroup: plan.headsPerWorkgroup,
+      // What must be read, each byte once (re-reads by several head groups of one kv head hit caches).
+      bytesRead: 2 * tokens * this.config.numKvHeads * rowBytes + packed.blockTables.byteLength + packed.contextLens.byteLength + qBytes,
+      ...parts,
     };
   }
 
@@ -489,6 +516,7 @@ export class PagedKvCache {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.defaultWorkspace?.destroy();
     this.kBuffer.destroy();
     this.vBuffer.destroy();
   }

@@ -463,7 +463,16 @@ export function mergeParams(plan: SplitPlan, signBits: Uint32Array): Uint32Array
  * Compiles (or takes from the cache) the plan's pipelines and binds `buffers` (sized as the plan
  * says). Throws before binding when the variant needs more workgroup memory than the device has.
  */
-export async function prepareDecode(ctx: GpuContext, plan: DecodePlan, shape: DecodeShape, buffers: DecodeBuffers): Promise<PreparedDecode> {
+/** The pipelines and bind groups of a decode call: valid while its buffers live, for any grid of its plan's variant. */
+export interface BoundDecode {
+  decode: GPUComputePipeline;
+  decodeGroup: GPUBindGroup;
+  merge: GPUComputePipeline | null;
+  mergeGroup: GPUBindGroup | null;
+}
+
+/** Gets (compiles once) the plan's pipelines and binds `buffers` to them. */
+export async function bindDecode(ctx: GpuContext, plan: DecodePlan, shape: DecodeShape, buffers: DecodeBuffers): Promise<BoundDecode> {
   if (plan.workgroupBytes > ctx.limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`decode kernel needs ${plan.workgroupBytes} bytes of workgroup memory; this device allows ${ctx.limits.maxComputeWorkgroupStorageSize}`);
   }
@@ -474,17 +483,24 @@ export async function prepareDecode(ctx: GpuContext, plan: DecodePlan, shape: De
   ], 'paged decode');
   const merge = plan.merge ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
+  return { decode, decodeGroup, merge, mergeGroup };
+}
+
+/** Records the decode dispatch (and the merge when the plan has one) of `plan` over bound buffers. */
+export function encodeDecode(pass: GPUComputePassEncoder, bound: BoundDecode, plan: DecodePlan, numQueryHeads: number): void {
   const [x, y, z] = plan.grid;
-  return {
-    encode(pass) {
-      pass.setPipeline(decode);
-      pass.setBindGroup(0, decodeGroup);
-      pass.dispatchWorkgroups(x, y, z);
-      if (merge && mergeGroup) {
-        pass.setPipeline(merge);
-        pass.setBindGroup(0, mergeGroup);
-        pass.dispatchWorkgroups(shape.numQueryHeads, z);
-      }
-    },
-  };
+  pass.setPipeline(bound.decode);
+  pass.setBindGroup(0, bound.decodeGroup);
+  pass.dispatchWorkgroups(x, y, z);
+  if (bound.merge && bound.mergeGroup) {
+    pass.setPipeline(bound.merge);
+    pass.setBindGroup(0, bound.mergeGroup);
+    pass.dispatchWorkgroups(numQueryHeads, z);
+  }
+}
+
+/** bindDecode + encodeDecode for one plan. */
+export async function prepareDecode(ctx: GpuContext, plan: DecodePlan, shape: DecodeShape, buffers: DecodeBuffers): Promise<PreparedDecode> {
+  const bound = await bindDecode(ctx, plan, shape, buffers);
+  return { encode: (pass) => encodeDecode(pass, bound, plan, shape.numQueryHeads) };
 }

@@ -1,0 +1,145 @@
+/**
+ * A reusable attention workspace: the buffers, bind groups and readback of decode attention over one
+ * PagedKvCache, kept between calls so that a decode loop allocates nothing per step. Buffers grow
+ * (geometrically, within the device's binding limit) only when a call needs more than they hold;
+ * bind groups are cached per pipeline variant until a buffer is replaced. One call at a time: a
+ * workspace's buffers serve the call in flight (use several workspaces for overlapping calls).
+ *
+ *   const ws = cache.createAttentionWorkspace();
+ *   for (;;) { …append…; const out = await ws.attention(seqIds, q); }
+ *   ws.destroy();
+ */
+import { withGpuErrors, type GpuContext } from '../gpu/gpu-context';
+import { checkBufferFits, writeFloats } from '../kernels/gpu-buffers';
+import { bindDecode, decodeParams, encodeDecode, mergeParams, mergeVariant, type BoundDecode, type DecodeShape } from '../kernels/paged-decode';
+import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention } from './paged-kv-cache';
+
+/** Growth factor of a buffer that is too small (amortises batches that grow one sequence at a time). */
+const GROWTH = 1.5;
+
+type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'readback';
+
+/** What a slot is for; its GPUBufferUsage flags are read when a buffer is made (the globals exist only once a GPU is open). */
+type SlotKind = 'storage' | 'uniform' | 'readback';
+
+function usageOf(kind: SlotKind): number {
+  if (kind === 'storage') return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  if (kind === 'uniform') return GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
+  return GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
+}
+
+function writeWords(queue: GPUQueue, buffer: GPUBuffer, words: Uint32Array): void {
+  queue.writeBuffer(buffer, 0, words.buffer as ArrayBuffer, words.byteOffset, words.byteLength);
+}
+
+export class AttentionWorkspace {
+  private readonly buffers = new Map<SlotName, GPUBuffer>();
+  private readonly bound = new Map<string, BoundDecode>();
+  private destroyed = false;
+  /** GPU buffers this workspace has created so far (steady-state decode loops add none). */
+  buffersCreated = 0;
+
+  constructor(
+    private readonly ctx: GpuContext,
+    private readonly cache: PagedKvCache,
+    private readonly planCall: (seqIds: number[], options: AttentionOptions) => AttentionCall,
+  ) {}
+
+  /**
+   * Binds attention over `seqIds` into this workspace (block tables, lengths and parameters written
+   * now): write queries into `queryBuffer`, encode, read. `destroy()` of the result is a no-op; the
+   * workspace owns the buffers, and the next prepare() may reuse them.
+   */
+  async prepare(seqIds: number[], options: AttentionOptions = {}): Promise<PreparedAttention> {
+    if (this.destroyed) throw new Error('this attention workspace was destroyed');
+    const call = this.planCall(seqIds, options);
+    const { plan, packed, shape, scale } = call;
+    const c = this.cache.config;
+    const qBytes = seqIds.length * c.numQueryHeads * c.headDim * 4;
+    const queue = this.ctx.device.queue;
+    const slot = (name: SlotName, bytes: number, kind: SlotKind) => this.ensure(name, bytes, kind);
+    const buffers = {
+      q: slot('q', qBytes, 'storage'),
+      kCache: this.cache.kBuffer,
+      vCache: this.cache.vBuffer,
+      blockTables: slot('blockTables', packed.blockTables.byteLength, 'storage'),
+      contextLens: slot('contextLens', packed.contextLens.byteLength, 'storage'),
+      out: slot('out', qBytes, 'storage'),
+      partialAcc: slot('partialAcc', plan.partialAccBytes, 'storage'),
+      partialMl: slot('partialMl', plan.partialMlBytes, 'storage'),
+      decodeParams: slot('decodeParams', 48, 'uniform'),
+      mergeParams: slot('mergeParams', 48, 'uniform'),
+    };
+    writeWords(queue, buffers.blockTables, packed.blockTables);
+    writeWords(queue, buffers.contextLens, packed.contextLens);
+    queue.writeBuffer(buffers.decodeParams, 0, decodeParams(packed.maxPagesPerSeq, plan.splits, scale, this.cache.signBitWords));
+    writeWords(queue, buffers.mergeParams, mergeParams(plan.splits, this.cache.signBitWords));
+    const fullShape: DecodeShape = { ...shape, kernel: plan.kernel, tuning: plan.tuning };
+    const key = `${plan.variant.key}|${plan.merge ? mergeVariant(fullShape).key : ''}`;
+    let bound = this.bound.get(key);
+    if (bound === undefined) {
+      bound = await bindDecode(this.ctx, plan, fullShape, buffers);
+      this.bound.set(key, bound);
+    }
+    const binding = bound;
+    return this.cache.describePrepared(call, {
+      queryBuffer: buffers.q,
+      outputBuffer: buffers.out,
+      encode: (pass) => encodeDecode(pass, binding, plan, c.numQueryHeads),
+      read: () => this.read(buffers.out, qBytes),
+      destroy: () => {},
+    });
+  }
+
+  /** Decode attention for one query token per sequence, like PagedKvCache.attention, with no allocation once warm. */
+  async attention(seqIds: number[], q: Float32Array, options: AttentionOptions = {}): Promise<Float32Array> {
+    const prepared = await this.prepare(seqIds, options);
+    this.cache.checkQueries(seqIds, q);
+    writeFloats(this.ctx.device, prepared.queryBuffer, q);
+    await withGpuErrors(this.ctx.device, 'paged decode attention', () => {
+      const encoder = this.ctx.device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      prepared.encode(pass);
+      pass.end();
+      this.ctx.device.queue.submit([encoder.finish()]);
+      return this.ctx.device.queue.onSubmittedWorkDone();
+    });
+    return prepared.read();
+  }
+
+  /** Frees every buffer; the workspace refuses work afterwards. */
+  destroy(): void {
+    this.destroyed = true;
+    for (const b of this.buffers.values()) b.destroy();
+    this.buffers.clear();
+    this.bound.clear();
+  }
+
+  /** The buffer of `name`, replaced by a larger one (and every cached binding dropped) when too small. */
+  private ensure(name: SlotName, bytes: number, kind: SlotKind): GPUBuffer {
+    const need = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const have = this.buffers.get(name);
+    if (have !== undefined && have.size >= need) return have;
+    // Grown buffers stay within one binding; a need beyond it is refused by checkBufferFits.
+    const cap = kind === 'storage' ? this.ctx.limits.maxStorageBufferBindingSize : need;
+    const size = Math.max(need, Math.min(cap, Math.ceil(((have?.size ?? 0) * GROWTH) / 4) * 4));
+    if (kind === 'storage') checkBufferFits(this.ctx, `attention workspace ${name}`, size);
+    have?.destroy();
+    const buffer = this.ctx.device.createBuffer({ label: `attention workspace ${name}`, size, usage: usageOf(kind) });
+    this.buffers.set(name, buffer);
+    if (kind !== 'readback') this.bound.clear();
+    this.buffersCreated++;
+    return buffer;
+  }
+
+  private async read(source: GPUBuffer, bytes: number): Promise<Float32Array> {
+    const staging = this.ensure('readback', bytes, 'readback');
+    const encoder = this.ctx.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(source, 0, staging, 0, Math.ceil(bytes / 4) * 4);
+    this.ctx.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ, 0, Math.ceil(bytes / 4) * 4);
+    const out = new Float32Array(staging.getMappedRange(0, Math.ceil(bytes / 4) * 4).slice(0, bytes));
+    staging.unmap();
+    return out;
+  }
+}
