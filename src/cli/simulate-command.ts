@@ -2,19 +2,34 @@
  * `simulate`: the serving simulator (src/serving) from the command line: continuous batching of a
  * request stream over one paged KV cache per method, sized by one memory budget, swept over
  * concurrency caps; prints the tables of src/serving/simulate-report.ts, optionally writes the JSON.
+ *
+ * Every input is checked before any work (planSimulate, no GPU): each number is an integer or number
+ * in its range, the --json file can be written, the trace is bounded and parsed, and the sweep's
+ * host memory (request state, step records, JSON text, K/V values per step; simulate-limits.ts) is
+ * estimated against the V8 heap and the free memory, refused with "needs X, limit Y, try Z". Any bad
+ * input exits 2 with one line.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { freemem, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, isKvMethod, KV_METHODS, type KvMethod } from '../layout';
+import { getHeapStatistics } from 'node:v8';
+import { MAX_POOL_PAGES } from '../cache/page-allocator';
+import { KvConfigError, MAX_HEAD_DIM } from '../cache/paged-kv-cache';
+import { DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, isKvMethod, KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type KvMethod } from '../layout';
 import {
-  generateRequests, isRegimeName, parseLengthDistribution, parseTrace, REGIMES, RequestSpecError, scaledRegime, TraceParseError,
-  type ArrivalProcess, type RegimeName, type ServingRequest,
+  clipText, generateRequests, isRegimeName, MAX_REQUEST_TOKENS, MAX_REQUESTS, parseLengthDistribution, parseTrace, quoteName, REGIMES, RequestSpecError, scaledRegime,
+  TraceParseError, type ArrivalProcess, type LengthDistribution, type RegimeName, type ServingRequest,
 } from '../serving/requests';
 import { SchedulerError } from '../serving/scheduler';
+import {
+  formatSize, JSON_HEAP_BYTES_PER_CHAR, MAX_STRING_CHARS, maxRequestsFor, maxStepRecordsFor, REQUEST_HEAP_BYTES, SimulateLimitError, STEP_RECORD_HEAP_BYTES,
+  STEP_RECORD_JSON_CHARS, stepBufferBytesFor, type HostLimits, type SweepSize,
+} from '../serving/simulate-limits';
 import { formatSimulateReport, simulateReportJson } from '../serving/simulate-report';
-import { runSimulateSweep } from '../serving/simulate-sweep';
-import { DEFAULT_PREFILL_CHUNK_TOKENS, LLAMA_3_1_8B, type ModelShape } from '../serving/simulator';
+import { runSimulateSweep, sweepSize, type SimulateSweepOptions } from '../serving/simulate-sweep';
+import { checkServingBudget, DEFAULT_PREFILL_CHUNK_TOKENS, LLAMA_3_1_8B, type ModelShape } from '../serving/simulator';
 import type { CliCommand } from './commands';
+import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
 
 const DEFAULTS = {
   regime: 'short' as RegimeName,
@@ -60,7 +75,8 @@ Memory and scheduling:
   --budget-mib N             KV-cache MiB of the simulated layer, K+V+scales (default ${DEFAULTS.budgetMib})
   --methods LIST             comma list of ${KV_METHODS.join(', ')} (default all)
   --max-concurrency LIST     comma list of concurrency caps (default ${DEFAULTS.caps.join(',')})
-  --steps N                  steps per run; 0 = until every request finished (default ${DEFAULTS.steps})
+  --steps N                  steps per run; 0 = until every request finished (default ${DEFAULTS.steps});
+                             an idle gap (nothing running or waiting) is skipped in one step
   --chunk N                  prefill chunk: prompt tokens per sequence per step (default ${DEFAULTS.chunk})
   --prefill-tokens-per-step N  prompt tokens per step over all sequences (default: no limit)
   --reserve-pages N          free pages a new request must leave for the running ones (default 0)
@@ -75,164 +91,339 @@ Output:
   --timing auto|timestamp|wall-clock   GPU timing (default auto: timestamp-query when present)
   --quiet                    no progress lines on stderr
 
-Exit codes: 0 done; 2 bad flags, trace or a budget that holds no page; 1 GPU failure.`;
+Limits: every number is checked against its range, and the sweep's host memory (request state, step
+records, the JSON text, K/V values per step) is estimated before any work; too much is refused with
+what it needs, the limit (half the V8 heap, half the free memory) and a value that fits.
+
+Exit codes: 0 done; 2 bad flags, trace, a budget that holds no page or a sweep too large; 1 GPU failure.`;
 
 /** A problem with the command line, reported with exit code 2. */
 class SimulateUsageError extends Error {}
 
-function positiveInt(flag: string, text: string | undefined, fallback: number, min = 1): number {
+/** Characters of a numeric flag's value at most (the largest bound has 13 digits). */
+const MAX_NUMBER_CHARS = 32;
+/** Characters of a comma list (--methods, --max-concurrency) at most. */
+const MAX_LIST_CHARS = 1024;
+/** Concurrency caps (runs per method) of one sweep at most. */
+const MAX_CAPS = 32;
+/** Largest concurrency cap: WebGPU's default maxComputeWorkgroupsPerDimension, the most sequences one attention call takes (the device check refines it). */
+const MAX_CONCURRENCY = 65535;
+/** Steps per run at most; the step-record estimate usually binds first. */
+const MAX_STEPS = 10 ** 9;
+/** Prompt tokens per step over all sequences at most; the per-step memory estimate binds first. */
+const MAX_PREFILL_TOKENS_PER_STEP = 2 ** 40;
+/** KV budget of the simulated layer at most: 1 TiB, past any device (the device check refines it). */
+const MAX_BUDGET_MIB = 2 ** 20;
+/** Query or kv heads at most (the cache refines: kv heads ≤ 1024, query heads ≤ 4096, a multiple). */
+const MAX_HEADS = 4096;
+/** Layers of the model at most (they scale the report's per-model figures only). */
+const MAX_LAYERS = 1024;
+/** Seeds are 32-bit (SeededRandom takes seed >>> 0): larger ones would repeat streams silently. */
+const MAX_SEED = 2 ** 32 - 1;
+/** Length scale at most: 1024 × the long regime's 16k prompt is MAX_REQUEST_TOKENS. */
+const MAX_SCALE = 1024;
+/** Poisson arrival rate at most (requests per step): past it every request arrives at step 0 anyway. */
+const MAX_ARRIVAL_RATE = MAX_REQUESTS;
+/** Trace file size at most; also at most a quarter of the heap limit (its text is held while parsed). */
+const MAX_TRACE_BYTES = 256 * 2 ** 20;
+/** Share of the V8 heap (or the host memory, when smaller) a sweep may plan for; the rest is the program and garbage. */
+const HEAP_SHARE = 0.5;
+/** Share of the free host memory the values one step generates may take. */
+const FREE_MEMORY_SHARE = 0.5;
+/** Longest line of an error message. */
+const MAX_MESSAGE_CHARS = 2000;
+
+/** A flag value for a message: quoted and cut short. */
+function quote(text: string): string {
+  return JSON.stringify(clipText(text));
+}
+
+function intFlag(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) throw new SimulateUsageError(`${flag} ${JSON.stringify(text)}: expected an integer ≥ ${min}`);
+  const t = text.trim();
+  const value = Number(t);
+  if (t.length > MAX_NUMBER_CHARS || !/^\d+$/.test(t) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new SimulateUsageError(`${flag} ${quote(text)}: expected an integer ≥ ${min} and ≤ ${max}`);
+  }
   return value;
 }
 
-function positiveNumber(flag: string, text: string | undefined, fallback: number): number {
+function numberFlag(flag: string, text: string | undefined, fallback: number, max: number): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value <= 0) throw new SimulateUsageError(`${flag} ${JSON.stringify(text)}: expected a positive number`);
+  if (text.trim() === '' || text.length > MAX_NUMBER_CHARS || !Number.isFinite(value) || value <= 0 || value > max) {
+    throw new SimulateUsageError(`${flag} ${quote(text)}: expected a positive number ≤ ${max}`);
+  }
   return value;
 }
 
-function intList(flag: string, text: string | undefined, fallback: number[]): number[] {
-  if (text === undefined) return fallback;
-  const values = text.split(',').map((t) => positiveInt(flag, t, 0));
+function listFlag(flag: string, text: string, maxItems: number): string[] {
+  if (text.length > MAX_LIST_CHARS) throw new SimulateUsageError(`${flag}: a list of ${text.length} characters; at most ${MAX_LIST_CHARS}`);
+  const items = text.split(',').map((t) => t.trim());
+  if (items.length > maxItems) throw new SimulateUsageError(`${flag}: ${items.length} items; at most ${maxItems}`);
+  return items;
+}
+
+function capList(text: string | undefined): number[] {
+  if (text === undefined) return DEFAULTS.caps;
+  const values = listFlag('--max-concurrency', text, MAX_CAPS).map((t) => intFlag('--max-concurrency', t, 0, 1, MAX_CONCURRENCY));
   return [...new Set(values)].sort((a, b) => a - b);
 }
 
 function methodList(text: string | undefined): KvMethod[] {
   if (text === undefined) return [...KV_METHODS];
-  const names = text.split(',').map((t) => t.trim());
-  for (const name of names) if (!isKvMethod(name)) throw new SimulateUsageError(`--methods: unknown method '${name}'; expected a comma list of ${KV_METHODS.join(', ')}`);
+  const names = listFlag('--methods', text, MAX_CAPS);
+  for (const name of names) if (!isKvMethod(name)) throw new SimulateUsageError(`--methods: unknown method ${quoteName(name)}; expected a comma list of ${KV_METHODS.join(', ')}`);
   return [...new Set(names)] as KvMethod[];
+}
+
+/** What this host gives a sweep: a share of the V8 heap and of the free memory. */
+export function hostLimits(): HostLimits {
+  const heapLimit = getHeapStatistics().heap_size_limit;
+  const heap = Math.min(heapLimit, totalmem());
+  const free = freemem();
+  return {
+    heapBytes: Math.floor(HEAP_SHARE * heap),
+    heapSource: heap < heapLimit
+      ? `half the host's ${formatSize(heap)}`
+      : `half the V8 heap limit of ${formatSize(heap)}; NODE_OPTIONS=--max-old-space-size=MIB raises it`,
+    bufferBytes: Math.floor(FREE_MEMORY_SHARE * free),
+    bufferSource: `half the ${formatSize(free)} of free host memory`,
+  };
+}
+
+/** Everything `simulate` will do, checked: the sweep, where its JSON goes, and its sizes. */
+export interface SimulatePlan {
+  sweep: SimulateSweepOptions;
+  json?: string;
+  quiet: boolean;
+  size: SweepSize;
+}
+
+/** Scales a distribution's lengths by `scale`. */
+function scaleDistribution(d: LengthDistribution, scale: number): LengthDistribution {
+  if (scale === 1) return d;
+  if (d.kind === 'fixed') return { ...d, value: d.value * scale };
+  if (d.kind === 'uniform') return { ...d, min: d.min * scale, max: d.max * scale };
+  return { ...d, median: d.median * scale, min: d.min === undefined ? undefined : d.min * scale, max: d.max === undefined ? undefined : d.max * scale };
+}
+
+/** Reads and parses --trace, bounded by file size and by the requests the heap holds. */
+function readTrace(path: string, limits: HostLimits): ServingRequest[] {
+  const name = clipText(path, 200);
+  let size: number;
+  try {
+    const stat = statSync(path);
+    if (!stat.isFile()) throw new SimulateUsageError(`--trace ${name}: not a file`);
+    size = stat.size;
+  } catch (err) {
+    if (err instanceof SimulateUsageError) throw err;
+    throw new SimulateUsageError(`cannot read --trace ${name}: ${clipText((err as Error).message, 200)}`);
+  }
+  const maxBytes = Math.min(MAX_TRACE_BYTES, Math.floor(limits.heapBytes / 4));
+  if (size > maxBytes) {
+    throw new SimulateLimitError(`--trace ${name} is ${formatSize(size)}; limit ${formatSize(maxBytes)} (${maxBytes === MAX_TRACE_BYTES ? 'the largest trace read' : `a quarter of the ${formatSize(limits.heapBytes)} heap share`}); try a trace ≤ ${formatSize(maxBytes)}`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new SimulateUsageError(`cannot read --trace ${name}: ${clipText((err as Error).message, 200)}`);
+  }
+  const maxRequests = Math.min(MAX_REQUESTS, maxRequestsFor(limits));
+  return parseTrace(text, path, {
+    maxRequests,
+    maxRequestsReason: maxRequests === MAX_REQUESTS ? 'the most of one stream' : `~${REQUEST_HEAP_BYTES} B of host memory each within ${formatSize(limits.heapBytes)}, ${limits.heapSource}`,
+  });
+}
+
+/** Refuses a generated stream of `count` requests before it is drawn, when its state would not fit. */
+function checkRequestCount(count: number, flag: string, limits: HostLimits): void {
+  const byMemory = maxRequestsFor(limits);
+  if (count <= Math.min(MAX_REQUESTS, byMemory)) return;
+  if (count > byMemory) {
+    throw new SimulateLimitError(
+      `${flag} needs ~${formatSize(count * REQUEST_HEAP_BYTES)} of host memory for request state; limit ${formatSize(limits.heapBytes)} (${limits.heapSource}); try --requests ≤ ${Math.min(MAX_REQUESTS, byMemory)}`,
+    );
+  }
+  throw new SimulateLimitError(`${flag} needs more than the ${MAX_REQUESTS} requests a stream may have; limit ${MAX_REQUESTS}; try --requests ≤ ${MAX_REQUESTS}`);
+}
+
+/** Refuses a sweep whose estimated host memory (simulate-limits.ts) exceeds the limits, naming a setting that fits. */
+function checkSweepFits(size: SweepSize, o: SimulateSweepOptions, limits: HostLimits, json: boolean): void {
+  const maxCap = o.caps.reduce((m, c) => Math.max(m, c), 0);
+  if (size.stepBufferBytes > limits.bufferBytes) {
+    const perSequence = stepBufferBytesFor(o.model, 0, 1);
+    const perToken = stepBufferBytesFor(o.model, 1, 0);
+    const fits = Math.floor((limits.bufferBytes - size.maxDecodeBatch * perSequence) / perToken);
+    const writer = o.prefillTokensPerStep !== undefined ? `--prefill-tokens-per-step ${o.prefillTokensPerStep}` : `cap ${maxCap} × --chunk ${o.prefillChunkTokens}`;
+    const fix = fits >= 1 ? `--prefill-tokens-per-step ≤ ${fits}` : `--max-concurrency ≤ ${Math.max(1, Math.floor(limits.bufferBytes / (perSequence + perToken)))} and --prefill-tokens-per-step 1`;
+    throw new SimulateLimitError(
+      `${writer} writes up to ${size.maxPrefillTokensPerStep} prompt tokens per step: needs ~${formatSize(size.stepBufferBytes)} of host memory for their K/V values; ` +
+        `limit ${formatSize(limits.bufferBytes)} (${limits.bufferSource}); try ${fix}`,
+    );
+  }
+  const stepsNow = o.maxSteps > 0 ? `--steps ${o.maxSteps}` : '--steps 0 (until done)';
+  if (json && size.jsonChars > MAX_STRING_CHARS) {
+    const fits = Math.max(1, Math.floor(MAX_STRING_CHARS / STEP_RECORD_JSON_CHARS / size.runs));
+    throw new SimulateLimitError(
+      `--json with ${stepsNow}: ~${size.stepRecords} step records over ${size.runs} runs need ~${size.jsonChars} characters of JSON; limit ${MAX_STRING_CHARS} (the longest string V8 makes); ` +
+        `try --steps ≤ ${fits}, fewer --max-concurrency caps or --methods, or no --json`,
+    );
+  }
+  if (size.heapBytes > limits.heapBytes) {
+    const perRecord = STEP_RECORD_HEAP_BYTES + (json ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0);
+    const fits = Math.floor((limits.heapBytes - size.requestHeapBytes) / perRecord / size.runs);
+    throw new SimulateLimitError(
+      `${stepsNow}: ~${size.stepRecords} step records over ${size.runs} runs${json ? ' and their JSON' : ''} with ${o.requests.length} requests need ~${formatSize(size.heapBytes)} of host memory; ` +
+        `limit ${formatSize(limits.heapBytes)} (${limits.heapSource}); try ${fits >= 1 ? `--steps ≤ ${fits}` : `--requests ≤ ${Math.floor(limits.heapBytes / 2 / REQUEST_HEAP_BYTES)}`}`,
+    );
+  }
+}
+
+/**
+ * Parses and checks the whole command line, reads the trace or draws the stream, and sizes the sweep
+ * against `limits`; touches no GPU. Everything the run will do is known (and bounded) afterwards.
+ * @throws SimulateUsageError, RequestSpecError, TraceParseError, SimulateLimitError, KvConfigError,
+ *   CliInputError (all exit 2); node:util parseArgs errors (exit 2 in the CLI)
+ */
+export function planSimulate(args: string[], limits: HostLimits = hostLimits()): SimulatePlan {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      regime: { type: 'string' },
+      'prompt-len': { type: 'string' },
+      'output-len': { type: 'string' },
+      trace: { type: 'string' },
+      scale: { type: 'string' },
+      requests: { type: 'string' },
+      'arrival-rate': { type: 'string' },
+      seed: { type: 'string' },
+      'budget-mib': { type: 'string' },
+      methods: { type: 'string' },
+      'max-concurrency': { type: 'string' },
+      steps: { type: 'string' },
+      chunk: { type: 'string' },
+      'prefill-tokens-per-step': { type: 'string' },
+      'reserve-pages': { type: 'string' },
+      'page-size': { type: 'string' },
+      'hadamard-block': { type: 'string' },
+      'head-dim': { type: 'string' },
+      'query-heads': { type: 'string' },
+      'kv-heads': { type: 'string' },
+      layers: { type: 'string' },
+      json: { type: 'string' },
+      timing: { type: 'string' },
+      quiet: { type: 'boolean' },
+    },
+  });
+  // The output file first: a run of minutes must not end in ENOENT.
+  if (values.json !== undefined) checkOutputFile('--json', values.json);
+  const caps = capList(values['max-concurrency']);
+  const methods = methodList(values.methods);
+  const seed = intFlag('--seed', values.seed, DEFAULTS.seed, 0, MAX_SEED);
+  const scale = numberFlag('--scale', values.scale, 1, MAX_SCALE);
+  const regimeName = values.regime ?? DEFAULTS.regime;
+  if (!isRegimeName(regimeName)) throw new SimulateUsageError(`--regime ${quote(regimeName)}: expected ${Object.keys(REGIMES).join(' or ')}`);
+  const streamFlags = ['regime', 'prompt-len', 'output-len', 'requests', 'arrival-rate', 'scale'] as const;
+  if (values.trace !== undefined && streamFlags.some((f) => values[f] !== undefined)) {
+    throw new SimulateUsageError(`--trace gives the whole stream: leave out ${streamFlags.map((f) => `--${f}`).join(', ')}`);
+  }
+  const timing = values.timing ?? 'auto';
+  if (timing !== 'auto' && timing !== 'timestamp' && timing !== 'wall-clock') throw new SimulateUsageError(`--timing ${quote(timing)}: expected auto, timestamp or wall-clock`);
+  const model: ModelShape = {
+    name: LLAMA_3_1_8B.name,
+    headDim: intFlag('--head-dim', values['head-dim'], LLAMA_3_1_8B.headDim, 1, MAX_HEAD_DIM),
+    numQueryHeads: intFlag('--query-heads', values['query-heads'], LLAMA_3_1_8B.numQueryHeads, 1, MAX_HEADS),
+    numKvHeads: intFlag('--kv-heads', values['kv-heads'], LLAMA_3_1_8B.numKvHeads, 1, MAX_HEADS),
+    numLayers: intFlag('--layers', values.layers, LLAMA_3_1_8B.numLayers, 1, MAX_LAYERS),
+  };
+  if (model.headDim !== LLAMA_3_1_8B.headDim || model.numQueryHeads !== LLAMA_3_1_8B.numQueryHeads || model.numKvHeads !== LLAMA_3_1_8B.numKvHeads || model.numLayers !== LLAMA_3_1_8B.numLayers) {
+    model.name = `a model with Hq ${model.numQueryHeads}, Hkv ${model.numKvHeads}, D ${model.headDim}, ${model.numLayers} layers`;
+  }
+  const pageSize = intFlag('--page-size', values['page-size'], DEFAULTS.pageSize, MIN_PAGE_SIZE, MAX_PAGE_SIZE);
+  const hadamardBlock = intFlag('--hadamard-block', values['hadamard-block'], Math.min(DEFAULTS.hadamardBlock, model.headDim), 1, MAX_HEAD_DIM);
+  const budgetBytes = Math.floor(numberFlag('--budget-mib', values['budget-mib'], DEFAULTS.budgetMib, MAX_BUDGET_MIB) * 2 ** 20);
+  const maxSteps = intFlag('--steps', values.steps, DEFAULTS.steps, 0, MAX_STEPS);
+  const prefillChunkTokens = intFlag('--chunk', values.chunk, DEFAULTS.chunk, 1, MAX_REQUEST_TOKENS);
+  const prefillTokensPerStep = values['prefill-tokens-per-step'] === undefined ? undefined : intFlag('--prefill-tokens-per-step', values['prefill-tokens-per-step'], 0, 1, MAX_PREFILL_TOKENS_PER_STEP);
+  const reservePages = intFlag('--reserve-pages', values['reserve-pages'], 0, 0, MAX_POOL_PAGES);
+  // The cache shape and the pages of each pool, without a device (KvConfigError names what fits).
+  for (const method of methods) checkServingBudget({ model, method, budgetBytes, pageSize, hadamardBlock });
+
+  let requests: ServingRequest[];
+  let workload: string;
+  if (values.trace !== undefined) {
+    requests = readTrace(values.trace, limits);
+    workload = `trace ${clipText(values.trace, 200)}`;
+  } else {
+    const count = intFlag('--requests', values.requests, 2 * caps[caps.length - 1], 1, Number.MAX_SAFE_INTEGER);
+    checkRequestCount(count, values.requests === undefined ? `${count} requests (2 × the largest cap)` : `--requests ${count}`, limits);
+    const regime = scaledRegime(regimeName, scale);
+    const prompt = values['prompt-len'] !== undefined ? scaleDistribution(parseLengthDistribution(values['prompt-len'], '--prompt-len'), scale) : { kind: 'fixed' as const, value: regime.promptLen };
+    const output = values['output-len'] !== undefined ? scaleDistribution(parseLengthDistribution(values['output-len'], '--output-len'), scale) : { kind: 'fixed' as const, value: regime.outputLen };
+    const arrival: ArrivalProcess = values['arrival-rate'] !== undefined ? { kind: 'poisson', perStep: numberFlag('--arrival-rate', values['arrival-rate'], 1, MAX_ARRIVAL_RATE) } : { kind: 'all-at-once' };
+    requests = generateRequests({ count, prompt, output, arrival, seed });
+    const r = REGIMES[regimeName];
+    const lengths = values['prompt-len'] !== undefined || values['output-len'] !== undefined
+      ? `prompt ${clipText(values['prompt-len'] ?? String(regime.promptLen))}, output ${clipText(values['output-len'] ?? String(regime.outputLen))}${scale !== 1 ? ` (×${scale})` : ''}`
+      : `regime ${r.name} (${r.description})${scale !== 1 ? ` scaled ×${scale} → ${regime.promptLen} in / ${regime.outputLen} out` : ''}`;
+    workload = lengths + (arrival.kind === 'poisson' ? `, Poisson arrivals ${arrival.perStep}/step` : '');
+  }
+
+  const json = values.json !== undefined;
+  const sweep: SimulateSweepOptions = {
+    model,
+    methods,
+    budgetBytes,
+    caps,
+    maxSteps,
+    requests,
+    workload,
+    pageSize,
+    hadamardBlock,
+    prefillChunkTokens,
+    ...(prefillTokensPerStep !== undefined ? { prefillTokensPerStep } : {}),
+    reservePages,
+    dataSeed: seed,
+    timing,
+    maxStepRecords: maxStepRecordsFor(limits, requests.length, json),
+  };
+  const size = sweepSize(sweep, json);
+  checkSweepFits(size, sweep, limits, json);
+  return { sweep, ...(json ? { json: values.json } : {}), quiet: values.quiet ?? false, size };
+}
+
+/** The first line of `message`, cut to MAX_MESSAGE_CHARS. */
+function oneLine(message: string): string {
+  return clipText(message.split('\n', 1)[0], MAX_MESSAGE_CHARS);
+}
+
+/** The errors that mean a bad input (exit 2), not a failure. */
+function isInputError(err: unknown): err is Error {
+  return err instanceof SimulateUsageError || err instanceof RequestSpecError || err instanceof TraceParseError || err instanceof SchedulerError ||
+    err instanceof SimulateLimitError || err instanceof KvConfigError || err instanceof CliInputError;
 }
 
 export const simulateCommand: CliCommand = {
   summary: 'serving simulator: continuous batching over the paged cache; tokens/s vs concurrency per method',
   usage: SIMULATE_USAGE,
   async run(args, env) {
-    const { values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        regime: { type: 'string' },
-        'prompt-len': { type: 'string' },
-        'output-len': { type: 'string' },
-        trace: { type: 'string' },
-        scale: { type: 'string' },
-        requests: { type: 'string' },
-        'arrival-rate': { type: 'string' },
-        seed: { type: 'string' },
-        'budget-mib': { type: 'string' },
-        methods: { type: 'string' },
-        'max-concurrency': { type: 'string' },
-        steps: { type: 'string' },
-        chunk: { type: 'string' },
-        'prefill-tokens-per-step': { type: 'string' },
-        'reserve-pages': { type: 'string' },
-        'page-size': { type: 'string' },
-        'hadamard-block': { type: 'string' },
-        'head-dim': { type: 'string' },
-        'query-heads': { type: 'string' },
-        'kv-heads': { type: 'string' },
-        layers: { type: 'string' },
-        json: { type: 'string' },
-        timing: { type: 'string' },
-        quiet: { type: 'boolean' },
-      },
-    });
     try {
-      const caps = intList('--max-concurrency', values['max-concurrency'], DEFAULTS.caps);
-      const methods = methodList(values.methods);
-      const seed = positiveInt('--seed', values.seed, DEFAULTS.seed, 0);
-      const scale = positiveNumber('--scale', values.scale, 1);
-      const regimeName = values.regime ?? DEFAULTS.regime;
-      if (!isRegimeName(regimeName)) throw new SimulateUsageError(`--regime ${JSON.stringify(regimeName)}: expected ${Object.keys(REGIMES).join(' or ')}`);
-      if (values.trace !== undefined && (values.regime !== undefined || values['prompt-len'] !== undefined || values['output-len'] !== undefined || values.requests !== undefined || values['arrival-rate'] !== undefined)) {
-        throw new SimulateUsageError('--trace gives the whole stream: leave out --regime, --prompt-len, --output-len, --requests and --arrival-rate');
-      }
-      const timing = values.timing ?? 'auto';
-      if (timing !== 'auto' && timing !== 'timestamp' && timing !== 'wall-clock') throw new SimulateUsageError(`--timing ${JSON.stringify(timing)}: expected auto, timestamp or wall-clock`);
-      const model: ModelShape = {
-        name: LLAMA_3_1_8B.name,
-        headDim: positiveInt('--head-dim', values['head-dim'], LLAMA_3_1_8B.headDim),
-        numQueryHeads: positiveInt('--query-heads', values['query-heads'], LLAMA_3_1_8B.numQueryHeads),
-        numKvHeads: positiveInt('--kv-heads', values['kv-heads'], LLAMA_3_1_8B.numKvHeads),
-        numLayers: positiveInt('--layers', values.layers, LLAMA_3_1_8B.numLayers),
-      };
-      if (model.headDim !== LLAMA_3_1_8B.headDim || model.numQueryHeads !== LLAMA_3_1_8B.numQueryHeads || model.numKvHeads !== LLAMA_3_1_8B.numKvHeads || model.numLayers !== LLAMA_3_1_8B.numLayers) {
-        model.name = `a model with Hq ${model.numQueryHeads}, Hkv ${model.numKvHeads}, D ${model.headDim}, ${model.numLayers} layers`;
-      }
-
-      let requests: ServingRequest[];
-      let workload: string;
-      if (values.trace !== undefined) {
-        let text: string;
-        try {
-          text = readFileSync(values.trace, 'utf8');
-        } catch (err) {
-          throw new SimulateUsageError(`cannot read --trace ${values.trace}: ${(err as Error).message}`);
-        }
-        requests = parseTrace(text, values.trace);
-        workload = `trace ${values.trace}`;
-      } else {
-        const count = positiveInt('--requests', values.requests, 2 * Math.max(...caps));
-        const regime = scaledRegime(regimeName, scale);
-        const scaleDist = (text: string, what: string) => {
-          const d = parseLengthDistribution(text, what);
-          if (scale === 1) return d;
-          if (d.kind === 'fixed') return { ...d, value: d.value * scale };
-          if (d.kind === 'uniform') return { ...d, min: d.min * scale, max: d.max * scale };
-          return { ...d, median: d.median * scale, min: d.min === undefined ? undefined : d.min * scale, max: d.max === undefined ? undefined : d.max * scale };
-        };
-        const prompt = values['prompt-len'] !== undefined ? scaleDist(values['prompt-len'], '--prompt-len') : { kind: 'fixed' as const, value: regime.promptLen };
-        const output = values['output-len'] !== undefined ? scaleDist(values['output-len'], '--output-len') : { kind: 'fixed' as const, value: regime.outputLen };
-        const arrival: ArrivalProcess = values['arrival-rate'] !== undefined ? { kind: 'poisson', perStep: positiveNumber('--arrival-rate', values['arrival-rate'], 1) } : { kind: 'all-at-once' };
-        requests = generateRequests({ count, prompt, output, arrival, seed });
-        const r = REGIMES[regimeName];
-        const lengths = values['prompt-len'] !== undefined || values['output-len'] !== undefined
-          ? `prompt ${values['prompt-len'] ?? regime.promptLen}, output ${values['output-len'] ?? regime.outputLen}${scale !== 1 ? ` (×${scale})` : ''}`
-          : `regime ${r.name} (${r.description})${scale !== 1 ? ` scaled ×${scale} → ${regime.promptLen} in / ${regime.outputLen} out` : ''}`;
-        workload = lengths + (arrival.kind === 'poisson' ? `, Poisson arrivals ${arrival.perStep}/step` : '');
-      }
-
-      const pageSize = positiveInt('--page-size', values['page-size'], DEFAULTS.pageSize);
-      const hadamardBlock = positiveInt('--hadamard-block', values['hadamard-block'], Math.min(DEFAULTS.hadamardBlock, model.headDim));
-      const budgetBytes = Math.floor(positiveNumber('--budget-mib', values['budget-mib'], DEFAULTS.budgetMib) * 2 ** 20);
-      const prefillTokensPerStep = values['prefill-tokens-per-step'] === undefined ? undefined : positiveInt('--prefill-tokens-per-step', values['prefill-tokens-per-step'], 0);
+      const plan = planSimulate(args);
       const ctx = await env.gpu();
-      const result = await runSimulateSweep(
-        ctx,
-        {
-          model,
-          methods,
-          budgetBytes,
-          caps,
-          maxSteps: positiveInt('--steps', values.steps, DEFAULTS.steps, 0),
-          requests,
-          workload,
-          pageSize,
-          hadamardBlock,
-          prefillChunkTokens: positiveInt('--chunk', values.chunk, DEFAULTS.chunk),
-          ...(prefillTokensPerStep !== undefined ? { prefillTokensPerStep } : {}),
-          reservePages: positiveInt('--reserve-pages', values['reserve-pages'], 0, 0),
-          dataSeed: seed,
-          timing,
-        },
-        values.quiet ? undefined : (line) => process.stderr.write(`simulate: ${line}\n`),
-      );
+      const result = await runSimulateSweep(ctx, plan.sweep, plan.quiet ? undefined : (line) => process.stderr.write(`simulate: ${line}\n`));
       process.stdout.write(`${formatSimulateReport(result)}\n`);
-      if (values.json !== undefined) {
-        const temporary = `${values.json}.tmp-${process.pid}`;
-        writeFileSync(temporary, simulateReportJson(result));
-        renameSync(temporary, values.json);
-        process.stderr.write(`simulate: wrote ${values.json}\n`);
+      if (plan.json !== undefined) {
+        writeFileAtomic(plan.json, simulateReportJson(result));
+        process.stderr.write(`simulate: wrote ${plan.json}\n`);
       }
       return 0;
     } catch (err) {
-      if (err instanceof SimulateUsageError || err instanceof RequestSpecError || err instanceof TraceParseError || err instanceof SchedulerError) {
-        process.stderr.write(`simulate: ${err.message}\n${SIMULATE_USAGE.split('\n')[0]}\n(simulate --help describes its flags)\n`);
+      if (isInputError(err)) {
+        process.stderr.write(`simulate: ${oneLine(err.message)}\n${SIMULATE_USAGE.split('\n')[0]}\n(simulate --help describes its flags)\n`);
         return 2;
       }
       throw err;

@@ -10,6 +10,10 @@
  *                         per decoding sequence
  *   completeStep(plan)    advances progress; finished requests free their pages
  *
+ * Idle gaps: when nothing runs or waits and the next request arrives later, idleSteps() says how many
+ * steps nothing can happen in and skipIdle(n) advances the clock over them at once, so a late arrival
+ * (a trace's arrival_step 2·10^6) costs one call, not 2·10^6 empty steps.
+ *
  * Page accounting. A running request *commits* the pages its prompt still needs (prefill is written in
  * chunks over several steps, but admission took the whole prompt into account) and, when decoding,
  * the page its next token may need. Admission takes the head of the waiting queue (FCFS, no skipping:
@@ -35,7 +39,7 @@
  * fewer, as the last sampled token is never fed back: a one-token over-estimate, kept for simplicity).
  */
 import type { PageAllocator } from '../cache/page-allocator';
-import type { ServingRequest } from './requests';
+import { MAX_ARRIVAL_STEP, MAX_REQUEST_TOKENS, type ServingRequest } from './requests';
 
 export interface SchedulerConfig {
   /** Concurrency cap: the most requests running (prefilling or decoding) at once. */
@@ -112,8 +116,10 @@ export class SchedulerError extends Error {
   }
 }
 
-function requireInt(name: string, value: number, min: number): void {
-  if (!Number.isSafeInteger(value) || value < min) throw new SchedulerError(`${name} must be an integer ≥ ${min}, got ${value}`);
+function requireInt(name: string, value: number, min: number, max = Number.MAX_SAFE_INTEGER): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new SchedulerError(`${name} must be an integer ≥ ${min}${max < Number.MAX_SAFE_INTEGER ? ` and ≤ ${max}` : ''}, got ${value}`);
+  }
 }
 
 export class ContinuousBatchingScheduler {
@@ -143,9 +149,9 @@ export class ContinuousBatchingScheduler {
     if (allocator.liveSequences().length !== 0) throw new SchedulerError(`the allocator must start empty; it holds ${allocator.liveSequences().length} sequences`);
     requests.forEach((r, i) => {
       if (r.id !== i) throw new SchedulerError(`request ids must be 0…n−1 in order; request at index ${i} has id ${r.id}`);
-      requireInt(`request ${i} promptLen`, r.promptLen, 1);
-      requireInt(`request ${i} outputLen`, r.outputLen, 1);
-      requireInt(`request ${i} arrivalStep`, r.arrivalStep, 0);
+      requireInt(`request ${i} promptLen`, r.promptLen, 1, MAX_REQUEST_TOKENS);
+      requireInt(`request ${i} outputLen`, r.outputLen, 1, MAX_REQUEST_TOKENS);
+      requireInt(`request ${i} arrivalStep`, r.arrivalStep, 0, MAX_ARRIVAL_STEP);
     });
     this.states = requests.map((request) => ({
       request,
@@ -188,6 +194,22 @@ export class ContinuousBatchingScheduler {
   /** Requests not yet arrived. */
   get pendingCount(): number {
     return this.pending.length;
+  }
+
+  /**
+   * Steps from now in which nothing can happen: nothing runs or waits and the next request arrives
+   * that many steps later. 0 when the next step has work (or nothing is left at all).
+   */
+  idleSteps(): number {
+    if (this.planned || this.running.length || this.waiting.length || this.pending.length === 0) return 0;
+    return Math.max(0, this.pending[this.pending.length - 1].request.arrivalStep - this.stepIndex);
+  }
+
+  /** Advances the clock over `steps` (1…idleSteps()) steps in which nothing happens, in one call. */
+  skipIdle(steps: number): void {
+    const idle = this.idleSteps();
+    if (!Number.isSafeInteger(steps) || steps < 1 || steps > idle) throw new SchedulerError(`skipIdle(${steps}): ${idle} idle steps ahead of step ${this.stepIndex}`);
+    this.stepIndex += steps;
   }
 
   /** Pages the pool must hold for a request's whole context. */

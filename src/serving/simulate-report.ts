@@ -9,6 +9,7 @@
 import { formatBytes } from '../kernels/gpu-buffers';
 import type { KvMethod } from '../layout';
 import type { SimulateMethodResult, SimulateResult, SimulateRun } from './simulate-sweep';
+import type { StepRecord } from './simulator';
 
 /** Rows of the utilisation timeline. */
 const TIMELINE_ROWS = 12;
@@ -35,6 +36,20 @@ function table(header: string[], rows: string[][]): string[] {
 
 function runAt(m: SimulateMethodResult | undefined, cap: number): SimulateRun | undefined {
   return m?.runs.find((r) => r.cap === cap);
+}
+
+/** The record covering scheduler step `step` (records are in step order; an idle gap is one record), or undefined. */
+export function recordAtStep(records: readonly StepRecord[], step: number): StepRecord | undefined {
+  let lo = 0;
+  let hi = records.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const r = records[mid];
+    if (step < r.step) hi = mid - 1;
+    else if (step >= r.step + (r.span ?? 1)) lo = mid + 1;
+    else return r;
+  }
+  return undefined;
 }
 
 function ratio(a: SimulateRun | undefined, b: SimulateRun | undefined): string {
@@ -83,16 +98,19 @@ export function formatSimulateReport(r: SimulateResult): string {
     ),
   );
   out.push('');
+  const anyIdle = r.methods.some((x) => x.runs.some((run) => run.summary.idleSteps > 0));
   out.push('Runs (pages: mean / peak fraction of the pool in use; slots: tokens / allocated slots; GPU ms summed over the run;');
-  out.push('      append = decode tokens\' cache writes; median step = append + attention of one decode step; e2e = output tokens / all GPU time)');
+  out.push('      append = decode tokens\' cache writes; median step = append + attention of one decode step; e2e = output tokens / all GPU time' +
+    (anyIdle ? ';\n      idle = steps with nothing running, e.g. waiting for an arrival: skipped, no GPU work)' : ')'));
   out.push(
     ...table(
-      ['method', 'cap', 'steps', 'finished', 'refused', 'preempted', 'peak running', 'pages', 'slots', 'prefill ms', 'append ms', 'attention ms', 'median step µs', 'e2e tok/s'],
+      ['method', 'cap', 'steps', ...(anyIdle ? ['idle'] : []), 'finished', 'refused', 'preempted', 'peak running', 'pages', 'slots', 'prefill ms', 'append ms', 'attention ms', 'median step µs', 'e2e tok/s'],
       r.methods.flatMap((x) =>
         x.runs.map(({ cap, summary: s }) => [
           x.method,
           String(cap),
           String(s.steps),
+          ...(anyIdle ? [String(s.idleSteps)] : []),
           `${s.finished}/${s.requests}`,
           String(s.refused),
           String(s.preemptions),
@@ -115,9 +133,9 @@ export function formatSimulateReport(r: SimulateResult): string {
     for (const line of refusals.slice(0, 6)) out.push(`  ${line}`);
     if (refusals.length > 6) out.push(`  … ${refusals.length - 6} more`);
   }
-  const cap = Math.max(...r.caps);
+  const cap = r.caps.reduce((m, c) => Math.max(m, c), 0);
   const runs = r.methods.map((x) => runAt(x, cap));
-  const longest = runs.reduce((n, run) => Math.max(n, run?.steps.length ?? 0), 0);
+  const longest = runs.reduce((n, run) => Math.max(n, run?.summary.steps ?? 0), 0);
   if (longest > 0) {
     out.push('');
     out.push(`Page utilisation over time at cap ${cap}: running/waiting requests, pages in use, slot utilisation`);
@@ -127,8 +145,9 @@ export function formatSimulateReport(r: SimulateResult): string {
       rows.push([
         String(step),
         ...runs.map((run) => {
-          const s = run?.steps[step];
-          return s ? `${s.running}/${s.waiting} ${pct(s.pageFraction)} ${pct(s.slotUtilisation)}` : '-';
+          const s = run && recordAtStep(run.steps, step);
+          if (!s) return '-';
+          return s.running === 0 && s.waiting === 0 ? 'idle' : `${s.running}/${s.waiting} ${pct(s.pageFraction)} ${pct(s.slotUtilisation)}`;
         }),
       ]);
     }

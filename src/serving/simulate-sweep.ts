@@ -3,12 +3,14 @@
  * and for each concurrency cap one continuous-batching run of the same request stream over it.
  * Library code for Node and the browser; src/serving/simulate-report.ts formats the result.
  */
+import { KvConfigError } from '../cache/paged-kv-cache';
 import { formatBytes } from '../kernels/gpu-buffers';
 import { cacheLayout, type KvMethod } from '../layout';
 import { describeGpu, type GpuContext } from '../gpu/gpu-context';
 import type { ServingRequest } from './requests';
 import type { SchedulerConfig } from './scheduler';
-import { concurrencyThatFits, createServingCache, ServingSimulator, type ModelShape, type RunSummary, type StepRecord } from './simulator';
+import { estimateSweepSize, SimulateLimitError, type SweepSize } from './simulate-limits';
+import { concurrencyThatFits, createServingCache, pagesForServingBudget, ServingSimulator, type ModelShape, type RunSummary, type StepRecord } from './simulator';
 import type { StepTimingMethod } from './step-timer';
 
 export interface SimulateSweepOptions {
@@ -32,6 +34,11 @@ export interface SimulateSweepOptions {
   /** Steps of a discarded run per method before the measured ones (default 2). */
   warmupSteps?: number;
   timing?: StepTimingMethod | 'auto';
+  /**
+   * Step records all runs together may keep (default: no limit): the hard limit behind the host-memory
+   * estimate (simulate-limits.ts maxStepRecordsFor); a run that needs more throws SimulateLimitError.
+   */
+  maxStepRecords?: number;
 }
 
 export interface SimulateRun {
@@ -54,7 +61,8 @@ export interface SimulateMethodResult {
 
 export interface SimulateResult {
   kind: 'simulate';
-  version: 1;
+  /** 2: step records carry `span` (an idle gap is one record); summaries carry `idleSteps`. */
+  version: 2;
   adapter: string;
   timingMethod: StepTimingMethod;
   timingFallbackReason?: string;
@@ -85,12 +93,59 @@ export function checkSweepOptions(o: SimulateSweepOptions): void {
   if (o.requests.length === 0) throw new RangeError('simulate needs at least one request');
 }
 
+/** The sweep's sizes (simulate-limits.ts) from its options, without a device. */
+export function sweepSize(o: SimulateSweepOptions, json = false): SweepSize {
+  return estimateSweepSize({
+    requests: o.requests,
+    numPages: o.methods.map((method) => pagesForServingBudget({ model: o.model, method, budgetBytes: o.budgetBytes, pageSize: o.pageSize, hadamardBlock: o.hadamardBlock })),
+    caps: o.caps,
+    pageSize: o.pageSize,
+    prefillChunkTokens: o.prefillChunkTokens,
+    prefillTokensPerStep: o.prefillTokensPerStep,
+    maxSteps: o.maxSteps,
+    model: o.model,
+    json,
+  });
+}
+
+/**
+ * Refuses, before anything is allocated, a sweep whose per-step buffers or decode batch pass this
+ * device's limits (a KvConfigError saying what would fit), instead of a GPU failure mid-sweep.
+ */
+export function checkSweepOnDevice(ctx: GpuContext, o: SimulateSweepOptions): void {
+  const size = sweepSize(o);
+  const { headDim: d, numKvHeads: hkv, numQueryHeads: hq } = o.model;
+  const maxCap = o.caps.reduce((m, c) => Math.max(m, c), 0);
+  const groups = ctx.limits.maxComputeWorkgroupsPerDimension;
+  if (size.maxDecodeBatch > groups) {
+    throw new KvConfigError(`a concurrency cap of ${maxCap} decodes up to ${size.maxDecodeBatch} sequences per step, more than this device's ${groups} per attention call; try caps ≤ ${groups}`);
+  }
+  const limit = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
+  const rowBytes = hkv * d * 4;
+  if (size.maxPrefillTokensPerStep * rowBytes > limit) {
+    throw new KvConfigError(
+      `up to ${size.maxPrefillTokensPerStep} prompt tokens per step (cap ${maxCap} × chunk ${o.prefillChunkTokens}) need a ${formatBytes(size.maxPrefillTokensPerStep * rowBytes)} K input buffer, ` +
+        `more than this device's buffer limit of ${formatBytes(limit)}; try ≤ ${Math.floor(limit / rowBytes)} prefill tokens per step`,
+    );
+  }
+  const perSequence = Math.max(hq * d * 4, size.maxPagesPerSequence * 4);
+  if (size.maxDecodeBatch * perSequence > limit) {
+    throw new KvConfigError(
+      `${size.maxDecodeBatch} sequences per decode step need ${formatBytes(size.maxDecodeBatch * perSequence)} of queries or block tables, more than this device's buffer limit of ${formatBytes(limit)}; ` +
+        `try caps ≤ ${Math.floor(limit / perSequence)}`,
+    );
+  }
+}
+
 /**
  * Runs every (method, cap) pair. `onProgress` gets a line per finished run.
- * @throws KvConfigError / GpuError when the budget cannot become a cache on this device
+ * @throws KvConfigError / GpuError when the budget cannot become a cache on this device, or the
+ *   per-step buffers pass its limits; SimulateLimitError past `maxStepRecords`
  */
 export async function runSimulateSweep(ctx: GpuContext, o: SimulateSweepOptions, onProgress?: (line: string) => void): Promise<SimulateResult> {
   checkSweepOptions(o);
+  checkSweepOnDevice(ctx, o);
+  let recordsLeft = o.maxStepRecords ?? Infinity;
   const scheduler: Omit<SchedulerConfig, 'maxRunning'> = { prefillChunkTokens: o.prefillChunkTokens, reservePages: o.reservePages };
   if (o.prefillTokensPerStep !== undefined) scheduler.prefillTokensPerStep = o.prefillTokensPerStep;
   const meanPrompt = mean(o.requests, (r) => r.promptLen);
@@ -123,7 +178,14 @@ export async function runSimulateSweep(ctx: GpuContext, o: SimulateSweepOptions,
       for (const cap of o.caps) {
         const sim = new ServingSimulator(cache, o.requests, { ...scheduler, maxRunning: cap, dataSeed: o.dataSeed, timing: o.timing });
         try {
-          const run = await sim.run({ maxSteps: o.maxSteps });
+          let run;
+          try {
+            run = await sim.run({ maxSteps: o.maxSteps, maxRecords: recordsLeft });
+          } catch (err) {
+            if (err instanceof SimulateLimitError) throw new SimulateLimitError(`${method} at cap ${cap}: ${err.message}`);
+            throw err;
+          }
+          recordsLeft -= run.steps.length;
           timingMethod = run.timingMethod;
           timingFallbackReason ??= run.timingFallbackReason;
           result.runs.push({ cap, summary: run.summary, steps: run.steps });
@@ -148,7 +210,7 @@ export async function runSimulateSweep(ctx: GpuContext, o: SimulateSweepOptions,
   if (timingMethod === 'wall-clock') notes.push('GPU time is wall-clock from submit to onSubmittedWorkDone (no timestamp-query): it includes submit latency.');
   const result: SimulateResult = {
     kind: 'simulate',
-    version: 1,
+    version: 2,
     adapter: describeGpu(ctx),
     timingMethod,
     model: o.model,

@@ -13,6 +13,11 @@
  *   4. complete: requests that produced all their output finish and free their pages.
  * K, V and q are random (windows of a seeded pool of normals) but really written and read.
  *
+ * Idle gaps (nothing running or waiting, the next arrival later) are one step with no GPU work and
+ * one record whose `span` is the gap's length: a trace arriving at step 2·10^6 costs one record, not
+ * 2·10^6. A run keeps at most `maxRecords` records (SimulateLimitError past it), so no run outgrows
+ * the host memory its caller sized it for (see simulate-limits.ts).
+ *
  * What is simulated, and how to scale it: a step is ONE layer's KV append + decode attention. A model
  * runs this for each of its layers (32 for Llama-3.1-8B), so its attention-side step time is about
  * `numLayers` × ours and its tokens/s about ours ÷ `numLayers`, with the same memory budget per layer;
@@ -24,13 +29,15 @@
  *   const result = await sim.run({ maxSteps: 200 });
  *   sim.release(); cache.destroy();
  */
-import { PagedKvCache, KvConfigError, type PreparedAttention } from '../cache/paged-kv-cache';
+import { MAX_POOL_PAGES } from '../cache/page-allocator';
+import { PagedKvCache, KvConfigError, resolveKvCacheConfig, type PreparedAttention } from '../cache/paged-kv-cache';
 import type { GpuContext } from '../gpu/gpu-context';
-import { writeFloats } from '../kernels/gpu-buffers';
-import type { KvMethod } from '../layout';
+import { formatBytes, writeFloats } from '../kernels/gpu-buffers';
+import { BYTES_PER_WORD, cacheLayout, DEFAULT_PAGE_SIZE, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
 import type { ServingRequest } from './requests';
 import { ContinuousBatchingScheduler, type DecodeSlot, type RequestState, type SchedulerConfig, type StepPlan } from './scheduler';
+import { SimulateLimitError } from './simulate-limits';
 import { StepTimer, type StepTimingMethod } from './step-timer';
 
 /** The attention shape of one layer of a model, and how many layers the model has. */
@@ -78,11 +85,45 @@ function cacheConfigBase(o: Omit<ServingCacheOptions, 'pageShuffleSeed'>) {
   };
 }
 
-/** A PagedKvCache holding as many pages as the budget buys (a clear error when not even one). */
-export async function createServingCache(ctx: GpuContext, o: ServingCacheOptions): Promise<PagedKvCache> {
+/** Bytes one page takes in the K and V buffers together (validates the shape: KvConfigError). */
+export function servingPageBytes(o: Omit<ServingCacheOptions, 'pageShuffleSeed' | 'budgetBytes'>): number {
+  const layout = cacheLayout(resolveKvCacheConfig({ ...cacheConfigBase({ ...o, budgetBytes: 0 }), numPages: 1 }));
+  return 2 * layout.pageWords * BYTES_PER_WORD;
+}
+
+/**
+ * The pages `o.budgetBytes` buys, checked without a device: at least one, at most MAX_POOL_PAGES.
+ * @throws KvConfigError naming the budget that would work (or the shape the cache refuses)
+ */
+export function checkServingBudget(o: Omit<ServingCacheOptions, 'pageShuffleSeed'>): number {
+  const pageBytes = servingPageBytes(o);
   const numPages = pagesForServingBudget(o);
   if (numPages < 1) {
-    throw new KvConfigError(`a KV budget of ${o.budgetBytes} bytes holds no ${o.method} page of ${o.pageSize ?? 16} tokens for ${o.model.name} (one layer); raise the budget`);
+    throw new KvConfigError(`a KV budget of ${o.budgetBytes} bytes holds no ${o.method} page of ${o.pageSize ?? DEFAULT_PAGE_SIZE} tokens for ${o.model.name} (one layer; a page takes ${pageBytes} bytes); raise the budget`);
+  }
+  if (numPages > MAX_POOL_PAGES) {
+    throw new KvConfigError(
+      `a KV budget of ${formatBytes(o.budgetBytes)} buys ${numPages} ${o.method} pages, more than the ${MAX_POOL_PAGES} a pool may have; try a budget ≤ ${formatBytes(MAX_POOL_PAGES * pageBytes)}`,
+    );
+  }
+  return numPages;
+}
+
+/**
+ * A PagedKvCache holding as many pages as the budget buys. Refused with a KvConfigError before any
+ * allocation when not even one page fits, when the pool would pass MAX_POOL_PAGES, or when its K (or
+ * V) buffer would pass this device's buffer limits; each message says which budget would fit.
+ */
+export async function createServingCache(ctx: GpuContext, o: ServingCacheOptions): Promise<PagedKvCache> {
+  const numPages = checkServingBudget(o);
+  const pageBytes = servingPageBytes(o);
+  const limit = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
+  const bufferBytes = (numPages * pageBytes) / 2;
+  if (bufferBytes > limit) {
+    throw new KvConfigError(
+      `a KV budget of ${formatBytes(o.budgetBytes)} needs a ${o.method} K buffer of ${formatBytes(bufferBytes)} (and as much for V), ` +
+        `more than this device's buffer limit of ${formatBytes(limit)}; try a budget ≤ ${formatBytes(Math.floor((2 * limit) / pageBytes) * pageBytes)}`,
+    );
   }
   return PagedKvCache.create(ctx, { ...cacheConfigBase(o), numPages, pageShuffleSeed: o.pageShuffleSeed ?? 1 });
 }
@@ -134,9 +175,27 @@ export interface SimulatorOptions extends SchedulerConfig {
   observer?: SimulatorObserver;
 }
 
+/** Options of ServingSimulator.run. */
+export interface RunOptions {
+  /** Scheduler steps (idle ones included) after which the run stops; 0 (default): until done. */
+  maxSteps?: number;
+  /**
+   * Step records the run may keep (default: no limit); one more throws SimulateLimitError. Callers
+   * size it from the host memory (simulate-limits.ts), so a run that never ends cannot exhaust it.
+   */
+  maxRecords?: number;
+  onStep?: (record: StepRecord) => void;
+}
+
 /** One step, as recorded. Counts of requests unless named otherwise. */
 export interface StepRecord {
+  /** The (first) scheduler step this record covers. */
   step: number;
+  /**
+   * Scheduler steps it covers: 1, or the length of an idle gap (nothing running or waiting until the
+   * next arrival: no GPU work, every count 0) recorded once.
+   */
+  span: number;
   arrived: number;
   admitted: number;
   preempted: number;
@@ -174,7 +233,10 @@ export interface StepRecord {
 
 /** Totals of a run. */
 export interface RunSummary {
+  /** Scheduler steps, idle ones included (the sum of the records' spans). */
   steps: number;
+  /** Steps in which nothing ran (idle gaps, steps that only refused arrivals). */
+  idleSteps: number;
   requests: number;
   finished: number;
   refused: number;
@@ -201,11 +263,12 @@ export interface RunSummary {
   peakRunning: number;
   /** Mean over steps that held any page. */
   meanSlotUtilisation: number;
+  /** Mean over all steps, idle ones included. */
   meanPageFraction: number;
   peakPageFraction: number;
   /** Mean steps from arrival to finish, over finished requests (NaN when none finished). */
   meanLatencySteps: number;
-  /** Reasons of refused requests (one per distinct reason). */
+  /** Reasons of refused requests: one per distinct reason, the first MAX_REFUSED_REASONS (`refused` counts them all). */
   refusedReasons: string[];
 }
 
@@ -245,10 +308,15 @@ export class ServingSimulator {
     return this.timer.method;
   }
 
-  /** Runs one step through the GPU and returns its record. */
-  async step(): Promise<StepRecord> {
+  /**
+   * Runs one step through the GPU and returns its record; an idle gap (nothing running or waiting
+   * until the next arrival) is skipped instead, at most `maxIdleSteps` of it, as one record.
+   */
+  async step(maxIdleSteps = Infinity): Promise<StepRecord> {
     if (this.released) throw new Error('this simulator was released');
     const startMs = performance.now();
+    const idle = Math.min(this.scheduler.idleSteps(), maxIdleSteps);
+    if (idle >= 1) return this.skipIdle(idle, startMs);
     const plan = this.scheduler.planStep();
     const { prefillNs, decodeAppendNs, attentionNs } = await this.execute(plan);
     const util = this.cache.allocator.utilisation();
@@ -257,6 +325,7 @@ export class ServingSimulator {
     const outcome = this.scheduler.completeStep(plan);
     const record: StepRecord = {
       step: plan.step,
+      span: 1,
       arrived: plan.arrived.length,
       admitted: plan.admitted.length,
       preempted: plan.preempted.length,
@@ -277,6 +346,40 @@ export class ServingSimulator {
       decodeNs: decodeAppendNs + attentionNs,
       decodeAppendNs,
       attentionNs,
+      hostMs: performance.now() - startMs,
+    };
+    this.records.push(record);
+    return record;
+  }
+
+  /** One record for `steps` idle steps: the clock jumps, nothing is planned or run. */
+  private skipIdle(steps: number, startMs: number): StepRecord {
+    const step = this.scheduler.step;
+    this.scheduler.skipIdle(steps);
+    const util = this.cache.allocator.utilisation();
+    const record: StepRecord = {
+      step,
+      span: steps,
+      arrived: 0,
+      admitted: 0,
+      preempted: 0,
+      refused: 0,
+      finished: 0,
+      running: 0,
+      prefilling: 0,
+      decoding: 0,
+      waiting: 0,
+      prefillTokens: 0,
+      decodeTokens: 0,
+      usedPages: util.usedPages,
+      freePages: this.cache.config.numPages - util.usedPages,
+      tokens: util.tokens,
+      slotUtilisation: util.slotFraction,
+      pageFraction: util.pageFraction,
+      prefillNs: 0,
+      decodeNs: 0,
+      decodeAppendNs: 0,
+      attentionNs: 0,
       hostMs: performance.now() - startMs,
     };
     this.records.push(record);
@@ -343,15 +446,25 @@ export class ServingSimulator {
   }
 
   /**
-   * Steps until every request finished or was refused, or `maxSteps` steps ran (0: no limit), then
-   * summarises. Call release() afterwards to free what is still cached.
+   * Steps until every request finished or was refused, or `maxSteps` scheduler steps passed (0: no
+   * limit; idle gaps count, skipped in one record each), then summarises. Call release() afterwards to
+   * free what is still cached.
+   * @throws SimulateLimitError when the run needs more than `maxRecords` records
    */
-  async run(options: { maxSteps?: number; onStep?: (record: StepRecord) => void } = {}): Promise<SimulationResult> {
+  async run(options: RunOptions = {}): Promise<SimulationResult> {
     const maxSteps = options.maxSteps ?? 0;
+    const maxRecords = options.maxRecords ?? Infinity;
     if (!Number.isSafeInteger(maxSteps) || maxSteps < 0) throw new RangeError(`maxSteps must be an integer ≥ 0, got ${maxSteps}`);
-    while (!this.done && (maxSteps === 0 || this.records.length < maxSteps)) {
+    if (!(maxRecords >= 0)) throw new RangeError(`maxRecords must be ≥ 0, got ${maxRecords}`);
+    while (!this.done && (maxSteps === 0 || this.scheduler.step < maxSteps)) {
+      if (this.records.length >= maxRecords) {
+        throw new SimulateLimitError(
+          `the run needs more than ${maxRecords} step records (step ${this.scheduler.step}, ${this.scheduler.pendingCount + this.scheduler.waitingRequests().length + this.scheduler.runningRequests().length} requests not done), ` +
+            'the most the host memory was sized for; limit the steps per run',
+        );
+      }
       // Not `onStep?.(await this.step())`: optional chaining would skip the step when onStep is absent.
-      const record = await this.step();
+      const record = await this.step(maxSteps === 0 ? Infinity : maxSteps - this.scheduler.step);
       options.onStep?.(record);
     }
     return this.result();
@@ -373,6 +486,9 @@ export class ServingSimulator {
   }
 }
 
+/** Refusal reasons a summary keeps: each names its request, so a stream of refusals would keep them all. */
+export const MAX_REFUSED_REASONS = 10;
+
 /** Median of `values` (mean of the middle two for an even count); 0 for none. */
 function median(values: number[]): number {
   if (values.length === 0) return 0;
@@ -384,6 +500,7 @@ function median(values: number[]): number {
 /** Totals of a run from its step records and final request states. */
 export function summarizeRun(records: readonly StepRecord[], states: readonly RequestState[]): RunSummary {
   const sum = (f: (r: StepRecord) => number) => records.reduce((n, r) => n + f(r), 0);
+  const steps = sum((r) => r.span);
   const prefillNs = sum((r) => r.prefillNs);
   const decodeNs = sum((r) => r.decodeNs);
   const decodeTokens = sum((r) => r.decodeTokens);
@@ -393,7 +510,8 @@ export function summarizeRun(records: readonly StepRecord[], states: readonly Re
   const refused = states.filter((s) => s.phase === 'refused');
   const prefillTokens = sum((r) => r.prefillTokens);
   return {
-    steps: records.length,
+    steps,
+    idleSteps: sum((r) => (r.running === 0 ? r.span : 0)),
     requests: states.length,
     finished: finished.length,
     refused: refused.length,
@@ -412,9 +530,9 @@ export function summarizeRun(records: readonly StepRecord[], states: readonly Re
     meanDecodeBatch: decodeSteps ? decodeTokens / decodeSteps : 0,
     peakRunning: records.reduce((m, r) => Math.max(m, r.running), 0),
     meanSlotUtilisation: occupied.length ? occupied.reduce((n, r) => n + r.slotUtilisation, 0) / occupied.length : 1,
-    meanPageFraction: records.length ? sum((r) => r.pageFraction) / records.length : 0,
+    meanPageFraction: steps ? sum((r) => r.pageFraction * r.span) / steps : 0,
     peakPageFraction: records.reduce((m, r) => Math.max(m, r.pageFraction), 0),
     meanLatencySteps: finished.length ? finished.reduce((n, s) => n + ((s.finishedAtStep as number) + 1 - s.request.arrivalStep), 0) / finished.length : NaN,
-    refusedReasons: [...new Set(refused.map((s) => s.refusedReason as string))],
+    refusedReasons: [...new Set(refused.slice(0, MAX_REFUSED_REASONS).map((s) => s.refusedReason as string))],
   };
 }
