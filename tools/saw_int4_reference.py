@@ -155,8 +155,13 @@ def list_for_message(items):
     return f"{shown}, … and {len(items) - LISTED_ITEMS} more" if len(items) > LISTED_ITEMS else shown
 
 
+_MISSING = object()  # a key absent from a header object (described as "nothing", as in TypeScript)
+
+
 def describe(value):
     """A parsed header value for a message, JSON-like, at most 60 characters (its depth is already bounded)."""
+    if value is _MISSING:
+        return "nothing"
     if isinstance(value, str):
         value = value[:60]
     elif isinstance(value, list) and len(value) > 60:
@@ -267,7 +272,7 @@ def read_safetensors(path):
         what = f"tensor {quote_name(name)}"
         if not isinstance(info, dict):
             raise file_error(path, what, f"is {describe(info)}; expected an object with dtype, shape and data_offsets")
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        dtype, shape, offsets = (info.get(key, _MISSING) for key in ("dtype", "shape", "data_offsets"))
         if not isinstance(dtype, str):
             raise file_error(path, f"{what} dtype", f"is {describe(dtype)}; expected a dtype string such as \"F32\"")
         if dtype not in ST_TO_NUMPY:

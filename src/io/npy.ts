@@ -126,7 +126,7 @@ export function parseNpy(bytes: Uint8Array, source = ''): NpyArray {
   let header: Map<string, PyValue>;
   try {
     const value = new PyLiteralParser(headerText).parseWhole();
-    if (!(value instanceof Map)) throw new Error(`found ${typeof value}, expected a dict`);
+    if (!(value instanceof Map)) throw new Error(`is ${formatPy(value)}, not a dict`);
     header = value;
   } catch (err) {
     return fail(headerPart, `${(err as Error).message}; expected a dict like {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)}`);

@@ -225,8 +225,12 @@ interface JsonScan {
  * repeated keys, which JSON.parse would silently collapse to the last. Exact for valid JSON; on
  * invalid JSON only `tooDeep` is meaningful (JSON.parse then reports the syntax error).
  */
+/** Keys of one object kept in a list (searched linearly) before {@link scanJson} switches to a Set. */
+const SHORT_KEY_LIST = 16;
+
 function scanJson(text: string): JsonScan {
-  interface Level { readonly keys: Set<string> | null; expectKey: boolean } // keys: null for an array
+  // keys: null for an array; a short list (tensor entries have 3 keys), a Set once it grows
+  interface Level { keys: string[] | Set<string> | null; expectKey: boolean }
   const stack: Level[] = [];
   let topKey: string | undefined;
   let duplicate: JsonScan['duplicate'];
@@ -255,14 +259,18 @@ function scanJson(text: string): JsonScan {
           }
         }
         if (key !== undefined) {
-          if (level.keys.has(key)) duplicate ??= { key, within: stack.length === 1 ? undefined : topKey };
-          level.keys.add(key);
+          const keys = level.keys;
+          const seen = Array.isArray(keys) ? keys.includes(key) : keys.has(key);
+          if (seen) duplicate ??= { key, within: stack.length === 1 ? undefined : topKey };
+          else if (!Array.isArray(keys)) keys.add(key);
+          else if (keys.length < SHORT_KEY_LIST) keys.push(key);
+          else level.keys = new Set([...keys, key]);
           if (stack.length === 1) topKey = key;
         }
       }
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
       if (stack.length >= MAX_JSON_DEPTH) return { tooDeep: true };
-      stack.push({ keys: c === 0x7b ? new Set() : null, expectKey: true });
+      stack.push({ keys: c === 0x7b ? [] : null, expectKey: true });
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
       stack.pop();
     } else if (c === 0x3a /* : */) {
@@ -280,6 +288,8 @@ function scanJson(text: string): JsonScan {
 export function elementCount(dims: readonly number[]): number {
   return dims.includes(0) ? 0 : dims.reduce((a, b) => a * b, 1);
 }
+
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** `[2, 3]`, with a long shape cut. */
 function shapeText(dims: readonly number[]): string {
@@ -437,7 +447,7 @@ export function parseSafetensors(bytes: Uint8Array, source = ''): SafetensorsFil
 
   const tensors = new Map<string, SafetensorsTensor>();
   for (const t of parsed) {
-    const raw = bytes.subarray(dataStart + t.begin, dataStart + t.end);
+    const raw = t.end > t.begin ? bytes.subarray(dataStart + t.begin, dataStart + t.end) : EMPTY_BYTES;
     const part = `tensor ${quoteName(t.name)} data`;
     if (isFloatDtype(t.dtype)) {
       tensors.set(t.name, { kind: 'float', name: t.name, dtype: t.dtype, shape: t.shape, data: decodeFloat(raw, t.dtype) });
