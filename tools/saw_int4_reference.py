@@ -56,6 +56,9 @@ differ from this float64 reference only through
 These element changes are pushed through softmax rigorously (|p' - p| <= p (e^(eps_t + A) - 1), A the
 log-sum-exp shift) and through the weighted sum, and the total is doubled (SAFETY). compare reports
 max_ratio = max |got - reference| / bound and the worst element; it passes when max_ratio <= 1.
+Elements equal to the reference agree whatever their bound; where the bound itself is not finite (its
+error terms overflow float64, e.g. |q.k| * scale near 1e20) any difference fails, saying so. The
+report is strict JSON: non-finite numbers in it are the strings "nan", "inf", "-inf".
 Measured by selftest (D 64..256, B 16..128, Hq/Hkv 1..8, lengths 1..2048): the f32 emulation stays at
 max_ratio <= 0.07; the bound's relative L2 size is 0.4-13 % of the output for int4 methods (their
 quantisation error is 19-74 % on these outlier-heavy cases) and 3e-4..7e-4 for fp16 (elementwise
@@ -124,7 +127,7 @@ MAX_JSON_DEPTH = 64  # deepest JSON nesting accepted (the header object is level
 MAX_SAFE_INTEGER = 2 ** 53 - 1  # offsets and dims beyond this cannot be exact in the TypeScript reader
 MESSAGE_CHARS = 1000  # longest error message (a hostile file must not make a megabyte message)
 NAME_CHARS = 80  # characters of a tensor name or key quoted in a message
-LISTED_ITEMS = 8  # items of a list spelled out in a message before "... and N more"
+LISTED_ITEMS = 8  # items of a list spelled out in a message before "… and N more"
 METADATA_KEY = "__metadata__"
 FORGETS = "a JSON parser would silently keep only the last"
 
@@ -149,7 +152,7 @@ def quote_name(name):
 
 
 def list_for_message(items):
-    """The first LISTED_ITEMS items, then "... and N more" (as src/io/safetensors.ts listForMessage)."""
+    """The first LISTED_ITEMS items, then "… and N more" (as src/io/safetensors.ts listForMessage)."""
     items = [clip(one_line(str(i)), NAME_CHARS) for i in items]
     shown = ", ".join(items[:LISTED_ITEMS])
     return f"{shown}, … and {len(items) - LISTED_ITEMS} more" if len(items) > LISTED_ITEMS else shown

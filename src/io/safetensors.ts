@@ -54,7 +54,7 @@ export class TensorFileError extends Error {
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
-/** `text` with control characters written as escapes (\\n, \\u0000): one line. */
+/** `text` with control characters written as escapes (a newline as backslash-n, NUL as backslash-u0000): one line. */
 export function oneLine(text: string): string {
   return text.replace(CONTROL_CHARS, (c) => CONTROL_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
@@ -210,6 +210,9 @@ function isNonNegativeInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
+/** Keys of one object kept in a list (searched linearly) before {@link scanJson} switches to a Set. */
+const SHORT_KEY_LIST = 16;
+
 /**
  * What {@link scanJson} found in a header's text: whether it nests deeper than {@link MAX_JSON_DEPTH},
  * and the first key that appears twice in one object (`within`: the top-level key whose value holds
@@ -225,9 +228,6 @@ interface JsonScan {
  * repeated keys, which JSON.parse would silently collapse to the last. Exact for valid JSON; on
  * invalid JSON only `tooDeep` is meaningful (JSON.parse then reports the syntax error).
  */
-/** Keys of one object kept in a list (searched linearly) before {@link scanJson} switches to a Set. */
-const SHORT_KEY_LIST = 16;
-
 function scanJson(text: string): JsonScan {
   // keys: null for an array; a short list (tensor entries have 3 keys), a Set once it grows
   interface Level { keys: string[] | Set<string> | null; expectKey: boolean }
