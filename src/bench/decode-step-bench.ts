@@ -29,30 +29,9 @@ import { measureGpu, type GpuTiming, type MeasureOptions, type TimingMethod } fr
 // ---------------------------------------------------------------------------------------------
 // Presets, methods, points
 
-export interface ModelPreset {
-  /** Display name. */
-  name: string;
-  numQueryHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  /** Attention layers (for "tokens that fit in a memory budget"; the bench times one layer). */
-  numLayers: number;
-}
-
-export const MODEL_PRESETS = {
-  'llama-3.1-8b': { name: 'Llama-3.1-8B', numQueryHeads: 32, numKvHeads: 8, headDim: 128, numLayers: 32 },
-  'qwen3-8b': { name: 'Qwen3-8B', numQueryHeads: 32, numKvHeads: 8, headDim: 128, numLayers: 36 },
-  'llama-2-7b': { name: 'Llama-2-7B', numQueryHeads: 32, numKvHeads: 32, headDim: 128, numLayers: 32 },
-  'tiny-d64': { name: 'tiny-d64', numQueryHeads: 16, numKvHeads: 4, headDim: 64, numLayers: 12 },
-} as const satisfies Record<string, ModelPreset>;
-export type PresetName = keyof typeof MODEL_PRESETS;
-export const PRESET_NAMES = Object.keys(MODEL_PRESETS) as PresetName[];
-
-/** The preset key for a name, matched case-insensitively against keys and display names. */
-export function findPreset(name: string): PresetName | null {
-  const want = name.trim().toLowerCase();
-  return PRESET_NAMES.find((key) => key === want || MODEL_PRESETS[key].name.toLowerCase() === want) ?? null;
-}
+// The model table lives in src/models.ts (one table for every surface); re-exported for the bench's users.
+export { findPreset, MODEL_PRESETS, PRESET_NAMES, type ModelPreset, type PresetName } from '../models';
+import { MODEL_PRESETS, PRESET_NAMES, type PresetName } from '../models';
 
 /** Bench variants: the KV methods, plus int4-hadamard with V rotated too. */
 export const BENCH_METHODS = ['fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv'] as const;

@@ -11,18 +11,10 @@ import { DEFAULT_QUERY_GROUP, KV_FILE_LAYOUTS, loadKvNpy, loadKvSafetensors, typ
 import { METHOD_GROUPS, methodFitsHeadDim, resolveMethods, UnknownMethodError, type MethodSpec } from '../accuracy/methods';
 import { DEFAULT_PAGE_SIZE } from '../layout';
 import { generateWorkload, isWorkloadKind, WORKLOAD_KINDS, type WorkloadKind } from '../workloads/synthetic';
+import { describePresets, findPreset, MODEL_PRESETS, PRESET_NAMES } from '../models';
 import type { CliCommand } from './commands';
 import { checkOutputFile, writeFileAtomic } from './output-file';
 import { hostMemoryLimit, MAX_ARRAY_BYTES, requireWithin } from './size-limits';
-
-/** Attention shapes of common models (one layer): query heads, kv heads, head_dim. */
-export const MODEL_PRESETS: Readonly<Record<string, { numQueryHeads: number; numKvHeads: number; headDim: number; note: string }>> = {
-  small: { numQueryHeads: 8, numKvHeads: 2, headDim: 128, note: 'small GQA shape for quick runs' },
-  'qwen3-4b': { numQueryHeads: 32, numKvHeads: 8, headDim: 128, note: "the paper's model" },
-  'llama3-8b': { numQueryHeads: 32, numKvHeads: 8, headDim: 128, note: 'Llama 3 8B, Mistral 7B' },
-  'llama3.2-1b': { numQueryHeads: 32, numKvHeads: 8, headDim: 64, note: 'head_dim 64: B up to 64' },
-  'gemma2-2b': { numQueryHeads: 8, numKvHeads: 4, headDim: 256, note: 'head_dim 256' },
-};
 
 const DEFAULTS = { workload: 'outlier-keys', methods: 'paper', preset: 'small', seqs: 2, context: 1024, seed: 1 } as const;
 
@@ -35,7 +27,7 @@ their error against exact float64 attention and against the GPU's FP16 run.
 
 Data (one of):
   --workload KIND    synthetic workload (default ${DEFAULTS.workload}): ${WORKLOAD_KINDS.map((k) => k.id).join(', ')}
-    --preset NAME    attention shape (default ${DEFAULTS.preset}): ${Object.entries(MODEL_PRESETS).map(([n, p]) => `${n} (Hq ${p.numQueryHeads}, Hkv ${p.numKvHeads}, D ${p.headDim})`).join(', ')}
+    --preset NAME    attention shape (default ${DEFAULTS.preset}): ${describePresets()}
     --seqs N         sequences (default ${DEFAULTS.seqs})
     --context L      tokens per sequence (default ${DEFAULTS.context})
     --seed N         workload seed (default ${DEFAULTS.seed}; with --file: the sampled queries' seed)
@@ -185,8 +177,9 @@ export const accuracyCommand: CliCommand = {
       const kind = values.workload ?? DEFAULTS.workload;
       if (!isWorkloadKind(kind)) return usageError(`--workload ${JSON.stringify(kind)}: expected one of ${WORKLOAD_KINDS.map((k) => k.id).join(', ')}`);
       const presetName = values.preset ?? DEFAULTS.preset;
-      if (!Object.hasOwn(MODEL_PRESETS, presetName)) return usageError(`--preset ${JSON.stringify(presetName)}: expected one of ${Object.keys(MODEL_PRESETS).join(', ')}`);
-      const preset = MODEL_PRESETS[presetName];
+      const presetKey = findPreset(presetName);
+      if (presetKey === null) return usageError(`--preset ${JSON.stringify(presetName)}: expected one of ${PRESET_NAMES.join(', ')}`);
+      const preset = MODEL_PRESETS[presetKey];
       checkSyntheticSize(ints.seqs, ints.context, preset);
       workload = generateWorkload({
         kind: kind as WorkloadKind,
@@ -196,7 +189,7 @@ export const accuracyCommand: CliCommand = {
         contextLens: Array.from({ length: ints.seqs }, () => ints.context),
         seed: ints.seed,
       });
-      workload.description = `${workload.description}; preset ${presetName}`;
+      workload.description = `${workload.description}; preset ${presetKey}`;
     }
 
     // Hadamard blocks larger than head_dim cannot run: skip them with a note (e.g. 'all' at D = 64).
