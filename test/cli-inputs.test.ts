@@ -41,6 +41,9 @@ describe('refused before any work: exit 2, one line, no stack, no device', () =>
     ['accuracy --json into a missing folder', () => ['accuracy', '--json', join(work, 'missing', 'x.json')], /--json .*: folder .*missing does not exist/],
     ['accuracy --json naming a folder', () => ['accuracy', '--json', work], /--json .*: is a folder; give a file name/],
     ['bench --json into a missing folder', () => ['bench', '--json', join(work, 'missing', 'b.json')], /--json .*: folder .*missing does not exist/],
+    ['bench --page-size 7 (used to skip every point and exit 0)', () => ['bench', '--page-size', '7'], /--page-size takes integers in \[8, 128\] separated by commas, got '7'/],
+    ['bench --batch 1e9 (used to skip every point and exit 0)', () => ['bench', '--batch', '1e9'], /--batch takes integers in \[1, 65535\]/],
+    ['bench --context -5', () => ['bench', '--context', '-5'], /--context takes integers in \[1, \d+\] separated by commas, got '-5'/],
     ['run-case --out naming a folder', () => ['run-case', '--in', join(work, 'none.safetensors'), '--out', work], /run-case: (cannot read --in|--out .*: is a folder)/],
   ];
   for (const [name, args, message] of cases) {

@@ -13,6 +13,7 @@ import {
 } from '../bench/decode-step-bench';
 import { buildBenchReport, formatBenchTable, formatProgress, reportToJson } from '../bench/bench-report';
 import type { MeasureOptions } from '../bench/gpu-timer';
+import { MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../layout';
 import { DECODE_KERNEL_KINDS, DEFAULT_SUBGROUP_DECODE_TUNING, isDecodeKernelKind, resolveTuning, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import type { CliCommand, CliEnv } from './commands';
 
@@ -83,9 +84,16 @@ function decodeTuning(text: string): Partial<DecodeTuning> {
   return tuning;
 }
 
-function positiveInts(flag: string, text: string): number[] {
+/** Largest batch the bench takes: WebGPU's default maxComputeWorkgroupsPerDimension (one sequence per workgroup row). */
+const MAX_BENCH_BATCH = 65535;
+/** Largest context the bench takes (2^24 tokens: far beyond any device's memory at one layer). */
+const MAX_BENCH_CONTEXT = 1 << 24;
+
+function positiveInts(flag: string, text: string, max = Number.MAX_SAFE_INTEGER, min = 1): number[] {
   const values = text.split(',').map((s) => Number(s.trim()));
-  if (!values.length || values.some((v) => !Number.isInteger(v) || v < 1)) throw new BenchUsageError(`${flag} takes positive integers separated by commas, got '${text}'`);
+  if (!values.length || values.some((v) => !Number.isInteger(v) || v < min || v > max)) {
+    throw new BenchUsageError(`${flag} takes integers in [${min}, ${max}] separated by commas, got '${text}'`);
+  }
   return values;
 }
 
@@ -104,11 +112,13 @@ export function parseBenchArgs(args: string[]): BenchArgs {
   const parsed: BenchArgs = { quick, sweep, timing, jsonPath: null };
   if (quick) parsed.probeBytes = QUICK_PROBE_BYTES;
   for (let i = 0; i < args.length; i++) {
-    const flag = args[i];
-    if (flag === '--quick') continue;
-    const value = args[i + 1];
-    if (value === undefined || value.startsWith('--')) throw new BenchUsageError(`${flag} needs a value`);
-    i++;
+    if (args[i] === '--quick') continue;
+    // --flag value or --flag=value
+    const eq = args[i].indexOf('=');
+    const flag = eq > 0 ? args[i].slice(0, eq) : args[i];
+    const value = eq > 0 ? args[i].slice(eq + 1) : args[i + 1];
+    if (value === undefined || (eq < 0 && value.startsWith('--'))) throw new BenchUsageError(`${flag} needs a value`);
+    if (eq < 0) i++;
     switch (flag) {
       case '--preset':
         sweep.presets = value.split(',').map((name) => {
@@ -124,16 +134,16 @@ export function parseBenchArgs(args: string[]): BenchArgs {
         });
         break;
       case '--batch':
-        sweep.batches = positiveInts(flag, value);
+        sweep.batches = positiveInts(flag, value, MAX_BENCH_BATCH);
         break;
       case '--context':
-        sweep.contexts = positiveInts(flag, value);
+        sweep.contexts = positiveInts(flag, value, MAX_BENCH_CONTEXT);
         break;
       case '--page-size':
-        sweep.pageSizes = positiveInts(flag, value);
+        sweep.pageSizes = positiveInts(flag, value, MAX_PAGE_SIZE, MIN_PAGE_SIZE);
         break;
       case '--hadamard-block':
-        sweep.hadamardBlock = positiveInts(flag, value)[0];
+        sweep.hadamardBlock = positiveInts(flag, value, 128, 2)[0];
         break;
       case '--warmup-ms':
         timing.warmupMs = positiveNumber(flag, value);
@@ -229,7 +239,12 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
         writeFileAtomic(parsed.jsonPath, `${reportToJson(report)}\n`);
         io.err(`bench: wrote ${parsed.jsonPath}`);
       }
-      return report.points.some((p) => p.status === 'failed') ? 1 : 0;
+      if (report.points.some((p) => p.status === 'failed')) return 1;
+      if (!report.points.some((p) => p.status === 'ok')) {
+        io.err('bench: no point was measured (every point was skipped; the reasons are above)');
+        return 2;
+      }
+      return 0;
     } finally {
       if (!env) gpu.device.destroy();
     }
