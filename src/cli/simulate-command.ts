@@ -17,7 +17,7 @@ import { MAX_POOL_PAGES } from '../cache/page-allocator';
 import { KvConfigError, MAX_HEAD_DIM } from '../cache/paged-kv-cache';
 import { DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, isKvMethod, KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type KvMethod } from '../layout';
 import {
-  clipText, generateRequests, isRegimeName, MAX_REQUEST_TOKENS, MAX_REQUESTS, parseLengthDistribution, parseTrace, quoteName, REGIMES, RequestSpecError, scaledRegime,
+  clipText, generateRequests, isRegimeName, MAX_REQUEST_TOKENS, MAX_REQUESTS, parseLengthDistribution, parseTrace, printable, quoteName, quoteText, REGIMES, RequestSpecError, scaledRegime,
   TraceParseError, type ArrivalProcess, type LengthDistribution, type RegimeName, type ServingRequest,
 } from '../serving/requests';
 import { SchedulerError } from '../serving/scheduler';
@@ -98,7 +98,7 @@ what it needs, the limit (half the V8 heap, half the free memory) and a value th
 Exit codes: 0 done; 2 bad flags, trace, a budget that holds no page or a sweep too large; 1 GPU failure.`;
 
 /** A problem with the command line, reported with exit code 2. */
-class SimulateUsageError extends Error {}
+export class SimulateUsageError extends Error {}
 
 /** Characters of a numeric flag's value at most (the largest bound has 13 digits). */
 const MAX_NUMBER_CHARS = 32;
@@ -133,10 +133,7 @@ const FREE_MEMORY_SHARE = 0.5;
 /** Longest line of an error message. */
 const MAX_MESSAGE_CHARS = 2000;
 
-/** A flag value for a message: quoted and cut short. */
-function quote(text: string): string {
-  return JSON.stringify(clipText(text));
-}
+const quote = quoteText;
 
 function intFlag(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
@@ -210,7 +207,7 @@ function scaleDistribution(d: LengthDistribution, scale: number): LengthDistribu
 
 /** Reads and parses --trace, bounded by file size and by the requests the heap holds. */
 function readTrace(path: string, limits: HostLimits): ServingRequest[] {
-  const name = clipText(path, 200);
+  const name = printable(clipText(path, 200));
   let size: number;
   try {
     const stat = statSync(path);
@@ -237,13 +234,20 @@ function readTrace(path: string, limits: HostLimits): ServingRequest[] {
   });
 }
 
-/** Refuses a generated stream of `count` requests before it is drawn, when its state would not fit. */
-function checkRequestCount(count: number, flag: string, limits: HostLimits): void {
+/**
+ * Refuses a generated stream of `count` requests before it is drawn, when its state would not fit.
+ * The suggestion leaves room for the step records when the steps are limited (then known exactly:
+ * `runs` × `maxSteps` records of `recordBytes`).
+ */
+function checkRequestCount(count: number, flag: string, limits: HostLimits, records: { runs: number; maxSteps: number; recordBytes: number }): void {
   const byMemory = maxRequestsFor(limits);
   if (count <= Math.min(MAX_REQUESTS, byMemory)) return;
   if (count > byMemory) {
+    const perStep = records.runs * records.recordBytes;
+    const fits = Math.min(MAX_REQUESTS, maxRequestsFor({ ...limits, heapBytes: limits.heapBytes - records.maxSteps * perStep }));
     throw new SimulateLimitError(
-      `${flag} needs ~${formatSize(count * REQUEST_HEAP_BYTES)} of host memory for request state; limit ${formatSize(limits.heapBytes)} (${limits.heapSource}); try --requests ≤ ${Math.min(MAX_REQUESTS, byMemory)}`,
+      `${flag} needs ~${formatSize(count * REQUEST_HEAP_BYTES)} of host memory for request state; limit ${formatSize(limits.heapBytes)} (${limits.heapSource}); ` +
+        `try ${fits >= 1 ? `--requests ≤ ${fits}` : `--steps ≤ ${Math.floor(limits.heapBytes / 2 / perStep)} and --requests ≤ ${maxRequestsFor({ ...limits, heapBytes: limits.heapBytes / 2 })}`}`,
     );
   }
   throw new SimulateLimitError(`${flag} needs more than the ${MAX_REQUESTS} requests a stream may have; limit ${MAX_REQUESTS}; try --requests ≤ ${MAX_REQUESTS}`);
@@ -357,10 +361,11 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
   let workload: string;
   if (values.trace !== undefined) {
     requests = readTrace(values.trace, limits);
-    workload = `trace ${clipText(values.trace, 200)}`;
+    workload = `trace ${printable(clipText(values.trace, 200))}`;
   } else {
     const count = intFlag('--requests', values.requests, 2 * caps[caps.length - 1], 1, Number.MAX_SAFE_INTEGER);
-    checkRequestCount(count, values.requests === undefined ? `${count} requests (2 × the largest cap)` : `--requests ${count}`, limits);
+    const recordBytes = STEP_RECORD_HEAP_BYTES + (values.json !== undefined ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0);
+    checkRequestCount(count, values.requests === undefined ? `${count} requests (2 × the largest cap)` : `--requests ${count}`, limits, { runs: methods.length * caps.length, maxSteps, recordBytes });
     const regime = scaledRegime(regimeName, scale);
     const prompt = values['prompt-len'] !== undefined ? scaleDistribution(parseLengthDistribution(values['prompt-len'], '--prompt-len'), scale) : { kind: 'fixed' as const, value: regime.promptLen };
     const output = values['output-len'] !== undefined ? scaleDistribution(parseLengthDistribution(values['output-len'], '--output-len'), scale) : { kind: 'fixed' as const, value: regime.outputLen };
@@ -396,9 +401,9 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
   return { sweep, ...(json ? { json: values.json } : {}), quiet: values.quiet ?? false, size };
 }
 
-/** The first line of `message`, cut to MAX_MESSAGE_CHARS. */
+/** `message` as one printable line, cut to MAX_MESSAGE_CHARS. */
 function oneLine(message: string): string {
-  return clipText(message.split('\n', 1)[0], MAX_MESSAGE_CHARS);
+  return printable(clipText(message, MAX_MESSAGE_CHARS));
 }
 
 /** The errors that mean a bad input (exit 2), not a failure. */

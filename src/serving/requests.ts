@@ -53,14 +53,24 @@ export function listSome(items: readonly string[], max = MAX_LISTED_ITEMS): stri
   return items.length > max ? `${shown}, … and ${items.length - max} more` : shown;
 }
 
+/** `text` with control and line-separator characters escaped (\u000a), so a message stays one line. */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** A name from the input (field, column, method) for a message: single-quoted, escaped, cut short. */
 export function quoteName(name: string): string {
-  return `'${JSON.stringify(clipText(name)).slice(1, -1)}'`;
+  return `'${printable(JSON.stringify(clipText(name)).slice(1, -1))}'`;
+}
+
+/** A text from the input for a message: double-quoted, escaped, cut short. */
+export function quoteText(text: string): string {
+  return printable(JSON.stringify(clipText(text)));
 }
 
 /** A value for a message: bounded, and never a serialisation of a nested value (no recursion). */
 export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(clipText(value));
+  if (typeof value === 'string') return quoteText(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
   if (Array.isArray(value)) return `an array of ${value.length} items`;
   return typeof value === 'object' ? 'an object' : typeof value;
@@ -184,16 +194,16 @@ const MAX_DISTRIBUTION_CHARS = 200;
  * `lognormal:512,0.8` or `lognormal:512,0.8,16-8192` (median, sigma, optional clamp range).
  */
 export function parseLengthDistribution(text: string, what = 'length'): LengthDistribution {
-  const quoted = JSON.stringify(clipText(text));
+  const quoted = quoteText(text);
   if (text.length > MAX_DISTRIBUTION_CHARS) throw new RequestSpecError(`${what}: ${quoted} is ${text.length} characters long; a distribution is at most ${MAX_DISTRIBUTION_CHARS}`);
   const number = (s: string, field: string): number => {
     const v = Number(s);
-    if (s.trim() === '' || !Number.isFinite(v)) throw new RequestSpecError(`${what}: ${field} ${JSON.stringify(s)} is not a number (in ${quoted})`);
+    if (s.trim() === '' || !Number.isFinite(v)) throw new RequestSpecError(`${what}: ${field} ${quoteText(s)} is not a number (in ${quoted})`);
     return v;
   };
   const range = (s: string): [number, number] => {
     const parts = s.split('-');
-    if (parts.length !== 2) throw new RequestSpecError(`${what}: expected a range MIN-MAX, got ${JSON.stringify(s)} (in ${quoted})`);
+    if (parts.length !== 2) throw new RequestSpecError(`${what}: expected a range MIN-MAX, got ${quoteText(s)} (in ${quoted})`);
     return [number(parts[0], 'min'), number(parts[1], 'max')];
   };
   const [kind, args = ''] = text.includes(':') ? [text.slice(0, text.indexOf(':')), text.slice(text.indexOf(':') + 1)] : ['fixed', text];
@@ -329,7 +339,7 @@ function traceInteger(source: string, line: number, column: TraceColumn, value: 
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) {
     throw new TraceParseError(source, line, `${column} is ${describeValue(value)}; expected an integer ≥ ${min} and ≤ ${max}`);
   }
-  return n;
+  return n === 0 ? 0 : n; // not -0 (JSON's -0 is an integer ≥ 0)
 }
 
 /**
@@ -387,9 +397,9 @@ function jsonRecord(source: string, line: number, t: string): ServingRequest {
   try {
     value = JSON.parse(t);
   } catch (e) {
-    throw new TraceParseError(source, line, `not valid JSON (${clipText(String((e as Error).message), 120)}); expected ${TRACE_FORMAT}`);
+    throw new TraceParseError(source, line, `not valid JSON (${printable(clipText(String((e as Error).message), 120))}); expected ${TRACE_FORMAT}`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TraceParseError(source, line, `expected a JSON object, got ${JSON.stringify(clipText(t))}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TraceParseError(source, line, `expected a JSON object, got ${quoteText(t)}`);
   const record = value as Record<string, unknown>;
   const unknown = Object.keys(record).filter((k) => !isTraceColumn(k));
   if (unknown.length) throw new TraceParseError(source, line, `unknown field ${listSome(unknown.map(quoteName))}; expected ${TRACE_COLUMNS.join(', ')}`);
@@ -448,7 +458,7 @@ function csvRecord(source: string, line: number, t: string, columns: readonly Tr
  * @throws TraceParseError naming the line and the field
  */
 export function parseTrace(text: string, source = 'trace', options: TraceParseOptions = {}): ServingRequest[] {
-  const name = clipText(source, MAX_SOURCE_CHARS);
+  const name = printable(clipText(source, MAX_SOURCE_CHARS));
   const maxRequests = options.maxRequests ?? MAX_REQUESTS;
   const requests: ServingRequest[] = [];
   let format: 'json' | 'csv' | null = null;
