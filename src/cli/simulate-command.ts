@@ -140,7 +140,7 @@ function intFlag(flag: string, text: string | undefined, fallback: number, min: 
   const t = text.trim();
   const value = Number(t);
   if (t.length > MAX_NUMBER_CHARS || !/^\d+$/.test(t) || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new SimulateUsageError(`${flag} ${quote(text)}: expected an integer ≥ ${min} and ≤ ${max}`);
+    throw new SimulateUsageError(`${flag} ${quote(text)}: expected an integer ≥ ${min}${max < Number.MAX_SAFE_INTEGER ? ` and ≤ ${max}` : ''}`);
   }
   return value;
 }
