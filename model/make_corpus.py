@@ -3,9 +3,9 @@
 
 Usage (from the repository root):
 
-    apt-get download perl-doc                 # perl-doc_<version>_all.deb
-    dpkg-deb -x perl-doc_*.deb perl-doc-pkg   # unpack it into a folder
-    python3 model/make_corpus.py perl-doc-pkg
+    work=$(mktemp -d)
+    (cd "$work" && apt-get download perl-doc && dpkg-deb -x perl-doc_*.deb pkg)
+    python3 model/make_corpus.py "$work/pkg"
 
 It reads the POD files of usr/share/perl/<version>/pod/ in sorted file-name order, converts each to
 plain text (see pod_to_text), splits them by whole files into train and held-out (every 20th file,
@@ -320,9 +320,9 @@ def main(argv=None):
         '',
         '## Regenerating',
         '',
-        '    apt-get download perl-doc',
-        '    dpkg-deb -x perl-doc_*.deb perl-doc-pkg',
-        '    python3 model/make_corpus.py perl-doc-pkg',
+        '    work=$(mktemp -d)',
+        '    (cd "$work" && apt-get download perl-doc && dpkg-deb -x perl-doc_*.deb pkg)',
+        '    python3 model/make_corpus.py "$work/pkg"',
         '',
         'The same package version gives the same bytes; the table gives the sha256 of each split\'s',
         'uncompressed text.',
