@@ -8,7 +8,9 @@ import type { DecodeKernelKind, DecodeTuning } from '../src/kernels/decode-tunin
 import type { MethodConfig } from '../src/reference/kv-methods';
 import { SeededRandom } from '../src/reference/random';
 import { decodeAttention } from '../src/reference/attention';
-import { unrotate, rotate } from '../src/reference/hadamard';
+import { randomSigns, unrotate, rotate } from '../src/reference/hadamard';
+import { defaultHadamardBlock } from '../src/layout';
+import { quantizeQueryRows } from '../src/reference/query-int8';
 import { readStoredRow } from '../src/reference/paged-cache';
 
 export interface KernelCase {
@@ -24,6 +26,12 @@ export interface KernelCase {
   poison?: { token: number; kvHead: number };
   /** Force a decode kernel (default: the automatic choice). */
   kernel?: DecodeKernelKind;
+  /**
+   * Queries whose rotation, as the kernels compute it (signs, unnormalised butterflies), is exact:
+   * small integers z with max |z| = 21 (odd) after it, so an int8 query has no near-ties between the
+   * GPU's f32 and the reference's float64 (queryInt8 cases).
+   */
+  integerQueries?: boolean;
 }
 
 export interface KernelRun {
@@ -46,7 +54,7 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   const v = rng.normalArray(total * hkv * d);
   if (c.outlierScale) for (let i = 3; i < k.length; i += d) k[i] *= c.outlierScale;
   if (c.poison) k[(c.poison.token * hkv + c.poison.kvHead) * d + 5] = NaN;
-  const q = rng.normalArray(c.contextLens.length * hq * d);
+  const q = c.integerQueries ? integerQueries(rng, c.contextLens.length * hq, c.config) : rng.normalArray(c.contextLens.length * hq * d);
   const pagesNeeded = c.contextLens.reduce((n, len) => n + Math.ceil(len / pageSize), 0);
   const cache = await PagedKvCache.create(ctx, { ...c.config, numPages: pagesNeeded + 3, pageShuffleSeed: c.seed });
   const seqIds = c.contextLens.map(() => cache.createSequence());
@@ -78,6 +86,7 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
     hadamardBlock: cache.config.hadamardBlock,
     rotateV: cache.config.rotateV,
     signs: cache.signs,
+    queryInt8: cache.config.queryInt8,
   };
   return { cache, seqIds, q, k, v, out, cacheWords, methodConfig };
 }
@@ -117,7 +126,8 @@ export function referenceOverGpuCache(run: KernelRun): Float64Array {
   };
   const rotK = run.cache.rotatesK;
   const rotV = run.cache.rotatesV;
-  const qUsed = rotK ? mapRows(run.q, (r) => rotate(r, cfg.hadamardBlock, run.cache.signs)) : run.q;
+  const qRotated = rotK ? mapRows(run.q, (r) => rotate(r, cfg.hadamardBlock, run.cache.signs)) : run.q;
+  const qUsed = cfg.queryInt8 ? quantizeQueryRows(qRotated, d) : qRotated;
   const shape = { numQueryHeads: cfg.numQueryHeads, numKvHeads: cfg.numKvHeads, headDim: d, contextLens: run.seqIds.map((id) => run.cache.contextLength(id)) };
   const { out } = decodeAttention(shape, qUsed, gpuDecodedRows(run, true), gpuDecodedRows(run, false));
   return rotV ? mapRows(out, (r) => unrotate(r, cfg.hadamardBlock, run.cache.signs)) : out;
@@ -136,4 +146,31 @@ async function appendUnchecked(cache: PagedKvCache, seqIds: number[], counts: nu
   queue.submit([encoder.finish()]);
   await queue.onSubmittedWorkDone();
   prepared.destroy();
+}
+
+/** See KernelCase.integerQueries: rows q with (signs ⊙ q)·H_unnormalised = z, z integers in [−21, 21]. */
+function integerQueries(rng: SeededRandom, rows: number, config: KernelCase['config']): Float32Array {
+  const d = config.headDim;
+  const rotated = config.method === 'int4-hadamard';
+  const block = config.hadamardBlock ?? defaultHadamardBlock(d);
+  const signs = rotated && config.hadamardSignSeed != null ? randomSigns(d, config.hadamardSignSeed) : null;
+  const q = new Float32Array(rows * d);
+  for (let r = 0; r < rows; r++) {
+    const z = Array.from({ length: d }, () => rng.int(41) - 20);
+    z[rng.int(d)] = rng.int(2) ? 21 : -21;
+    if (!rotated) {
+      q.set(z.map((x) => x / 8), r * d);
+      continue;
+    }
+    // H_B is its own inverse up to B: H(Hz / B) = z; unnormalised butterflies on integers are exact
+    for (let offset = 0; offset < d; offset += block) {
+      for (let half = 1; half < block; half *= 2) {
+        for (let start = offset; start < offset + block; start += 2 * half) {
+          for (let i = start; i < start + half; i++) [z[i], z[i + half]] = [z[i] + z[i + half], z[i] - z[i + half]];
+        }
+      }
+    }
+    for (let j = 0; j < d; j++) q[r * d + j] = (z[j] / block) * (signs ? signs[j] : 1);
+  }
+  return q;
 }

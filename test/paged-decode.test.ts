@@ -199,3 +199,41 @@ describe('paged decode attention vs float64 references', () => {
     dirty.cache.destroy();
   });
 });
+
+describe('int8 query (the -q8 methods) vs float64 references with the same int8 query', () => {
+  const Q8_CASES: KernelCase[] = [
+    { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16, queryInt8: true }, contextLens: [1, 77, 530], seed: 41, integerQueries: true },
+    { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 64, numKvHeads: 8, pageSize: 16, hadamardSignSeed: 5, queryInt8: true }, contextLens: [40, 300], seed: 42, integerQueries: true, outlierScale: 15 },
+    { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 8, rotateV: true, queryInt8: true }, contextLens: [1, 9, 129], seed: 43, integerQueries: true },
+    { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 8, numKvHeads: 2, pageSize: 32, queryInt8: true }, contextLens: [70, 300], seed: 44, integerQueries: true, numSplits: 3 },
+    { config: { method: 'int4-hadamard', headDim: 96, numQueryHeads: 12, numKvHeads: 3, pageSize: 16, queryInt8: true }, contextLens: [50, 17], seed: 45, integerQueries: true },
+  ];
+  for (const c of Q8_CASES) {
+    const { method, headDim, numQueryHeads, numKvHeads } = c.config;
+    it(`${method}-q8 D=${headDim} Hq/Hkv=${numQueryHeads}/${numKvHeads} lens=${c.contextLens} splits=${c.numSplits ?? 'auto'}`, async () => {
+      const ctx = await subgroupTestGpu();
+      const run = await runKernelCase(ctx, c);
+      try {
+        expect(run.cache.planAttention(run.seqIds).variant.key).toMatch(/^paged-decode-subgroup-int4-q8\//);
+        expectDecodeMatchesReferences(run, c);
+        // the int8 query is really used: the f32-query output differs by far more than the tolerance
+        const f32 = await runKernelCase(ctx, { ...c, config: { ...c.config, queryInt8: false } });
+        expect(maxAbsError(run.out, f32.out).value).toBeGreaterThan(3 * ATTENTION_F32_TOL * maxAbs(gpuDecodedRows(run, false)));
+        f32.cache.destroy();
+      } finally {
+        run.cache.destroy();
+      }
+    });
+  }
+
+  it('refuses what it cannot run, before any GPU work', async () => {
+    const ctx = await subgroupTestGpu();
+    await expect(PagedKvCache.create(ctx, { method: 'fp16', headDim: 64, numQueryHeads: 4, numKvHeads: 2, numPages: 4, queryInt8: true })).rejects.toThrow(/queryInt8 needs method int4 or int4-hadamard \(method is fp16\)/);
+    const cache = await PagedKvCache.create(ctx, { method: 'int4', headDim: 64, numQueryHeads: 4, numKvHeads: 2, numPages: 4, queryInt8: true });
+    const seq = cache.createSequence();
+    await cache.append([seq], [3], new Float32Array(3 * 128), new Float32Array(3 * 128));
+    expect(() => cache.planAttention([seq], { kernel: 'workgroup' })).toThrow(/an int8 query runs on the subgroup decode kernel, not the workgroup kernel/);
+    expect(() => cache.planAttention([seq], { kernel: 'matrix' })).toThrow(KvConfigError);
+    cache.destroy();
+  });
+});

@@ -47,6 +47,12 @@ export interface KvCacheConfig {
   pageShuffleSeed?: number;
   /** Use the subgroup kernels when the device has `subgroups` (default true). */
   useSubgroups?: boolean;
+  /**
+   * Score K with the query quantized to int8 per head (the `-q8` methods; int4 and int4-hadamard, on the
+   * subgroup kernel; default false): faster where INT4 decode is bound by f32 arithmetic, at the
+   * accuracy cost the accuracy lab reports (docs/numeric-contract.md, "Int8 query").
+   */
+  queryInt8?: boolean;
 }
 
 export type ResolvedKvCacheConfig = Required<Omit<KvCacheConfig, 'pageShuffleSeed' | 'hadamardSignSeed'>> & {
@@ -114,6 +120,7 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
   if (seed !== null && !rotating) throw new KvConfigError(`hadamardSignSeed needs method int4-hadamard (method is ${config.method})`);
   if (seed !== null) requireInt('hadamardSignSeed', seed, 0, MAX_SIGN_SEED);
   if (config.pageShuffleSeed !== undefined) requireInt('pageShuffleSeed', config.pageShuffleSeed, 0, MAX_SIGN_SEED);
+  if (config.queryInt8 && config.method !== 'int4' && !rotating) throw new KvConfigError(`queryInt8 needs method int4 or int4-hadamard (method is ${config.method})`);
   return {
     method: config.method,
     headDim: config.headDim,
@@ -126,6 +133,7 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
     hadamardSignSeed: seed,
     pageShuffleSeed: config.pageShuffleSeed,
     useSubgroups: config.useSubgroups ?? true,
+    queryInt8: Boolean(config.queryInt8),
   };
 }
 
@@ -416,6 +424,7 @@ export class PagedKvCache {
       subgroupMaxSize: ctx.adapterInfo.subgroupMaxSize,
       matrix: this.matrixSupport(),
       maxWorkgroupStorageBytes: ctx.limits.maxComputeWorkgroupStorageSize,
+      queryInt8: this.config.queryInt8,
     };
     // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
     try {

@@ -72,6 +72,11 @@ export interface DecodeShape {
   /** The device's maxComputeWorkgroupStorageSize (the software matrix step picks tiles that fit). */
   maxWorkgroupStorageBytes?: number;
   tuning?: Partial<DecodeTuning>;
+  /**
+   * Score K with an int8 query (the `-q8` methods: INT4 caches, subgroup kernel): each query head is
+   * quantized per head to int8 after rotation and dotted with the codes in exact integer arithmetic.
+   */
+  queryInt8?: boolean;
 }
 
 /**
@@ -115,8 +120,13 @@ function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
  * (INT4, FP16 with subgroups), else the workgroup-memory kernel. The matrix kernel is never the
  * automatic choice: slower than the subgroup kernel on the H200 (docs/tuning.md).
  */
-export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix'>): DecodeKernelKind {
+export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix' | 'queryInt8'>): DecodeKernelKind {
   const method = shape.layout.method;
+  if (shape.queryInt8) {
+    if (laneFormat(shape) !== LANE_FORMATS.int4) throw new Error(`an int8 query scores INT4 caches (int4, int4-hadamard), not ${method}`);
+    if (shape.kernel !== undefined && shape.kernel !== 'subgroup') throw new Error(`an int8 query runs on the subgroup decode kernel, not the ${shape.kernel} kernel`);
+    if (!shape.useSubgroups) throw new Error('an int8 query runs on the subgroup decode kernel, which needs the subgroups feature');
+  }
   if (shape.kernel === 'matrix' && !matrixKernelSupports(method)) throw new Error(`the matrix decode kernel reads int4, int4-hadamard and fp16 caches, not ${method}`);
   if (shape.kernel === 'subgroup' && !(shape.useSubgroups && laneFormat(shape))) {
     throw new Error(laneFormat(shape) ? 'the subgroup decode kernel needs the subgroups feature' : `the subgroup decode kernel reads int4, int4-hadamard and fp16 caches, not ${method}`);
@@ -217,6 +227,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     LANE_VECS: 2 * groupsPerLane,
     ACC_VECS: 2 * groupsPerLane * shared.HEADS_PER_WG,
     TOKENS_PER_STEP: tokensPerStep,
+    QUERY_INT8: shape.queryInt8 ? 1 : 0,
     STEP_SCORES: tokensPerStep * shared.HEADS_PER_WG,
     STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
     SCALE_MIN_CHUNKS: Math.max(1, tokensPerStep / chunkWords),
@@ -227,8 +238,9 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
 
 /** Workgroup memory of a subgroup-kernel variant, in bytes. */
 function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
-  // rot_buf, q sums, length, counters, counts, subgroup maxima, merge rows and sums, head_sums, head_ml
-  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
+  // rot_buf, q sums, int8 query steps, length, counters, counts, subgroup maxima, merge rows and sums,
+  // head_sums, head_ml
+  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 2 * c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
   return floats * 4;
 }
 
@@ -347,7 +359,7 @@ function matrixKernel(shape: DecodeShape): DecodeKernel {
 function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
-  const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/');
+  const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/');
   const variant: ShaderVariant = {
     key,
     code: () =>

@@ -18,6 +18,8 @@ export interface MethodConfig {
   rotateV: boolean;
   /** ±1 per element for the randomized rotation, or null. */
   signs: Int8Array | null;
+  /** The query is quantized to int8 per head before scoring (the `-q8` methods; default false). */
+  queryInt8?: boolean;
 }
 
 export interface EncodedRow {

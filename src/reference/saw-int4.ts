@@ -3,6 +3,7 @@
  * cache-write kernels must, rotate the query as the decode kernel must, attend, rotate back.
  */
 import { decodeAttention, type AttentionShape } from './attention';
+import { quantizeQueryRows } from './query-int8';
 import { rotate, unrotate } from './hadamard';
 import { encodeRow, rowIsRotated, type MethodConfig } from './kv-methods';
 
@@ -48,7 +49,8 @@ export function referenceDecode(cfg: MethodConfig, c: ReferenceCase): ReferenceR
   const d = c.headDim;
   const kDecoded = decodeAll(cfg, c.k, d, true);
   const vDecoded = decodeAll(cfg, c.v, d, false);
-  const qUsed = rowIsRotated(cfg, true) ? mapRows(c.q, d, (r) => rotate(r, cfg.hadamardBlock, cfg.signs)) : c.q;
+  const qRotated = rowIsRotated(cfg, true) ? mapRows(c.q, d, (r) => rotate(r, cfg.hadamardBlock, cfg.signs)) : c.q;
+  const qUsed = cfg.queryInt8 ? quantizeQueryRows(qRotated, d) : qRotated;
   const { out, probs } = decodeAttention(c, qUsed, kDecoded, vDecoded, c.scale);
   const finalOut = rowIsRotated(cfg, false) ? mapRows(out, d, (r) => unrotate(r, cfg.hadamardBlock, cfg.signs)) : out;
   return { out: finalOut, probs, kDecoded, vDecoded };
