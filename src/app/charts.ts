@@ -1,11 +1,19 @@
 /**
- * uPlot charts of the page: bars (one value per method) and lines (values over an x axis, one
- * series per method or variant, flat dashed reference levels). Every number plotted comes from the
- * library (src/accuracy/chart-data.ts, the bench's points); this module only draws. Charts follow
- * their container's width (ResizeObserver) and the page's text colour (light and dark schemes).
+ * uPlot charts of the page: categories (one value per method: bars from zero on linear metrics,
+ * dots on log ones, so no value hides on a log floor), lines (values over an x axis, one series per
+ * method or variant, flat dashed reference levels) and scatter points (series of single points). Every
+ * number plotted comes from the library (src/accuracy/chart-data.ts, the bench's points) or from
+ * src/app/figures.ts; this module only draws.
+ *
+ * What a reader can check: tick labels are real numbers (1e-4, 0.01, 0.5: log axes label decades, or
+ * 1-2-5 steps over a short span); categorical charts print each value by its bar or dot; the legend
+ * follows the cursor with the hovered values; the paragraph `#<box id>-values` under a chart lists
+ * every value; the chart box is an image whose aria-label holds the title and the same values.
+ * Charts follow their container's width (ResizeObserver) and the page's text colour.
  */
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { formatNumber } from './tables';
 
 /** Colour-blind-safe palette (Okabe–Ito). */
 export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#7f7f7f', '#000000'];
@@ -15,20 +23,28 @@ export interface ChartSeries {
   values: (number | null)[];
   /** Drawn dashed, without points (a reference level). */
   reference?: boolean;
+  /** Points only, no line (scatter). */
+  dots?: boolean;
+  /** A dashed line through its points (a frontier), listed like any series. */
+  dashed?: boolean;
+  /** Text drawn next to each point (null: none). */
+  pointLabels?: (string | null)[];
+  /** Fixed colour (default: the palette in order). */
+  color?: string;
 }
 
 export interface ChartSpec {
   title: string;
   xLabel: string;
   yLabel: string;
-  /** x values (bars: ignored, the bars sit at 0, 1, …). */
+  /** x values (categories: ignored, they sit at 0, 1, …). */
   xs: number[];
   series: ChartSeries[];
   /** Log-2 x axis (block sizes, concurrency, context). */
   xLog?: boolean;
   /** Log-10 y axis (errors spanning decades); falls back to linear when a value is ≤ 0. */
   yLog?: boolean;
-  /** A bar chart with these labels under the bars. */
+  /** A categorical chart with these labels on the x axis: bars (linear y) or dots (log y), values printed. */
   barLabels?: string[];
   /** Height in CSS pixels (default 260). */
   height?: number;
@@ -36,13 +52,28 @@ export interface ChartSpec {
   dense?: boolean;
   /** Linear y axes start here (counts, percentages) instead of near the smallest value. */
   yMin?: number;
+  /** Fixed x range (a scatter over a known span). */
+  xRange?: [number, number];
+  /** The x entry of the legend (default: xLabel). */
+  xLegend?: string;
+  /** How x values read in the values list and the legend (default: the number). */
+  xText?: (x: number) => string;
+  /** How y values read (default: 4 significant digits). */
+  yText?: (y: number) => string;
 }
 
 /** Tick spacings of a dense x axis: whole numbers (steps), 1-2-5 per decade. */
 const DENSE_X_INCREMENTS = Array.from({ length: 7 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
-
 /** Axis labels: a little smaller than uPlot's bold 12px default, so long metric names fit. */
 const LABEL_FONT = '11px system-ui, sans-serif';
+/** Printed values and point labels on the canvas (CSS pixels; scaled by the device pixel ratio). */
+const VALUE_FONT_PX = 11;
+/** Log axes end this many decades beyond the data, so the extreme points sit clear of the frame. */
+const LOG_PAD_DECADES = 0.25;
+/** Dots of categorical and scatter charts (CSS pixels). */
+const DOT_SIZE = 11;
+/** At most this many values in a chart's aria-label and values list per series (timelines are summarised). */
+const MAX_LISTED_VALUES = 24;
 
 interface Mounted {
   plot: uPlot;
@@ -55,6 +86,26 @@ function plotWidth(container: HTMLElement): number {
   return Math.max(240, Math.floor(container.clientWidth || container.getBoundingClientRect().width || 320));
 }
 
+/** A tick or value as people write it: 0.25, 120, 1e-4, 3.2e+6. */
+export function formatTick(v: number): string {
+  if (v === 0) return '0';
+  const abs = Math.abs(v);
+  if (abs >= 1e-3 && abs < 1e6) return String(Number(v.toPrecision(3)));
+  const [mantissa, exponent] = v.toExponential(1).split('e');
+  return `${mantissa.replace(/\.0$/, '')}e${exponent.replace('+', '')}`;
+}
+
+/** Labels of a log axis: decades over a wide span, 1-2-5 over a short one, all over a very short one. */
+function logTickValues(splits: number[], min: number, max: number): string[] {
+  const span = Math.log10(max / min);
+  const keep = span > 2.5 ? [1] : span > 0.8 ? [1, 2, 5] : null;
+  return splits.map((v) => {
+    if (v === null || v === undefined) return '';
+    const mantissa = Math.round(v / 10 ** Math.floor(Math.log10(v) + 1e-9));
+    return keep === null || keep.includes(mantissa) ? formatTick(v) : '';
+  });
+}
+
 /** Removes the chart in `container`, if any. */
 export function clearChart(container: HTMLElement): void {
   const old = mounted.get(container);
@@ -64,6 +115,89 @@ export function clearChart(container: HTMLElement): void {
     mounted.delete(container);
   }
   container.replaceChildren();
+  container.removeAttribute('aria-label');
+  const values = document.getElementById(`${container.id}-values`);
+  if (values) values.textContent = '';
+}
+
+/** The values of `spec` as lines of text: one per category, or one per series (x → value). */
+export function chartValues(spec: ChartSpec): string[] {
+  const yText = spec.yText ?? ((y: number) => formatNumber(y, 3));
+  const xText = spec.xText ?? ((x: number) => String(x));
+  if (spec.barLabels && spec.series.length === 1) {
+    return spec.barLabels.map((label, i) => `${label}: ${spec.series[0].values[i] === null ? '—' : yText(spec.series[0].values[i]!)}`);
+  }
+  return spec.series.filter((s) => !s.reference || s.values.some((v) => v !== null)).map((s) => {
+    const points = s.values.flatMap((v, i) => (v === null ? [] : [`${spec.barLabels ? spec.barLabels[i] : xText(spec.xs[i])} → ${yText(v)}`]));
+    if (s.reference) return `${s.label}: ${points.length ? yText(s.values.find((v) => v !== null)!) : '—'}`;
+    const listed = points.length > MAX_LISTED_VALUES
+      ? `${points.length} points from ${points[0]} to ${points[points.length - 1]}`
+      : points.join(', ') || '—';
+    return `${s.label}: ${listed}`;
+  });
+}
+
+/** y range with room for the data: log: padded whole-ish decades; linear categories: from zero. */
+function yRange(spec: ChartSpec, yLog: boolean, categorical: boolean): uPlot.Scale['range'] {
+  if (yLog) {
+    return (_u, min, max) => {
+      if (min === null || max === null || !(min > 0)) return [min, max];
+      return [10 ** Math.floor(Math.log10(min) - LOG_PAD_DECADES), 10 ** Math.ceil(Math.log10(max) + LOG_PAD_DECADES)];
+    };
+  }
+  const floor = spec.yMin ?? (categorical ? 0 : undefined);
+  if (floor === undefined) return undefined;
+  return (_u, min, max): uPlot.Range.MinMax => {
+    const lo = Math.min(floor, min ?? floor);
+    const hi = Math.max(max ?? floor + 1, lo);
+    return [lo, hi === lo ? lo + 1 : hi + (hi - lo) * 0.12];
+  };
+}
+
+/**
+ * Draws each point's label (scatter) or printed value (categories) next to it on the canvas. Scatter
+ * labels of points that share an x alternate right and left; one that would overlap a label already
+ * drawn on its side is left out (the legend and the values list hold every point).
+ */
+function labelHook(spec: ChartSpec, ink: string, yText: (y: number) => string): (u: uPlot) => void {
+  return (u) => {
+    const ctx = u.ctx;
+    const dpr = uPlot.pxRatio;
+    const lineHeight = (VALUE_FONT_PX + 2) * dpr;
+    ctx.save();
+    ctx.font = `${VALUE_FONT_PX * dpr}px system-ui, sans-serif`;
+    ctx.fillStyle = ink;
+    const drawn = new Map<string, number[]>();
+    const seenAtX = new Map<number, number>();
+    spec.series.forEach((s) => {
+      const printValues = spec.barLabels !== undefined && !s.reference;
+      if (!printValues && !s.pointLabels) return;
+      s.values.forEach((v, i) => {
+        if (v === null) return;
+        const text = s.pointLabels ? s.pointLabels[i] : yText(v);
+        if (!text) return;
+        const x = u.valToPos(u.data[0][i], 'x', true);
+        const y = u.valToPos(v, 'y', true);
+        if (s.pointLabels) {
+          const nth = seenAtX.get(i) ?? 0;
+          seenAtX.set(i, nth + 1);
+          const right = nth % 2 === 0;
+          const side = `${i}${right ? 'r' : 'l'}`;
+          const taken = drawn.get(side) ?? [];
+          if (taken.some((ty) => Math.abs(ty - y) < lineHeight)) return;
+          drawn.set(side, [...taken, y]);
+          ctx.textAlign = right ? 'left' : 'right';
+          ctx.textBaseline = 'middle';
+          ctx.fillText(text, x + (right ? 1 : -1) * (DOT_SIZE * 0.7 + 2) * dpr, y);
+        } else {
+          ctx.textAlign = 'center';
+          ctx.textBaseline = 'bottom';
+          ctx.fillText(text, x, Math.max(u.bbox.top + VALUE_FONT_PX * dpr, y - DOT_SIZE * 0.6 * dpr));
+        }
+      });
+    });
+    ctx.restore();
+  };
 }
 
 /** Draws `spec` into `container`, replacing its previous chart. */
@@ -71,32 +205,41 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
   clearChart(container);
   const ink = getComputedStyle(container).color || '#222';
   const grid = { stroke: 'rgba(128, 128, 128, 0.25)', width: 1 };
-  const bars = spec.barLabels !== undefined;
-  const n = bars ? spec.barLabels!.length : spec.xs.length;
-  const xs = bars ? spec.barLabels!.map((_, i) => i) : spec.xs;
+  const categorical = spec.barLabels !== undefined;
+  const n = categorical ? spec.barLabels!.length : spec.xs.length;
+  const xs = categorical ? spec.barLabels!.map((_, i) => i) : spec.xs;
   const positive = spec.series.every((s) => s.values.every((v) => v === null || v > 0));
   const yLog = Boolean(spec.yLog) && positive;
   const narrow = plotWidth(container) < 480;
+  const yText = spec.yText ?? ((y: number) => formatNumber(y, 3));
+  const xText = spec.xText ?? ((x: number) => String(x));
 
-  const series: uPlot.Series[] = [{ label: spec.xLabel }];
+  const series: uPlot.Series[] = [{
+    label: spec.xLegend ?? spec.xLabel,
+    value: (_u, v) => (v === null || v === undefined ? '' : categorical ? (spec.barLabels![v] ?? '') : xText(v)),
+  }];
   spec.series.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length];
-    if (bars) {
+    const color = s.color ?? PALETTE[i % PALETTE.length];
+    // Empty until the cursor is over the chart: the legend then reads the hovered values.
+    const value = (_u: uPlot, v: number | null) => (v === null || v === undefined ? '' : yText(v));
+    if (categorical && !yLog && !s.reference) {
       series.push({
-        label: s.label,
-        stroke: color,
-        fill: `${color}b3`,
-        width: 1,
+        label: s.label, value, stroke: color, fill: `${color}b3`, width: 1,
         paths: uPlot.paths.bars!({ size: [0.6, 80] }),
         points: { show: false },
-        fillTo: (u) => (yLog ? (u.scales.y.min ?? 0) : 0),
+        fillTo: 0,
+      });
+    } else if ((categorical && !s.reference) || s.dots) {
+      series.push({
+        label: s.label, value, stroke: color, width: 0,
+        paths: () => null,
+        points: { show: true, size: DOT_SIZE, width: 1.5, fill: `${color}cc`, stroke: color },
       });
     } else {
       series.push({
-        label: s.label,
-        stroke: color,
-        width: s.reference ? 1.5 : 2,
-        dash: s.reference ? [6, 4] : undefined,
+        label: s.label, value, stroke: color,
+        width: s.reference || s.dashed ? 1.5 : 2,
+        dash: s.reference || s.dashed ? [6, 4] : undefined,
         points: { show: !s.reference && !spec.dense, size: 7 },
         spanGaps: true,
       });
@@ -108,43 +251,53 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
     label: spec.xLabel,
     labelFont: LABEL_FONT,
     stroke: ink,
-    grid: { ...grid, show: !bars },
+    grid: { ...grid, show: !categorical },
     ticks: { ...grid },
   };
-  if (bars) {
+  if (categorical) {
+    const long = narrow || labels.some((l) => l.length > 8);
     Object.assign(xAxis, {
       splits: () => xs,
       values: (_u: uPlot, splits: number[]) => splits.map((i) => labels[i] ?? ''),
-      rotate: narrow || labels.some((l) => l.length > 8) ? -30 : 0,
-      size: narrow || labels.some((l) => l.length > 8) ? 80 : 40,
+      rotate: long ? -30 : 0,
+      size: long ? 80 : 40,
     });
-  } else if (spec.dense) {
-    Object.assign(xAxis, { incrs: DENSE_X_INCREMENTS });
+  } else if (spec.dense || spec.xRange) {
+    Object.assign(xAxis, { incrs: DENSE_X_INCREMENTS, values: (_u: uPlot, splits: number[]) => splits.map((v) => formatTick(v)) });
   } else {
-    Object.assign(xAxis, { splits: () => xs, values: (_u: uPlot, splits: number[]) => splits.map((v) => String(v)) });
+    Object.assign(xAxis, { splits: () => xs, values: (_u: uPlot, splits: number[]) => splits.map((v) => xText(v)) });
   }
+  const yAxis: uPlot.Axis = {
+    label: spec.yLabel, labelFont: LABEL_FONT, labelSize: 24, stroke: ink, grid, ticks: grid, size: 64,
+    values: (u: uPlot, splits: number[]) => (yLog ? logTickValues(splits, u.scales.y.min!, u.scales.y.max!) : splits.map((v) => formatTick(v))),
+  };
 
   const options: uPlot.Options = {
     title: spec.title,
     width: plotWidth(container),
     height: spec.height ?? 260,
     series,
-    legend: { show: true, live: false },
+    legend: { show: true, live: true },
     cursor: { drag: { x: false, y: false } },
     scales: {
-      x: bars
+      x: categorical
         ? { time: false, range: () => [-0.5, n - 0.5] }
-        : { time: false, distr: spec.xLog ? 3 : 1, log: 2 },
-      y: {
-        distr: yLog ? 3 : 1,
-        log: 10,
-        ...(spec.yMin !== undefined && !yLog ? { range: (_u: uPlot, _min: number, max: number): uPlot.Range.MinMax => [spec.yMin!, Math.max(max * 1.05, spec.yMin! + 1)] } : {}),
-      },
+        : spec.xRange
+          ? { time: false, range: () => spec.xRange! }
+          : { time: false, distr: spec.xLog ? 3 : 1, log: 2 },
+      y: { distr: yLog ? 3 : 1, log: 10, range: yRange(spec, yLog, categorical) },
     },
-    axes: [xAxis, { label: spec.yLabel, labelFont: LABEL_FONT, labelSize: 24, stroke: ink, grid, ticks: grid, size: 64 }],
+    axes: [xAxis, yAxis],
+    hooks: { draw: [labelHook(spec, ink, yText)] },
   };
   const data: uPlot.AlignedData = [xs, ...spec.series.map((s) => s.values.map((v) => (v !== null && Number.isFinite(v) ? v : null)))];
   const plot = new uPlot(options, data, container);
+
+  const values = chartValues(spec);
+  container.setAttribute('role', 'img');
+  container.setAttribute('aria-label', `${spec.title}. ${values.join('; ')}.`);
+  const list = document.getElementById(`${container.id}-values`);
+  if (list) list.textContent = values.join(' · ');
 
   let lastWidth = plotWidth(container);
   const observer = new ResizeObserver(() => {

@@ -7,6 +7,7 @@
  *   methods=int4,hadamard,blocks,signs  seed=1  quick=0|1
  */
 import { benchMethodSpec, MODEL_PRESETS, PRESET_NAMES, type BenchMethod, type DecodeStepPoint, type PresetName } from '../bench/decode-step-bench';
+import { MAX_HEAD_DIM } from '../cache/paged-kv-cache';
 import { HADAMARD_BLOCKS } from '../layout';
 import { isWorkloadKind, type WorkloadKind } from '../workloads/synthetic';
 
@@ -18,6 +19,15 @@ export const PAGE_SIZES = [8, 16, 32, 64, 128] as const;
 /** Bounds of the numeric inputs (the accuracy lab holds K and V in float64 on the CPU). */
 export const MAX_SEQS = 256;
 export const MAX_CONTEXT = 65536;
+export const MAX_SEED = 2 ** 32 - 1;
+/** head_dims the kernels take: multiples of HEAD_DIM_STEP up to MAX_HEAD_DIM (PagedKvCache checks the same). */
+export const HEAD_DIM_STEP = 32;
+/**
+ * K (or V) elements of an accuracy run on the page, at most: the lab keeps f32 inputs and several
+ * float64 copies (stored, un-rotated) of K and V on the CPU, about 40 bytes per element in all, so
+ * 16 M elements peak near 0.7 GB — what a browser tab can be asked for.
+ */
+export const MAX_ACCURACY_ELEMENTS = 2 ** 24;
 
 export interface AppConfig {
   /** Attention shape: a key of the bench's MODEL_PRESETS. */
@@ -53,16 +63,51 @@ export const DEFAULT_CONFIG: Readonly<AppConfig> = Object.freeze<AppConfig>({
   quick: true,
 });
 
+/** Why the kernels cannot take `headDim` (null: they can). */
+export function headDimProblem(headDim: number): string | null {
+  if (Number.isInteger(headDim) && headDim >= HEAD_DIM_STEP && headDim <= MAX_HEAD_DIM && headDim % HEAD_DIM_STEP === 0) return null;
+  return `head_dim ${headDim} is not supported: the kernels take a head_dim that is a multiple of ${HEAD_DIM_STEP}, from ${HEAD_DIM_STEP} to ${MAX_HEAD_DIM}`;
+}
+
+/** Hadamard blocks that divide `headDim`. */
+export function blocksForHeadDim(headDim: number): number[] {
+  return HADAMARD_BLOCKS.filter((b) => b <= headDim && headDim % b === 0);
+}
+
 /** Hadamard blocks that divide the preset's head_dim. */
 export function blocksFor(preset: PresetName): number[] {
-  const d = MODEL_PRESETS[preset].headDim;
-  return HADAMARD_BLOCKS.filter((b) => b <= d && d % b === 0);
+  return blocksForHeadDim(MODEL_PRESETS[preset].headDim);
+}
+
+/** The block to use at `headDim`: `block` when it divides it, else the largest that does. */
+export function fitBlockToHeadDim(headDim: number, block: number): number {
+  const blocks = blocksForHeadDim(headDim);
+  return blocks.includes(block) ? block : blocks[blocks.length - 1];
 }
 
 /** The block to use on `preset`: `block` when it fits, else the largest that does. */
 export function fitBlock(preset: PresetName, block: number): number {
-  const blocks = blocksFor(preset);
-  return blocks.includes(block) ? block : blocks[blocks.length - 1];
+  return fitBlockToHeadDim(MODEL_PRESETS[preset].headDim, block);
+}
+
+/** A whole number typed in a field: the value, or why it cannot be used (`label` starts the message). */
+export function parseIntegerField(text: string, label: string, min: number, max: number): { value: number } | { problem: string } {
+  const value = parseInteger(text.trim(), min, max);
+  if (value !== null) return { value };
+  const got = text.trim() === '' ? 'it is empty' : `got ${JSON.stringify(text.trim())}`;
+  return { problem: `${label} must be a whole number from ${min} to ${max.toLocaleString('en')} (${got}).` };
+}
+
+/** Why the accuracy run of `config` on synthetic data is too big for a tab (null: it fits). */
+export function accuracySizeProblem(config: AppConfig): string | null {
+  const p = MODEL_PRESETS[config.preset];
+  const elements = config.seqs * config.context * p.numKvHeads * p.headDim;
+  if (elements <= MAX_ACCURACY_ELEMENTS) return null;
+  return (
+    `The accuracy run keeps K and V in float64 on the CPU: ${config.seqs} × ${config.context} tokens × ${p.numKvHeads} kv heads × ${p.headDim} ` +
+    `is ${elements.toLocaleString('en')} elements, over the page's ${MAX_ACCURACY_ELEMENTS.toLocaleString('en')}. ` +
+    `Lower the concurrency or the context (throughput runs are not limited by this; the CLI has no such cap).`
+  );
 }
 
 function parseInteger(text: string, min: number, max: number): number | null {
@@ -95,7 +140,7 @@ export function configFromQuery(query: string): ParsedConfig {
   take('workload', (t) => isWorkloadKind(t) && ((config.workload = t), true), 'a synthetic workload kind');
   take('seqs', int('seqs', 1, MAX_SEQS), `an integer in [1, ${MAX_SEQS}]`);
   take('ctx', int('context', 1, MAX_CONTEXT), `an integer in [1, ${MAX_CONTEXT}]`);
-  take('seed', int('seed', 0, 2 ** 32 - 1), 'an integer ≥ 0');
+  take('seed', int('seed', 0, MAX_SEED), `an integer in [0, ${MAX_SEED}]`);
   take('page', (t) => {
     const value = parseInteger(t, 0, 1e9);
     const ok = value !== null && (PAGE_SIZES as readonly number[]).includes(value);
@@ -141,15 +186,19 @@ export function configToQuery(config: AppConfig): string {
   return `?${params.toString().replaceAll('%2C', ',')}`;
 }
 
-/** The accuracy lab's method ids for a configuration (src/accuracy/methods.ts), FP16 first. */
-export function accuracyMethodIds(config: AppConfig): string[] {
+/**
+ * The accuracy lab's method ids for a configuration (src/accuracy/methods.ts), FP16 first.
+ * `headDim`: of the data the run uses (a loaded file's; default the preset's), so every block divides it.
+ */
+export function accuracyMethodIds(config: AppConfig, headDim: number = MODEL_PRESETS[config.preset].headDim): string[] {
   const kv = config.rotateV ? '-kv' : '';
   const ids = ['fp16'];
   if (config.methods.includes('int4')) ids.push('int4');
   // Every block (ascending, the chosen one among them) or just the chosen one.
-  if (config.methods.includes('blocks')) ids.push(...blocksFor(config.preset).map((b) => `int4-hadamard-b${b}${kv}`));
-  else if (config.methods.includes('hadamard')) ids.push(`int4-hadamard-b${config.block}${kv}`);
-  if (config.methods.includes('signs')) ids.push(`int4-hadamard-b${config.block}${kv}-signs`);
+  const block = fitBlockToHeadDim(headDim, config.block);
+  if (config.methods.includes('blocks')) ids.push(...blocksForHeadDim(headDim).map((b) => `int4-hadamard-b${b}${kv}`));
+  else if (config.methods.includes('hadamard')) ids.push(`int4-hadamard-b${block}${kv}`);
+  if (config.methods.includes('signs')) ids.push(`int4-hadamard-b${block}${kv}-signs`);
   return [...new Set(ids)];
 }
 

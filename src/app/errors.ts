@@ -84,9 +84,35 @@ export function explainError(e: unknown, ctx: GpuContext | null): ExplainedError
     };
   }
   if (e instanceof KvConfigError || e instanceof UnknownMethodError || e instanceof RangeError || e instanceof RequestSpecError || e instanceof SchedulerError) {
-    return { title: 'This configuration is not supported', message, help: ['Change the highlighted setting and run again.'], recover: false };
+    return { title: 'This configuration is not supported', message, help: ['Change the setting it names and run again.'], recover: false };
   }
   return { title: 'Something went wrong', message, help: ['The browser console may say more.'], recover: false };
+}
+
+/** Which form a failed run was configured by: the run section's or the serving section's. */
+export type ErrorScope = 'run' | 'serving';
+
+/** Settings a message may name, by the words that name them (checked in order). */
+const FIELD_WORDS: Record<ErrorScope, [RegExp, string][]> = {
+  run: [[/hadamard block|\bblock\b|head_?dim/i, 'block'], [/concurrency|sequences|\bbatch\b/i, 'seqs'], [/context|tokens/i, 'context'], [/page size|\bpage\b/i, 'page-size']],
+  serving: [[/budget/i, 'sim-budget'], [/\bcaps?\b|concurrency/i, 'sim-caps'], [/scale|regime|prompt|output/i, 'sim-scale'], [/steps/i, 'sim-steps'], [/page size/i, 'page-size']],
+};
+
+/**
+ * The settings (element ids) an error is about, for the page to highlight and focus: a file the
+ * loader refused names the file input; a configuration error the fields its message names. Empty
+ * for failures no setting fixes (the GPU, a bug).
+ */
+export function fieldsForError(e: unknown, scope: ErrorScope): string[] {
+  if (e instanceof TensorFileError) return ['file-input'];
+  const config = e instanceof KvConfigError || e instanceof UnknownMethodError || e instanceof RangeError || e instanceof RequestSpecError ||
+    e instanceof SchedulerError || e instanceof KvCacheFullError || (e instanceof GpuError && e.kind === 'out-of-memory');
+  if (!config) return [];
+  const message = e instanceof Error ? e.message : String(e);
+  const fields = FIELD_WORDS[scope].filter(([words]) => words.test(message)).map(([, id]) => id);
+  // Too big, with no setting named: the size settings are what shrink it.
+  if (fields.length === 0 && (e instanceof KvCacheFullError || e instanceof GpuError)) return scope === 'run' ? ['context', 'seqs'] : ['sim-budget'];
+  return [...new Set(fields)];
 }
 
 /** Fills the error panel; `onRecover` is wired to the Recover button when the device is lost. */

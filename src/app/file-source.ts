@@ -1,15 +1,17 @@
 /**
  * Real K/V data for the accuracy run: a .safetensors file or .npy files (k.npy, v.npy, optional
  * q.npy, context_lens.npy), picked with the file input or dropped on the drop zone, parsed by the
- * library's kv-file loader (src/accuracy/kv-file.ts). Files stay in the browser.
+ * library's kv-file loader (src/accuracy/kv-file.ts). Files stay in the browser. A head_dim the
+ * kernels cannot take is refused here, at load, rather than when a run starts.
  */
 import { loadKvNpy, loadKvSafetensors, type KvData, type KvFileLayout } from '../accuracy/kv-file';
 import { TensorFileError } from '../io/safetensors';
+import { headDimProblem } from './config';
 import { byId } from './dom';
 
 export interface FileSourceEvents {
-  /** A file parsed (null: removed). */
-  onData(data: KvData | null, name: string | null): void;
+  /** A file parsed, or none is loaded now: `removed` by the user, or its load `failed`. */
+  onData(data: KvData | null, name: string | null, how: 'loaded' | 'removed' | 'failed'): void;
   onError(error: unknown): void;
 }
 
@@ -17,6 +19,13 @@ const NPY_NAMES = { 'k.npy': 'k', 'v.npy': 'v', 'q.npy': 'q', 'context_lens.npy'
 
 /** Parses the picked files with the library's loaders; throws TensorFileError for what it cannot use. */
 export async function parseKvFiles(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
+  const parsed = await parseWithLoaders(files, layout, querySeed);
+  const problem = headDimProblem(parsed.data.headDim);
+  if (problem) throw new TensorFileError("tensor 'k' last axis", problem, parsed.name);
+  return parsed;
+}
+
+async function parseWithLoaders(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
   const safetensors = files.find((f) => f.name.endsWith('.safetensors'));
   if (safetensors) {
     const bytes = new Uint8Array(await safetensors.arrayBuffer());
@@ -61,7 +70,7 @@ export class FileSource {
       fileInput.value = '';
       this.status('No file loaded.');
       byId('file-clear').hidden = true;
-      this.events.onData(null, null);
+      this.events.onData(null, null, 'removed');
     });
   }
 
@@ -79,11 +88,12 @@ export class FileSource {
       const { data, name } = await parseKvFiles(files, layout, this.querySeed());
       this.status(`Loaded ${data.description}`);
       byId('file-clear').hidden = false;
-      this.events.onData(data, name);
+      this.events.onData(data, name, 'loaded');
     } catch (e) {
-      this.status('No file loaded.');
+      // The files are kept: a change of the axis order re-reads them.
+      this.status('No file loaded: the last one could not be used (see the message above).');
       byId('file-clear').hidden = true;
-      this.events.onData(null, null);
+      this.events.onData(null, null, 'failed');
       this.events.onError(e);
     }
   }

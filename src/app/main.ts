@@ -1,22 +1,26 @@
 /**
  * The demo page's entry: opens the GPU, wires the controls (kept in the URL) to the accuracy,
- * throughput and serving runs (one at a time), and explains failures. No numeric logic lives in
- * src/app: the page calls the same library functions as the CLI (runAccuracy, runDecodeBench,
+ * throughput and serving runs (one at a time), fills the headline card and the result sections as
+ * rows arrive, and explains failures. No numeric logic lives in src/app beyond the two figures of
+ * figures.ts: the page calls the same library functions as the CLI (runAccuracy, runDecodeBench,
  * runSimulateSweep, the chart series).
  */
 import type { AccuracyReport } from '../accuracy/accuracy-lab';
 import type { KvData } from '../accuracy/kv-file';
 import { GpuError, openGpu, type GpuContext } from '../gpu/gpu-context';
-import { drawAccuracyCharts, initAccuracyMetricSelect, runAccuracyPanel, showAccuracy } from './accuracy-panel';
+import { TensorFileError } from '../io/safetensors';
+import { drawAccuracyCharts, initAccuracyMetricSelect, runAccuracyPanel, showAccuracy, showAccuracyWorkload, type ReportState } from './accuracy-panel';
 import { drawBenchCharts, initBenchMetricSelect, runBenchPanel, showBench, type BenchResult } from './bench-panel';
-import { configFromQuery } from './config';
+import { accuracyMethodIds, benchMethods, configFromQuery, type AppConfig } from './config';
 import { Controls } from './controls';
 import { byId, el } from './dom';
-import { clearError, explainError, isAbort, showError } from './errors';
+import { clearError, explainError, fieldsForError, isAbort, showError, type ErrorScope } from './errors';
 import { FileSource } from './file-source';
 import { selfCheck, showGpu, showNoGpu } from './gpu-panel';
+import { finishHeadline, headlineAccuracy, headlineBench, startHeadline, type HeadlinePlan } from './headline';
 import { servingConfigFromQuery, servingConfigToQuery } from './serving-config';
 import { runServingPanel, ServingControls, showServing } from './serving-panel';
+import { clearFlags, fieldLabel, flagFields, showBlocked, type Problem } from './validation';
 
 type RunKind = 'accuracy' | 'bench' | 'both' | 'serving';
 
@@ -29,19 +33,26 @@ type Target = (typeof TARGETS)[keyof typeof TARGETS];
 
 let ctx: GpuContext | null = null;
 let fileData: KvData | null = null;
+let fileName: string | null = null;
 let running: AbortController | null = null;
 let lastAccuracy: AccuracyReport | null = null;
+let accuracyState: ReportState | null = null;
 let lastBench: BenchResult | null = null;
 let target: Target = TARGETS.main;
+/** The error panel shows a file or configuration error, which the next change of the settings makes stale. */
+let errorIsAboutSettings = false;
 
 const errorPanel = byId('error-panel');
-const runButtons = ['run-accuracy', 'run-bench', 'run-both', 'sim-run'].map((id) => byId<HTMLButtonElement>(id));
+const runButtons = { 'run-accuracy': 'accuracy', 'run-bench': 'bench', 'run-both': 'both', 'sim-run': 'serving' } as const;
 
 const parsed = configFromQuery(location.search);
 const parsedServing = servingConfigFromQuery(location.search);
-// The serving plan depends on section 3's model and page size; the URL holds both forms.
-const controls: Controls = new Controls(parsed.config, () => serving.describe(), () => servingConfigToQuery(serving.config));
-const serving: ServingControls = new ServingControls(parsedServing.config, () => controls.config, () => controls.writeUrl());
+// The serving plan depends on the run section's model and page size; the URL holds both forms.
+const controls: Controls = new Controls(parsed.config, () => onSettingsChange(), () => servingConfigToQuery(serving.config));
+const serving: ServingControls = new ServingControls(parsedServing.config, () => controls.config, () => {
+  controls.writeUrl();
+  onSettingsChange(false);
+});
 const warnings = [...parsed.warnings, ...parsedServing.warnings];
 if (warnings.length) {
   const notice = byId('url-notice');
@@ -49,23 +60,69 @@ if (warnings.length) {
   notice.hidden = false;
 }
 
-function report(error: unknown): void {
-  showError(errorPanel, explainError(error, ctx), () => void recover());
+/** Shows an error; a setting it names is highlighted and focused (instead of the panel). */
+function report(error: unknown, scope: ErrorScope): void {
+  const explained = explainError(error, ctx);
+  const fields = fieldsForError(error, scope);
+  if (fields.length && explained.title === 'This configuration is not supported') {
+    explained.help = [`Change the highlighted setting (${fields.map(fieldLabel).join(', ')}) and run again.`];
+  }
+  showError(errorPanel, explained, () => void recover());
+  errorIsAboutSettings = error instanceof TensorFileError || fields.length > 0;
+  if (fields.length) flagFields(fields);
+}
+
+function clearStaleError(): void {
+  if (errorIsAboutSettings && !errorPanel.hidden) clearError(errorPanel);
+  errorIsAboutSettings = false;
+}
+
+/** The run section's settings (or, with `runSection` false, the serving section's) changed. */
+function onSettingsChange(runSection = true): void {
+  if (runSection) serving.describe();
+  clearStaleError();
+  updateRunButtons();
 }
 
 new FileSource(
   {
-    onData(data, name) {
+    onData(data, name, how) {
       fileData = data;
-      controls.setFile(name);
+      fileName = name;
+      controls.setFile(data && name ? { name, numQueryHeads: data.numQueryHeads, numKvHeads: data.numKvHeads, headDim: data.headDim } : null, how === 'removed');
+      if (how !== 'failed') clearStaleError();
     },
-    onError: report,
+    onError: (e) => report(e, 'run'),
   },
   () => controls.config.seed,
 );
 
+/** The problems that keep each run button disabled. */
+function blockers(): Record<RunKind, Problem[]> {
+  const main = controls.problems;
+  const servingUses = (p: Problem) => p.field === 'seed';
+  return {
+    both: main,
+    accuracy: main,
+    bench: main.filter((p) => p.blocks !== 'accuracy'),
+    serving: [...serving.problems, ...main.filter(servingUses)],
+  };
+}
+
+/** Enables what may run now: a GPU, no run in progress, and no problem in the settings it uses. */
+function updateRunButtons(): void {
+  const busy = running !== null;
+  const ready = ctx !== null && ctx.lostReason === null;
+  const blocked = blockers();
+  for (const [id, kind] of Object.entries(runButtons)) {
+    byId<HTMLButtonElement>(id).disabled = busy || !ready || blocked[kind].length > 0;
+  }
+  showBlocked('run-blocked', blocked.both);
+  showBlocked('sim-blocked', blocked.serving);
+}
+
 function setBusy(busy: boolean): void {
-  for (const b of runButtons) b.disabled = busy || ctx === null || ctx.lostReason !== null;
+  updateRunButtons();
   for (const t of Object.values(TARGETS)) byId<HTMLButtonElement>(t.cancel).hidden = !busy || t !== target;
   controls.setDisabled(busy);
   serving.setDisabled(busy);
@@ -80,9 +137,70 @@ function progress(value: number | null, max: number, text: string): void {
   byId(target.text).textContent = text;
 }
 
+/** What the headline of a run of `kind` quotes. */
+function headlinePlan(kind: RunKind, config: AppConfig): HeadlinePlan {
+  const ids = accuracyMethodIds(config, controls.accuracyHeadDim);
+  const chosen = `int4-hadamard-b${config.block}${config.rotateV ? '-kv' : ''}`;
+  return {
+    accuracy: kind === 'accuracy' || kind === 'both',
+    bench: kind === 'bench' || kind === 'both',
+    hadamardId: ids.includes(chosen) ? chosen : (ids.find((id) => id.startsWith('int4-hadamard')) ?? null),
+    int4: ids.includes('int4'),
+    hadamardVariant: benchMethods(config).find((m) => m.startsWith('int4-hadamard')) ?? null,
+    seqs: config.seqs,
+    context: config.context,
+    data: controls.useFile ? `your file ${fileName}` : `${config.workload} (${config.seqs} × ${config.context} tokens)`,
+  };
+}
+
+/** After a cancelled or failed run, the rows it finished stay, marked as partial. */
+function keepPartialResults(): void {
+  if (lastAccuracy && accuracyState === 'running') {
+    accuracyState = 'partial';
+    showAccuracy(lastAccuracy, 'partial');
+  }
+  if (lastBench && !lastBench.report) showBench(lastBench, true);
+}
+
+async function runMain(kind: Exclude<RunKind, 'serving'>, gpu: GpuContext, config: AppConfig, signal: AbortSignal): Promise<void> {
+  startHeadline(headlinePlan(kind, config), gpu);
+  // A run replaces the results of the last one: its sections reappear as this run fills them.
+  byId('accuracy-results').hidden = true;
+  byId('bench-results').hidden = true;
+  lastAccuracy = null;
+  accuracyState = null;
+  lastBench = null;
+  if (kind === 'accuracy' || kind === 'both') {
+    accuracyState = 'running';
+    const final = await runAccuracyPanel(gpu, config, controls.useFile ? fileData : null, signal, progress, {
+      onWorkload: (workload) => showAccuracyWorkload(workload, config.block),
+      onRows: (rows) => {
+        lastAccuracy = rows;
+        showAccuracy(rows, 'running');
+        headlineAccuracy(rows.methods);
+      },
+    });
+    lastAccuracy = final;
+    accuracyState = 'complete';
+    showAccuracy(final, 'complete');
+    headlineAccuracy(final.methods);
+  }
+  if (kind === 'bench' || kind === 'both') {
+    const final = await runBenchPanel(gpu, config, signal, progress, (partial) => {
+      lastBench = partial;
+      showBench(partial);
+      headlineBench(partial.points);
+    });
+    lastBench = final;
+    showBench(final);
+    headlineBench(final.points);
+  }
+}
+
 async function run(kind: RunKind): Promise<void> {
   if (!ctx || running) return;
   clearError(errorPanel);
+  clearFlags();
   const controller = new AbortController();
   running = controller;
   target = kind === 'serving' ? TARGETS.serving : TARGETS.main;
@@ -94,24 +212,20 @@ async function run(kind: RunKind): Promise<void> {
   controls.writeUrl();
   const started = performance.now();
   try {
-    if (kind === 'serving') {
-      showServing(await runServingPanel(ctx, config, serving.config, controller.signal, progress));
-    }
-    if (kind === 'accuracy' || kind === 'both') {
-      lastAccuracy = await runAccuracyPanel(ctx, config, controls.useFile ? fileData : null, controller.signal, progress);
-      showAccuracy(lastAccuracy);
-    }
-    if (kind === 'bench' || kind === 'both') {
-      lastBench = await runBenchPanel(ctx, config, controller.signal, progress);
-      showBench(lastBench);
-    }
+    if (kind === 'serving') showServing(await runServingPanel(ctx, config, serving.config, controller.signal, progress));
+    else await runMain(kind, ctx, config, controller.signal);
+    if (kind !== 'serving') finishHeadline('done');
     progress(1, 1, `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
   } catch (e) {
+    if (kind !== 'serving') {
+      keepPartialResults();
+      finishHeadline(isAbort(e) ? 'cancelled' : 'failed');
+    }
     if (isAbort(e)) {
-      progress(0, 1, kind === 'serving' ? 'Cancelled. A sweep shows its results when every run is done.' : 'Cancelled. Results of the finished runs stay below.');
+      progress(0, 1, kind === 'serving' ? 'Cancelled. A sweep shows its results when every run is done.' : 'Cancelled. The rows that finished stay below.');
     } else {
       progress(0, 1, 'The run stopped with an error (see above).');
-      report(e);
+      report(e, kind === 'serving' ? 'serving' : 'run');
     }
   } finally {
     running = null;
@@ -121,10 +235,7 @@ async function run(kind: RunKind): Promise<void> {
   }
 }
 
-byId('run-accuracy').addEventListener('click', () => void run('accuracy'));
-byId('run-bench').addEventListener('click', () => void run('bench'));
-byId('run-both').addEventListener('click', () => void run('both'));
-byId('sim-run').addEventListener('click', () => void run('serving'));
+for (const [id, kind] of Object.entries(runButtons)) byId(id).addEventListener('click', () => void run(kind));
 for (const t of Object.values(TARGETS)) {
   byId(t.cancel).addEventListener('click', () => {
     running?.abort();
@@ -132,11 +243,11 @@ for (const t of Object.values(TARGETS)) {
   });
 }
 initAccuracyMetricSelect(() => lastAccuracy && drawAccuracyCharts(lastAccuracy));
-initBenchMetricSelect(() => lastBench && drawBenchCharts(lastBench));
+initBenchMetricSelect(() => lastBench && lastBench.points.length && drawBenchCharts(lastBench));
 
 function onDeviceLost(reason: string): void {
   running?.abort();
-  report(new GpuError(reason, 'device-lost'));
+  report(new GpuError(reason, 'device-lost'), 'run');
   setBusy(running !== null);
 }
 
@@ -156,7 +267,7 @@ async function recover(): Promise<void> {
     await open();
     byId('progress-text').textContent = 'GPU device re-opened: you can run again.';
   } catch (e) {
-    report(e);
+    report(e, 'run');
   }
 }
 
@@ -167,7 +278,7 @@ async function main(): Promise<void> {
   } catch (e) {
     const explained = explainError(e, ctx);
     showNoGpu(e instanceof GpuError && e.kind === 'no-webgpu' ? `${explained.title}: ${explained.message}` : `Error: ${explained.message}`);
-    report(e);
+    report(e, 'run');
   }
 }
 

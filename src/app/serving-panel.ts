@@ -17,8 +17,9 @@ import type { AppConfig } from './config';
 import { byId, el } from './dom';
 import { throwIfAborted } from './errors';
 import { fileStamp, showDownloads, toCsv } from './export';
+import { showFieldProblem, type Problem } from './validation';
 import {
-  MAX_BUDGET_MIB, parseBudgetMib, parseCaps, parseSteps, scaleText, servingFits, SERVING_METHODS, SERVING_SCALES, servingLengths,
+  MAX_BUDGET_MIB, MAX_CAP, MAX_CAPS, MAX_SERVING_STEPS, parseBudgetMib, parseCaps, parseSteps, scaleText, servingFits, SERVING_METHODS, SERVING_SCALES, servingLengths,
   servingModel, servingSweepOptions, type ServingConfig,
 } from './serving-config';
 import { formatNumber, renderTable, type Column } from './tables';
@@ -30,6 +31,10 @@ const select = (id: string) => byId<HTMLSelectElement>(id);
 /** The serving form: shows a configuration, reads it back on every change, says what a run will do. */
 export class ServingControls {
   private current: ServingConfig;
+  /** Fields that cannot be read (from read()). */
+  private fieldProblems: Problem[] = [];
+  /** The budget holds no page of some method (from describe(): depends on the run section's model). */
+  private budgetTooSmall: Problem | null = null;
 
   /**
    * @param app the run section's configuration (model shape, page size, seed)
@@ -50,6 +55,11 @@ export class ServingControls {
 
   get config(): ServingConfig {
     return { ...this.current, caps: [...this.current.caps], methods: [...this.current.methods] };
+  }
+
+  /** What keeps the serving run from starting (empty: it may run). */
+  get problems(): Problem[] {
+    return [...this.fieldProblems, ...(this.budgetTooSmall ? [this.budgetTooSmall] : [])];
   }
 
   setDisabled(disabled: boolean): void {
@@ -77,45 +87,75 @@ export class ServingControls {
     select('sim-scale').value = String(this.current.scale);
   }
 
-  /** Reads the form; an invalid field is marked and leaves its value as it was. */
+  /**
+   * Reads the form; an invalid field says why under it, leaves its value as it was and is listed in
+   * `problems` (which disable the run: nothing runs with a value other than the one shown).
+   */
   private read(): void {
     const next: ServingConfig = { ...this.current };
     next.regime = select('sim-regime').value as RegimeName;
     next.scale = Number(select('sim-scale').value);
-    const field = <T>(id: string, parse: (text: string) => T | null, apply: (value: T) => void) => {
-      const value = parse(input(id).value);
-      input(id).setAttribute('aria-invalid', value === null ? 'true' : 'false');
+    const problems: Problem[] = [];
+    const field = <T>(id: string, parse: (text: string) => T | null, apply: (value: T) => void, expected: string) => {
+      const text = input(id).value.trim();
+      const value = parse(text);
+      const message = value === null ? `${expected} (${text === '' ? 'it is empty' : `got ${JSON.stringify(text)}`}).` : null;
+      showFieldProblem(id, message);
+      if (message) problems.push({ field: id, message, blocks: 'serving' });
       if (value !== null) apply(value);
     };
-    field('sim-budget', parseBudgetMib, (v) => (next.budgetMib = v));
-    field('sim-caps', parseCaps, (v) => (next.caps = v));
-    field('sim-steps', parseSteps, (v) => (next.steps = v));
+    field('sim-budget', parseBudgetMib, (v) => (next.budgetMib = v), `KV budget must be a number of MiB above 0 and at most ${MAX_BUDGET_MIB}`);
+    field('sim-caps', parseCaps, (v) => (next.caps = v), `Concurrency caps must be a comma list of at most ${MAX_CAPS} whole numbers from 1 to ${MAX_CAP}`);
+    field('sim-steps', parseSteps, (v) => (next.steps = v), `Steps per run must be a whole number from 0 to ${MAX_SERVING_STEPS.toLocaleString('en')}`);
     const methods = SERVING_METHODS.filter((m) => input(`sim-method-${m}`).checked);
-    byId('sim-methods').classList.toggle('invalid', methods.length === 0);
+    const noMethod = methods.length === 0 ? 'Tick at least one method.' : null;
+    showFieldProblem('sim-methods', noMethod);
+    if (noMethod) problems.push({ field: 'sim-methods', message: noMethod, blocks: 'serving' });
     if (methods.length) next.methods = methods;
     const regimeChanged = next.regime !== this.current.regime;
     this.current = next;
+    this.fieldProblems = problems;
     if (regimeChanged) this.fillScales();
     this.describe();
     this.onChange();
   }
 
-  /** The plan of a run: model, lengths, and how many requests each method's pool holds (library arithmetic). */
+  /** Whether the budget holds a page of every method (the library refuses a run otherwise); its message if not. */
+  private budgetProblem(): string | null {
+    try {
+      servingFits(this.app(), this.current);
+      return null;
+    } catch (e) {
+      return `KV budget too small: ${e instanceof Error ? e.message : String(e)}.`;
+    }
+  }
+
+  /**
+   * The plan of a run: model, lengths, and how many requests each method's pool holds (library
+   * arithmetic); called again when the run section's model or page size changes.
+   */
   describe(): void {
     const c = this.current;
     const app = this.app();
     const model = servingModel(app);
     const { promptLen, outputLen } = servingLengths(c);
+    const budgetUnreadable = this.fieldProblems.some((p) => p.field === 'sim-budget');
+    const tooSmall = budgetUnreadable ? null : this.budgetProblem();
+    this.budgetTooSmall = tooSmall ? { field: 'sim-budget', message: tooSmall, blocks: 'serving' } : null;
+    if (!budgetUnreadable) showFieldProblem('sim-budget', tooSmall);
+    if (tooSmall) {
+      byId('sim-plan').textContent = `${plural(c.methods.length, 'method')} × ${plural(c.caps.length, 'cap')}: no plan until the budget holds a page of every method.`;
+      return;
+    }
     const fits = servingFits(app, c);
     const none = fits.filter((f) => f.fits === 0).map((f) => f.method);
     byId('sim-plan').textContent =
       `${plural(c.methods.length, 'method')} × ${plural(c.caps.length, 'cap')} (${c.caps.join(', ')}) = ${plural(c.methods.length * c.caps.length, 'run')} of ` +
       `${c.steps === 0 ? 'as many steps as it takes' : `${c.steps} steps`}, ${2 * Math.max(...c.caps)} requests of ${promptLen} in / ${outputLen} out, ` +
-      `one layer of ${model.name} (page ${app.pageSize}, from section 3). ` +
+      `one layer of ${model.name} (page ${app.pageSize}, from the run settings above). ` +
       `${c.budgetMib} MiB per layer holds ${fits.map((f) => `${f.method} ${f.pages} pages = ${f.fits} requests`).join(', ')} at full length. ` +
       `For all ${model.numLayers} layers: ×${model.numLayers} memory and step time, tokens/s ÷${model.numLayers}.` +
-      (none.length ? ` No ${none.join(' or ')} request fits: raise the budget or lower the scale.` : '') +
-      (byId('sim-methods').classList.contains('invalid') ? ' Tick at least one method (until then the last choice is kept).' : '');
+      (none.length ? ` No ${none.join(' or ')} request fits: raise the budget or lower the scale.` : '');
   }
 }
 
@@ -154,26 +194,27 @@ interface RunRow {
   run: SimulateRun;
 }
 
+/** The runs table: the key columns first; `more` ones in the second table; method and cap in both. */
 export const SERVING_COLUMNS: Column<RunRow>[] = [
-  { key: 'method', label: 'Method', value: (r) => r.method },
-  { key: 'cap', label: 'Cap', title: 'Concurrency cap: the most requests running at once', value: (r) => r.run.cap },
-  { key: 'steps', label: 'Steps', value: (r) => r.run.summary.steps },
+  { key: 'method', label: 'Method', value: (r) => r.method, both: true },
+  { key: 'cap', label: 'Cap', title: 'Concurrency cap: the most requests running at once', value: (r) => r.run.cap, both: true },
+  { key: 'steps', label: 'Steps', value: (r) => r.run.summary.steps, more: true },
   { key: 'finished', label: 'Finished', value: (r) => r.run.summary.finished },
-  { key: 'refused', label: 'Refused', title: 'Requests whose whole context exceeds the pool', value: (r) => r.run.summary.refused },
+  { key: 'refused', label: 'Refused', title: 'Requests whose whole context exceeds the pool', value: (r) => r.run.summary.refused, more: true },
   { key: 'preemptions', label: 'Preempted', title: 'Evictions (youngest first) when decoding ran out of pages; recomputed later', value: (r) => r.run.summary.preemptions },
-  { key: 'peak_running', label: 'Peak running', value: (r) => r.run.summary.peakRunning },
+  { key: 'peak_running', label: 'Peak running', value: (r) => r.run.summary.peakRunning, more: true },
   { key: 'mean_decode_batch', label: 'Mean batch', title: 'Mean sequences per decode step', value: (r) => r.run.summary.meanDecodeBatch, format: num(3) },
-  { key: 'decode_tokens', label: 'Output tokens', value: (r) => r.run.summary.decodeTokens },
+  { key: 'decode_tokens', label: 'Output tokens', value: (r) => r.run.summary.decodeTokens, more: true },
   { key: 'decode_tokens_per_s', label: 'Decode tok/s', title: 'Output tokens / GPU time of the decode steps (append + attention), one layer', value: (r) => r.run.summary.decodeTokensPerSec, format: num() },
-  { key: 'output_tokens_per_s', label: 'End-to-end tok/s', title: 'Output tokens / all GPU time, prefill cache writes included, one layer', value: (r) => r.run.summary.outputTokensPerSec, format: num() },
+  { key: 'output_tokens_per_s', label: 'End-to-end tok/s', title: 'Output tokens / all GPU time, prefill cache writes included, one layer', value: (r) => r.run.summary.outputTokensPerSec, format: num(), more: true },
   { key: 'median_step_us', label: 'Median step µs', title: 'GPU time of one decode step: append + attention, one layer', value: (r) => r.run.summary.medianDecodeStepNs / 1e3, format: num() },
-  { key: 'append_ms', label: 'Append ms', title: "Decode tokens' cache writes, summed over the run", value: (r) => r.run.summary.decodeAppendNs / 1e6, format: num() },
-  { key: 'attention_ms', label: 'Attention ms', title: 'Paged decode attention, summed over the run', value: (r) => r.run.summary.attentionNs / 1e6, format: num() },
-  { key: 'prefill_ms', label: 'Prefill ms', title: 'Prompt cache writes (no prefill attention is simulated), summed over the run', value: (r) => r.run.summary.prefillNs / 1e6, format: num() },
-  { key: 'mean_page_fraction', label: 'Pages (mean)', title: 'Mean fraction of the pool in use', value: (r) => r.run.summary.meanPageFraction, format: percent },
+  { key: 'append_ms', label: 'Append ms', title: "Decode tokens' cache writes, summed over the run", value: (r) => r.run.summary.decodeAppendNs / 1e6, format: num(), more: true },
+  { key: 'attention_ms', label: 'Attention ms', title: 'Paged decode attention, summed over the run', value: (r) => r.run.summary.attentionNs / 1e6, format: num(), more: true },
+  { key: 'prefill_ms', label: 'Prefill ms', title: 'Prompt cache writes (no prefill attention is simulated), summed over the run', value: (r) => r.run.summary.prefillNs / 1e6, format: num(), more: true },
+  { key: 'mean_page_fraction', label: 'Pages (mean)', title: 'Mean fraction of the pool in use', value: (r) => r.run.summary.meanPageFraction, format: percent, more: true },
   { key: 'peak_page_fraction', label: 'Pages (peak)', value: (r) => r.run.summary.peakPageFraction, format: percent },
-  { key: 'slot_utilisation', label: 'Slots used', title: 'Tokens / allocated page slots (1 − internal fragmentation), mean', value: (r) => r.run.summary.meanSlotUtilisation, format: percent },
-  { key: 'recomputed_tokens', label: 'Recomputed', title: 'Tokens re-prefilled after preemption', value: (r) => r.run.summary.recomputedTokens },
+  { key: 'slot_utilisation', label: 'Slots used', title: 'Tokens / allocated page slots (1 − internal fragmentation), mean', value: (r) => r.run.summary.meanSlotUtilisation, format: percent, more: true },
+  { key: 'recomputed_tokens', label: 'Recomputed', title: 'Tokens re-prefilled after preemption', value: (r) => r.run.summary.recomputedTokens, more: true },
   { key: 'mean_latency_steps', label: 'Latency (steps)', title: 'Mean steps from arrival to finish, finished requests only', value: (r) => finite(r.run.summary.meanLatencySteps), format: num(3) },
 ];
 

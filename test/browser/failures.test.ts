@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { writeSafetensors } from '../../src/io/safetensors';
 import { generateWorkload } from '../../src/workloads/synthetic';
-import { clickRunAndWait, columnNumbers, readTable, readyPageForSuite, waitForGpu } from './page-helpers';
+import { clickRunAndWait, columnNumbers, openAdvanced, readTable, readyPageForSuite, waitForGpu } from './page-helpers';
 
 /** A small run, so each rerun takes a second or two on SwiftShader. */
 const QUERY = '?preset=tiny-d64&seqs=1&ctx=48&methods=int4,hadamard&block=64';
@@ -60,6 +60,7 @@ describe('failures explained on the page', () => {
 
   it('a real K/V file (safetensors: k, v, context_lens) runs through the accuracy lab', async () => {
     const { page } = suite.served;
+    await openAdvanced(page);
     await page.setInputFiles('#file-input', { name: 'layer3.safetensors', mimeType: 'application/octet-stream', buffer: kvFile() });
     await page.waitForFunction(() => document.getElementById('file-status')?.textContent?.startsWith('Loaded'));
     expect(await page.inputValue('#workload')).toBe('file');

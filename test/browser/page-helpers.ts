@@ -59,24 +59,45 @@ export interface TableData {
   rows: { values: Record<string, string | null>; texts: Record<string, string> }[];
 }
 
-/** Reads the sortable table inside `#containerId`. */
+/**
+ * Reads the sortable table inside `#containerId`, with its "More columns" table merged in: rows in
+ * the order the first table shows them, each joined by its data-row with the same row of the other.
+ */
 export function readTable(page: Page, containerId: string): Promise<TableData> {
   return page.evaluate((id) => {
-    const table = document.querySelector(`#${id} table`);
-    if (!table) return { keys: [], rows: [] };
-    const keys = [...table.querySelectorAll('thead button.sort')].map((b) => b.getAttribute('data-key') ?? '');
-    const rows = [...table.querySelectorAll('tbody tr')].map((tr) => {
+    const tables = [...document.querySelectorAll(`#${id} table`)];
+    if (tables.length === 0) return { keys: [], rows: [] };
+    const keys = [...new Set(tables.flatMap((t) => [...t.querySelectorAll('thead button.sort')].map((b) => b.getAttribute('data-key') ?? '')))];
+    const rows = [...tables[0].querySelectorAll('tbody tr')].map((first) => {
       const values: Record<string, string | null> = {};
       const texts: Record<string, string> = {};
-      for (const cell of tr.children) {
-        const key = cell.getAttribute('data-key') ?? '';
-        values[key] = cell.getAttribute('data-value');
-        texts[key] = cell.textContent ?? '';
+      const index = first.getAttribute('data-row');
+      for (const table of tables) {
+        const tr = table === tables[0] ? first : table.querySelector(`tbody tr[data-row="${index}"]`);
+        for (const cell of tr?.children ?? []) {
+          const key = cell.getAttribute('data-key') ?? '';
+          values[key] = cell.getAttribute('data-value');
+          texts[key] = cell.textContent ?? '';
+        }
       }
       return { values, texts };
     });
     return { keys, rows };
   }, containerId);
+}
+
+/** Opens the Advanced disclosure of the run section (its settings are hidden until then). */
+export async function openAdvanced(page: Page): Promise<void> {
+  await page.evaluate(() => ((document.getElementById('advanced') as HTMLDetailsElement).open = true));
+}
+
+/** Widths of every table region on the page that is laid out: scrollWidth and clientWidth (a table wider than its box scrolls). */
+export function tableOverflows(page: Page): Promise<{ box: string; scroll: number; client: number }[]> {
+  return page.evaluate(() =>
+    [...document.querySelectorAll<HTMLElement>('.table-scroll')]
+      .filter((r) => r.getClientRects().length > 0)
+      .map((r) => ({ box: `${r.closest('[id]')?.id}: ${r.getAttribute('aria-label')}`, scroll: r.scrollWidth, client: r.clientWidth })),
+  );
 }
 
 /** The numbers of column `key`, one per row (NaN where a cell holds no number). */

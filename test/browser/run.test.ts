@@ -1,10 +1,10 @@
 /**
  * End to end through the UI, in headless Chromium on WebGPU (SwiftShader without a GPU): a small
  * accuracy comparison and a quick benchmark started by clicking, then the tables, plots, sorting,
- * downloads, URL state and cancellation checked as a user would see them.
+ * downloads, URL state and cancellation (which keeps what finished) checked as a user would see them.
  */
 import { describe, expect, it } from 'vitest';
-import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, readyPageForSuite, waitForGpu } from './page-helpers';
+import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, openAdvanced, readTable, readyPageForSuite, tableOverflows, waitForGpu } from './page-helpers';
 
 /** Small enough for SwiftShader: tiny-d64 (Hq 16, Hkv 4, D 64), 2 sequences of 100 tokens (ragged over 8-token pages). */
 const QUERY = '?preset=tiny-d64&workload=rope-outliers&seqs=2&ctx=100&page=8&block=32&rotv=0&methods=int4,hadamard,blocks&seed=7&quick=1';
@@ -75,8 +75,12 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
     expect(await suite.served.page.textContent('#bench-summary')).toMatch(/Roofline: [0-9.]+ GB\/s, a read-only stream/);
   });
 
-  it('draws the four uPlot charts (a sized canvas with ink, one legend entry per series)', async () => {
-    for (const [box, series] of [['acc-chart-methods', 1], ['acc-chart-blocks', 3], ['bench-chart-batch', 3], ['bench-chart-context', 3]] as const) {
+  it('draws the six uPlot charts (a sized canvas with ink, one legend entry per series)', async () => {
+    const charts = [
+      ['acc-chart-methods', 1], ['acc-chart-blocks', 3], ['acc-chart-pareto', ACCURACY_IDS.length], ['acc-chart-channels', 2],
+      ['bench-chart-batch', 3], ['bench-chart-context', 3],
+    ] as const;
+    for (const [box, series] of charts) {
       const canvas = await chartCanvas(suite.served.page, box);
       expect(canvas, box).not.toBeNull();
       expect(canvas!.width * canvas!.height, box).toBeGreaterThan(0);
@@ -124,7 +128,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
     expect(download.suggestedFilename()).toMatch(/^bench-.*\.csv$/);
   });
 
-  it('is readable on a phone: no sideways scrolling of the page, wide tables scroll in their own box', async () => {
+  it('is readable on a phone: no sideways scrolling of the page, every table fits its box (cards, no hidden columns)', async () => {
     const { page } = suite.served;
     await page.setViewportSize({ width: 375, height: 800 });
     try {
@@ -132,16 +136,13 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
       const layout = await page.evaluate(() => ({
         page: document.documentElement.scrollWidth,
         viewport: window.innerWidth,
-        table: (() => {
-          const region = document.querySelector<HTMLElement>('#bench-table .table-scroll')!;
-          return { scroll: region.scrollWidth, client: region.clientWidth, tabindex: region.tabIndex };
-        })(),
         chart: document.querySelector('#bench-chart-batch .uplot')!.getBoundingClientRect().width,
+        cellLabel: getComputedStyle(document.querySelector('#bench-table tbody td')!, '::before').content,
       }));
       expect(layout.page).toBeLessThanOrEqual(layout.viewport);
-      expect(layout.table.scroll).toBeGreaterThan(layout.table.client);
-      expect(layout.table.tabindex).toBe(0); // keyboard users can scroll it
       expect(layout.chart).toBeLessThanOrEqual(layout.viewport);
+      expect(layout.cellLabel).toBe('"Conc."'); // each cell of a card says which column it is
+      for (const t of await tableOverflows(page)) expect(t.scroll, t.box).toBeLessThanOrEqual(t.client);
     } finally {
       await page.setViewportSize({ width: 1200, height: 900 });
     }
@@ -152,6 +153,7 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
     await page.selectOption('#preset', 'llama-3.1-8b');
     await page.fill('#context', '300');
     await page.locator('#context').dispatchEvent('change');
+    await openAdvanced(page);
     await page.check('#rotate-v');
     await page.uncheck('#method-blocks');
     await page.selectOption('#block', '64');
@@ -174,12 +176,18 @@ describe('a run through the UI (headless Chromium, WebGPU)', () => {
     await waitForGpu(page);
   });
 
-  it('cancels a run between steps and stays usable', async () => {
+  it('cancels a run between steps, keeps the points that finished, and stays usable', async () => {
     const { page } = suite.served;
     await page.click('#run-bench');
+    await page.waitForSelector('#bench-table tbody tr', { timeout: 60_000 });
     await page.click('#cancel');
     await page.waitForFunction(() => /^(Cancelled|Done in)/.test(document.getElementById('progress-text')?.textContent ?? ''), null, { timeout: 60_000 });
     expect(await page.textContent('#progress-text')).toMatch(/^Cancelled/);
+    const kept = await readTable(page, 'bench-table');
+    expect(kept.rows.length).toBeGreaterThanOrEqual(1);
+    expect(kept.rows.length).toBeLessThan(BENCH_POINTS);
+    expect(columnNumbers(kept, 'step_us').every((v) => v > 0)).toBe(true);
+    expect(await page.textContent('#bench-summary')).toMatch(/Cancelled after \d+ of 9 points/);
     expect(await page.isDisabled('#run-bench')).toBe(false);
     expect(await page.isVisible('#error-panel')).toBe(false);
   });
