@@ -196,7 +196,7 @@ describe('method zoo', () => {
     expect(methodSpec('int4-hadamard-b128-kv-signs')).toMatchObject({ kvMethod: 'int4-hadamard', hadamardBlock: 128, rotateV: true, displayName: 'INT4 + Hadamard B=128 (K+V, signs)' });
     expect(methodSpec('int4-hadamard').id).toBe('int4-hadamard-b128');
     expect(resolveMethods(['paper', 'int4', 'int4-hadamard-b32-kv']).map((s) => s.id)).toEqual([...METHOD_GROUPS.paper, 'int4-hadamard-b32-kv']);
-    expect(METHOD_IDS).toHaveLength(2 + 4 * 4 + 2);
+    expect(METHOD_IDS).toHaveLength(2 + 4 * 4 + 2 + 2); // + int4-q8, int4-hadamard-b128-q8
     expect(() => methodSpec('int4-hadamard-b48')).toThrow(/block 48 is not offered; use one of 16, 32, 64, 128/);
     expect(() => resolveMethods(['int3'])).toThrow(UnknownMethodError);
     expect(() => resolveMethods([])).toThrow(/no methods given/);

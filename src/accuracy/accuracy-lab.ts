@@ -32,6 +32,7 @@
  * Pure library code: runs in the browser and in Node (no Node imports).
  */
 import { KvConfigError, PagedKvCache } from '../cache/paged-kv-cache';
+import { quantizeQueryRows } from '../reference/query-int8';
 import { describeGpu, type GpuContext } from '../gpu/gpu-context';
 import { describePlan } from '../kernels/decode-plan';
 import { DEFAULT_PAGE_SIZE } from '../layout';
@@ -103,6 +104,8 @@ export interface MethodAccuracy {
   hadamardBlock: number | null;
   rotateV: boolean;
   signSeed: number | null;
+  /** K scored with an int8 query (the `-q8` methods). */
+  queryInt8: boolean;
   bytesPerToken: number;
   bitsPerElement: number;
   /** FP16 bytes per token / this method's. */
@@ -373,7 +376,8 @@ export async function runAccuracy(
     const rotK = rowIsRotated(ref, true);
     const rotV = rowIsRotated(ref, false);
     // Attention in float64 over exactly the stored bytes, with the query rotated as the kernel does.
-    const qUsed = rotK ? mapRows(workload.q, d, (r) => rotate(r, ref.hadamardBlock, ref.signs)) : workload.q;
+    const qRotated = rotK ? mapRows(workload.q, d, (r) => rotate(r, ref.hadamardBlock, ref.signs)) : workload.q;
+    const qUsed = ref.queryInt8 ? quantizeQueryRows(qRotated, d) : qRotated;
     const overStored = decodeAttention(shape, qUsed, run.kStored, run.vStored, scale);
     const kOnlyOut = decodeAttention(shape, qUsed, run.kStored, workload.v, scale).out;
     const overStoredOut = rotV ? mapRows(overStored.out, d, (r) => unrotate(r, ref.hadamardBlock, ref.signs)) : overStored.out;
@@ -400,6 +404,7 @@ export async function runAccuracy(
       hadamardBlock: spec.hadamardBlock,
       rotateV: spec.rotateV,
       signSeed: spec.signSeed,
+      queryInt8: spec.queryInt8,
       bytesPerToken: bytes,
       bitsPerElement: bitsPerElement(spec, d),
       compressionVsFp16: fp16Bytes / bytes,

@@ -11,6 +11,10 @@
  *                                 16 | 32 | 64 | 128; `-kv`: V rotated as well (rotateV); `-signs`:
  *                                 random ±1 signs before H (hadamardSignSeed = DEFAULT_SIGN_SEED)
  *   int4-hadamard                 alias of int4-hadamard-b128 (the paper's recommended setting)
+ *   int4-q8, int4-hadamard-b{B}[-kv][-signs]-q8
+ *                                 the same caches, scored with the query quantized to int8 per head
+ *                                 (queryInt8: faster INT4 decode where f32 arithmetic bounds it);
+ *                                 int4-hadamard-q8 is int4-hadamard-b128-q8
  *   int8                          token-wise INT8 (codes 0..255, f16 scale/min per row), beyond the paper
  *   int4-g32                      INT4 with one f16 scale/min per 32 channels (5 bits/element), beyond
  *                                 the paper
@@ -43,6 +47,8 @@ export interface MethodSpec {
   readonly rotateV: boolean;
   /** Seed of the random signs before the rotation, or null for none. */
   readonly signSeed: number | null;
+  /** K is scored with the query quantized to int8 per head (the `-q8` methods). */
+  readonly queryInt8: boolean;
 }
 
 /** The shape facts that decide a method's footprint. */
@@ -52,23 +58,25 @@ export interface FootprintShape {
 }
 
 const FIXED: Record<string, MethodSpec> = {
-  fp16: { id: 'fp16', displayName: 'FP16', kvMethod: 'fp16', hadamardBlock: null, rotateV: false, signSeed: null },
-  int4: { id: 'int4', displayName: 'INT4 (naive)', kvMethod: 'int4', hadamardBlock: null, rotateV: false, signSeed: null },
-  int8: { id: 'int8', displayName: 'INT8', kvMethod: 'int8', hadamardBlock: null, rotateV: false, signSeed: null },
-  'int4-g32': { id: 'int4-g32', displayName: 'INT4, scale per 32 channels', kvMethod: 'int4-g32', hadamardBlock: null, rotateV: false, signSeed: null },
+  fp16: { id: 'fp16', displayName: 'FP16', kvMethod: 'fp16', hadamardBlock: null, rotateV: false, signSeed: null, queryInt8: false },
+  int4: { id: 'int4', displayName: 'INT4 (naive)', kvMethod: 'int4', hadamardBlock: null, rotateV: false, signSeed: null, queryInt8: false },
+  'int4-q8': { id: 'int4-q8', displayName: 'INT4 (naive), int8 query', kvMethod: 'int4', hadamardBlock: null, rotateV: false, signSeed: null, queryInt8: true },
+  int8: { id: 'int8', displayName: 'INT8', kvMethod: 'int8', hadamardBlock: null, rotateV: false, signSeed: null, queryInt8: false },
+  'int4-g32': { id: 'int4-g32', displayName: 'INT4, scale per 32 channels', kvMethod: 'int4-g32', hadamardBlock: null, rotateV: false, signSeed: null, queryInt8: false },
 };
 
-const HADAMARD_ID = /^int4-hadamard-b(\d+)(-kv)?(-signs)?$/;
+const HADAMARD_ID = /^int4-hadamard-b(\d+)(-kv)?(-signs)?(-q8)?$/;
 
-function hadamardSpec(block: number, rotateV: boolean, signs: boolean): MethodSpec {
-  const extras = [rotateV ? 'K+V' : '', signs ? 'signs' : ''].filter(Boolean).join(', ');
+function hadamardSpec(block: number, rotateV: boolean, signs: boolean, queryInt8 = false): MethodSpec {
+  const extras = [rotateV ? 'K+V' : '', signs ? 'signs' : '', queryInt8 ? 'int8 query' : ''].filter(Boolean).join(', ');
   return {
-    id: `int4-hadamard-b${block}${rotateV ? '-kv' : ''}${signs ? '-signs' : ''}`,
+    id: `int4-hadamard-b${block}${rotateV ? '-kv' : ''}${signs ? '-signs' : ''}${queryInt8 ? '-q8' : ''}`,
     displayName: `INT4 + Hadamard B=${block}${extras ? ` (${extras})` : ''}`,
     kvMethod: 'int4-hadamard',
     hadamardBlock: block,
     rotateV,
     signSeed: signs ? DEFAULT_SIGN_SEED : null,
+    queryInt8,
   };
 }
 
@@ -82,6 +90,8 @@ export const METHOD_IDS: readonly string[] = [
   ...HADAMARD_BLOCKS.map((b) => `int4-hadamard-b${b}-kv-signs`),
   'int8',
   'int4-g32',
+  'int4-q8',
+  'int4-hadamard-b128-q8',
 ];
 
 /** Named groups of ids, accepted wherever a list of methods is. */
@@ -94,6 +104,8 @@ export const METHOD_GROUPS: Readonly<Record<string, readonly string[]>> = {
   variants: ['fp16', 'int4', 'int4-hadamard-b128', 'int4-hadamard-b128-kv', 'int4-hadamard-b128-signs', 'int4-hadamard-b128-kv-signs'],
   /** Beyond the paper: more bits (INT8) or finer scales (INT4 per 32 channels) vs the rotation. */
   extra: ['fp16', 'int8', 'int4', 'int4-g32', 'int4-hadamard-b128'],
+  /** What the int8 query (faster INT4 decode) costs: each INT4 method with and without it. */
+  q8: ['fp16', 'int4', 'int4-q8', 'int4-hadamard-b128', 'int4-hadamard-b128-q8'],
   all: METHOD_IDS,
 };
 
@@ -106,14 +118,15 @@ export class UnknownMethodError extends Error {
 export function methodSpec(id: string): MethodSpec {
   if (Object.hasOwn(FIXED, id)) return FIXED[id];
   if (id === 'int4-hadamard') return hadamardSpec(128, false, false);
+  if (id === 'int4-hadamard-q8') return hadamardSpec(128, false, false, true);
   const match = HADAMARD_ID.exec(id);
   if (match) {
     const block = Number(match[1]);
-    if ((HADAMARD_BLOCKS as readonly number[]).includes(block)) return hadamardSpec(block, match[2] !== undefined, match[3] !== undefined);
+    if ((HADAMARD_BLOCKS as readonly number[]).includes(block)) return hadamardSpec(block, match[2] !== undefined, match[3] !== undefined, match[4] !== undefined);
     throw new UnknownMethodError(`method '${id}': Hadamard block ${block} is not offered; use one of ${HADAMARD_BLOCKS.join(', ')}`);
   }
   throw new UnknownMethodError(
-    `unknown method '${id}'; known: fp16, int4, int8, int4-g32, int4-hadamard-b{${HADAMARD_BLOCKS.join(',')}}[-kv][-signs] ` +
+    `unknown method '${id}'; known: fp16, int4, int4-q8, int8, int4-g32, int4-hadamard-b{${HADAMARD_BLOCKS.join(',')}}[-kv][-signs][-q8] ` +
       `(e.g. int4-hadamard-b128-kv), or a group: ${Object.keys(METHOD_GROUPS).join(', ')}`,
   );
 }
@@ -143,7 +156,7 @@ export function cacheConfigFor(
   spec: MethodSpec,
   shape: Omit<KvCacheConfig, 'method' | 'hadamardBlock' | 'rotateV' | 'hadamardSignSeed'>,
 ): KvCacheConfig {
-  const config: KvCacheConfig = { ...shape, method: spec.kvMethod };
+  const config: KvCacheConfig = { ...shape, method: spec.kvMethod, ...(spec.queryInt8 ? { queryInt8: true } : {}) };
   if (spec.hadamardBlock !== null) {
     config.hadamardBlock = spec.hadamardBlock;
     config.rotateV = spec.rotateV;
@@ -159,6 +172,7 @@ export function referenceConfigFor(spec: MethodSpec, headDim: number): MethodCon
     hadamardBlock: spec.hadamardBlock ?? headDim,
     rotateV: spec.rotateV,
     signs: spec.signSeed === null ? null : randomSigns(headDim, spec.signSeed),
+    queryInt8: spec.queryInt8,
   };
 }
 

@@ -34,15 +34,18 @@ export { findPreset, MODEL_PRESETS, PRESET_NAMES, type ModelPreset, type PresetN
 import { MODEL_PRESETS, PRESET_NAMES, type PresetName } from '../models';
 
 /** Bench variants: the KV methods, plus int4-hadamard with V rotated too. */
-export const BENCH_METHODS = ['fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv'] as const;
+export const BENCH_METHODS = ['fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv', 'int4-q8', 'int4-hadamard-q8'] as const;
 export type BenchMethod = (typeof BENCH_METHODS)[number];
 
 export function isBenchMethod(name: string): name is BenchMethod {
   return (BENCH_METHODS as readonly string[]).includes(name);
 }
 
-export function benchMethodSpec(name: BenchMethod): { method: KvMethod; rotateV: boolean } {
-  return name === 'int4-hadamard-kv' ? { method: 'int4-hadamard', rotateV: true } : { method: name, rotateV: false };
+export function benchMethodSpec(name: BenchMethod): { method: KvMethod; rotateV: boolean; queryInt8: boolean } {
+  if (name === 'int4-hadamard-kv') return { method: 'int4-hadamard', rotateV: true, queryInt8: false };
+  if (name === 'int4-q8') return { method: 'int4', rotateV: false, queryInt8: true };
+  if (name === 'int4-hadamard-q8') return { method: 'int4-hadamard', rotateV: false, queryInt8: true };
+  return { method: name, rotateV: false, queryInt8: false };
 }
 
 export interface DecodeStepPoint {
@@ -50,6 +53,8 @@ export interface DecodeStepPoint {
   method: KvMethod;
   /** int4-hadamard only (default false). */
   rotateV?: boolean;
+  /** int4 and int4-hadamard: score K with an int8 query (the `-q8` methods; default false). */
+  queryInt8?: boolean;
   /** int4-hadamard only: requested block (default 128), used as min(block, headDim). */
   hadamardBlock?: number;
   /** Sequences decoded together (concurrency). */
@@ -73,6 +78,7 @@ export function resolvePoint(point: DecodeStepPoint): ResolvedPoint {
     preset: point.preset,
     method: point.method,
     rotateV: rotating && Boolean(point.rotateV),
+    queryInt8: (point.method === 'int4' || rotating) && Boolean(point.queryInt8),
     hadamardBlock: rotating ? (point.hadamardBlock === undefined ? defaultHadamardBlock(preset.headDim) : Math.min(point.hadamardBlock, preset.headDim)) : 1,
     batch: point.batch,
     context: point.context,
@@ -80,11 +86,12 @@ export function resolvePoint(point: DecodeStepPoint): ResolvedPoint {
   };
 }
 
-/** 'fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv', with '/B64' when the block is not the default. */
+/** 'fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv', '-q8' for an int8 query, with '/B64' when the block is not the default. */
 export function variantLabel(point: ResolvedPoint): string {
-  if (point.method !== 'int4-hadamard') return point.method;
+  const q8 = point.queryInt8 ? '-q8' : '';
+  if (point.method !== 'int4-hadamard') return `${point.method}${q8}`;
   const headDim = MODEL_PRESETS[point.preset].headDim;
-  const base = point.rotateV ? 'int4-hadamard-kv' : 'int4-hadamard';
+  const base = `${point.rotateV ? 'int4-hadamard-kv' : 'int4-hadamard'}${q8}`;
   return point.hadamardBlock === defaultHadamardBlock(headDim) ? base : `${base}/B${point.hadamardBlock}`;
 }
 
@@ -187,6 +194,7 @@ export function pointCacheConfig(point: ResolvedPoint, pageShuffleSeed?: number)
     pageSize: point.pageSize,
     rotateV: point.rotateV,
   };
+  if (point.queryInt8) config.queryInt8 = true;
   if (point.method === 'int4-hadamard') config.hadamardBlock = point.hadamardBlock;
   if (pageShuffleSeed !== undefined) config.pageShuffleSeed = pageShuffleSeed;
   return config;
@@ -399,11 +407,12 @@ export function addComparisons(results: PointResult[]): PointResult[] {
   const shapeKey = (p: ResolvedPoint) => `${p.preset}|${p.batch}|${p.context}|${p.pageSize}`;
   const measured = results.filter((r): r is MeasuredPoint => r.status === 'ok');
   const fp16 = new Map(measured.filter((r) => r.point.method === 'fp16').map((r) => [shapeKey(r.point), r]));
-  const int4 = new Map(measured.filter((r) => r.point.method === 'int4').map((r) => [shapeKey(r.point), r]));
+  // rotation overhead: int4-hadamard over int4 with the same query precision
+  const int4 = new Map(measured.filter((r) => r.point.method === 'int4').map((r) => [`${shapeKey(r.point)}|${r.point.queryInt8}`, r]));
   for (const r of measured) {
     const base = r.point.method === 'fp16' ? undefined : fp16.get(shapeKey(r.point));
     r.speedupVsFp16 = base ? { step: speedup(base.stepUs, r.stepUs), attention: speedup(base.attentionUs, r.attentionUs) } : null;
-    const plain = r.point.method === 'int4-hadamard' ? int4.get(shapeKey(r.point)) : undefined;
+    const plain = r.point.method === 'int4-hadamard' ? int4.get(`${shapeKey(r.point)}|${r.point.queryInt8}`) : undefined;
     r.rotationOverheadPct = plain
       ? {
           step: overheadPercent(r.stepUs, plain.stepUs),
