@@ -134,7 +134,7 @@ export function referenceOverGpuCache(run: KernelRun): Float64Array {
 }
 
 /** cache.append without its input checks: prepareAppend, fill, encode (what a corrupted writer could do). */
-async function appendUnchecked(cache: PagedKvCache, seqIds: number[], counts: number[], k: Float32Array, v: Float32Array): Promise<void> {
+export async function appendUnchecked(cache: PagedKvCache, seqIds: number[], counts: number[], k: Float32Array, v: Float32Array): Promise<void> {
   const prepared = await cache.prepareAppend(seqIds, counts);
   const queue = cache.ctx.device.queue;
   queue.writeBuffer(prepared.kInput, 0, k.buffer as ArrayBuffer, k.byteOffset, k.byteLength);
