@@ -14,6 +14,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { formatNumber } from './tables';
+import { formatTick, LOG_PAD_DECADES, logRange, logTickValues } from './ticks';
 
 /** Colour-blind-safe palette (Okabe–Ito). */
 export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#7f7f7f', '#000000'];
@@ -68,8 +69,6 @@ const DENSE_X_INCREMENTS = Array.from({ length: 7 }, (_, e) => [1, 2, 5].map((m)
 const LABEL_FONT = '11px system-ui, sans-serif';
 /** Printed values and point labels on the canvas (CSS pixels; scaled by the device pixel ratio). */
 const VALUE_FONT_PX = 11;
-/** Log axes end this many decades beyond the data, so the extreme points sit clear of the frame. */
-const LOG_PAD_DECADES = 0.25;
 /** Dots of categorical and scatter charts (CSS pixels). */
 const DOT_SIZE = 11;
 /** At most this many values in a chart's aria-label and values list per series (timelines are summarised). */
@@ -84,26 +83,6 @@ const mounted = new WeakMap<HTMLElement, Mounted>();
 
 function plotWidth(container: HTMLElement): number {
   return Math.max(240, Math.floor(container.clientWidth || container.getBoundingClientRect().width || 320));
-}
-
-/** A tick or value as people write it: 0.25, 120, 1e-4, 3.2e+6. */
-export function formatTick(v: number): string {
-  if (v === 0) return '0';
-  const abs = Math.abs(v);
-  if (abs >= 1e-3 && abs < 1e6) return String(Number(v.toPrecision(3)));
-  const [mantissa, exponent] = v.toExponential(1).split('e');
-  return `${mantissa.replace(/\.0$/, '')}e${exponent.replace('+', '')}`;
-}
-
-/** Labels of a log axis: decades over a wide span, 1-2-5 over a short one, all over a very short one. */
-function logTickValues(splits: number[], min: number, max: number): string[] {
-  const span = Math.log10(max / min);
-  const keep = span > 2.5 ? [1] : span > 0.8 ? [1, 2, 5] : null;
-  return splits.map((v) => {
-    if (v === null || v === undefined) return '';
-    const mantissa = Math.round(v / 10 ** Math.floor(Math.log10(v) + 1e-9));
-    return keep === null || keep.includes(mantissa) ? formatTick(v) : '';
-  });
 }
 
 /** Removes the chart in `container`, if any. */
@@ -139,12 +118,7 @@ export function chartValues(spec: ChartSpec): string[] {
 
 /** y range with room for the data: log: padded whole-ish decades; linear categories: from zero. */
 function yRange(spec: ChartSpec, yLog: boolean, categorical: boolean): uPlot.Scale['range'] {
-  if (yLog) {
-    return (_u, min, max) => {
-      if (min === null || max === null || !(min > 0)) return [min, max];
-      return [10 ** Math.floor(Math.log10(min) - LOG_PAD_DECADES), 10 ** Math.ceil(Math.log10(max) + LOG_PAD_DECADES)];
-    };
-  }
+  if (yLog) return (_u, min, max) => (min === null || max === null || !(min > 0) ? [min, max] : logRange(min, max));
   const floor = spec.yMin ?? (categorical ? 0 : undefined);
   if (floor === undefined) return undefined;
   return (_u, min, max): uPlot.Range.MinMax => {
@@ -288,7 +262,17 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
       y: { distr: yLog ? 3 : 1, log: 10, range: yRange(spec, yLog, categorical) },
     },
     axes: [xAxis, yAxis],
-    hooks: { draw: [labelHook(spec, ink, yText)] },
+    hooks: {
+      draw: [
+        labelHook(spec, ink, yText),
+        // The drawn y range, for readers and tests: every value lies inside it.
+        (u) => {
+          container.dataset.yMin = String(u.scales.y.min);
+          container.dataset.yMax = String(u.scales.y.max);
+          container.dataset.yLog = String(yLog);
+        },
+      ],
+    },
   };
   const data: uPlot.AlignedData = [xs, ...spec.series.map((s) => s.values.map((v) => (v !== null && Number.isFinite(v) ? v : null)))];
   const plot = new uPlot(options, data, container);

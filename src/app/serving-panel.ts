@@ -9,6 +9,7 @@ import type { GpuContext } from '../gpu/gpu-context';
 import { formatBytes } from '../kernels/gpu-buffers';
 import type { KvMethod } from '../layout';
 import { REGIMES, type RegimeName } from '../serving/requests';
+import { checkServingBudget } from '../serving/simulator';
 import { simulateReportJson } from '../serving/simulate-report';
 import { runSimulateSweep, type SimulateMethodResult, type SimulateResult, type SimulateRun } from '../serving/simulate-sweep';
 import type { ProgressFn } from './accuracy-panel';
@@ -19,8 +20,8 @@ import { throwIfAborted } from './errors';
 import { fileStamp, showDownloads, toCsv } from './export';
 import { showFieldProblem, type Problem } from './validation';
 import {
-  MAX_BUDGET_MIB, MAX_CAP, MAX_CAPS, MAX_SERVING_STEPS, parseBudgetMib, parseCaps, parseSteps, scaleText, servingFits, SERVING_METHODS, SERVING_SCALES, servingLengths,
-  servingModel, servingSweepOptions, type ServingConfig,
+  MAX_BUDGET_MIB, MAX_CAP, MAX_CAPS, MAX_SERVING_STEPS, parseBudgetMib, parseCaps, parseSteps, scaleText, servingBudgetBytes, servingFits,
+  servingHadamardBlock, SERVING_METHODS, SERVING_SCALES, servingLengths, servingModel, servingSweepOptions, type ServingConfig,
 } from './serving-config';
 import { formatNumber, renderTable, type Column } from './tables';
 
@@ -120,13 +121,20 @@ export class ServingControls {
     this.onChange();
   }
 
-  /** Whether the budget holds a page of every method (the library refuses a run otherwise); its message if not. */
+  /**
+   * Whether the budget buys a pool the library accepts for every method (at least one page, at most
+   * its page cap), checked as the sweep will check it; the library's message if not.
+   */
   private budgetProblem(): string | null {
+    const app = this.app();
+    const model = servingModel(app);
     try {
-      servingFits(this.app(), this.current);
+      for (const method of this.current.methods) {
+        checkServingBudget({ model, method, budgetBytes: servingBudgetBytes(this.current), pageSize: app.pageSize, hadamardBlock: servingHadamardBlock(model) });
+      }
       return null;
     } catch (e) {
-      return `KV budget too small: ${e instanceof Error ? e.message : String(e)}.`;
+      return `KV budget cannot be used: ${e instanceof Error ? e.message : String(e)}.`;
     }
   }
 

@@ -11,10 +11,10 @@ import { KvConfigError } from '../../src/cache/paged-kv-cache';
 import { GpuError, type GpuContext } from '../../src/gpu/gpu-context';
 import { TensorFileError } from '../../src/io/safetensors';
 import {
-  accuracyMethodIds, benchBatches, benchContexts, benchMethods, benchPoints, configFromQuery, configToQuery, DEFAULT_CONFIG,
-  sweepValues, type AppConfig,
+  accuracyMethodIds, accuracySizeProblem, benchBatches, benchContexts, benchMethods, benchPoints, blocksForHeadDim, configFromQuery, configToQuery,
+  DEFAULT_CONFIG, headDimProblem, parseIntegerField, sweepValues, type AppConfig,
 } from '../../src/app/config';
-import { explainError, isAbort, throwIfAborted } from '../../src/app/errors';
+import { explainError, fieldsForError, isAbort, throwIfAborted } from '../../src/app/errors';
 import {
   DEFAULT_SERVING_CONFIG, servingConfigFromQuery, servingConfigToQuery, servingFits, servingSweepOptions, type ServingConfig,
 } from '../../src/app/serving-config';
@@ -59,6 +59,24 @@ describe('what a configuration runs', () => {
     expect(accuracyMethodIds({ ...DEFAULT_CONFIG, methods: ['hadamard'] })).toEqual(['fp16', 'int4-hadamard-b128']);
     expect(accuracyMethodIds(custom)).toEqual(['fp16', 'int4-hadamard-b32-kv', 'int4-hadamard-b32-kv-signs']);
     for (const c of [DEFAULT_CONFIG, custom]) expect(resolveMethods(accuracyMethodIds(c)).map((s) => s.id)).toEqual(accuracyMethodIds(c));
+  });
+
+  it("a file's head_dim sets the blocks: only those that divide it, the chosen one fitted", () => {
+    expect(blocksForHeadDim(64)).toEqual([16, 32, 64]);
+    expect(blocksForHeadDim(96)).toEqual([16, 32]);
+    expect(accuracyMethodIds(DEFAULT_CONFIG, 64)).toEqual(['fp16', 'int4', 'int4-hadamard-b16', 'int4-hadamard-b32', 'int4-hadamard-b64']);
+    expect(accuracyMethodIds({ ...DEFAULT_CONFIG, methods: ['hadamard', 'signs'] }, 96)).toEqual(['fp16', 'int4-hadamard-b32', 'int4-hadamard-b32-signs']);
+    for (const d of [32, 64, 96, 160, 256]) expect(headDimProblem(d), String(d)).toBeNull();
+    for (const d of [48, 16, 288, 100]) expect(headDimProblem(d)).toMatch(new RegExp(`head_dim ${d} is not supported: .*multiple of 32, from 32 to 256`));
+  });
+
+  it('a field that cannot be used says why, with its bounds and what was typed', () => {
+    expect(parseIntegerField(' 12 ', 'Context length', 1, 65536)).toEqual({ value: 12 });
+    expect(parseIntegerField('-5', 'Context length', 1, 65536)).toEqual({ problem: 'Context length must be a whole number from 1 to 65,536 (got "-5").' });
+    expect(parseIntegerField('1e9', 'Concurrency', 1, 256)).toMatchObject({ problem: expect.stringContaining('(got "1e9")') });
+    expect(parseIntegerField('', 'Seed', 0, 9)).toMatchObject({ problem: expect.stringContaining('(it is empty)') });
+    expect(accuracySizeProblem(DEFAULT_CONFIG)).toBeNull();
+    expect(accuracySizeProblem({ ...DEFAULT_CONFIG, seqs: 256, context: 65536 })).toMatch(/float64 on the CPU.*Lower the concurrency or the context/);
   });
 
   it('sweeps: ×4 steps down from the chosen value, at most 3', () => {
@@ -138,6 +156,16 @@ describe('errors explained', () => {
     expect(explainError(new KvConfigError('headDim 40 must be a multiple of 32'), null).title).toBe('This configuration is not supported');
     expect(explainError(new RequestSpecError('regime scale must be a positive number, got 0'), null).title).toBe('This configuration is not supported');
     expect(explainError('weird', null).title).toBe('Something went wrong');
+  });
+
+  it('the settings an error names, for the page to highlight', () => {
+    expect(fieldsForError(new TensorFileError("tensor 'k'", 'head_dim 48 is not supported', 'a.safetensors'), 'run')).toEqual(['file-input']);
+    expect(fieldsForError(new KvConfigError('method int4-hadamard-b128 needs its Hadamard block 128 to divide head_dim 64'), 'run')).toEqual(['block']);
+    expect(fieldsForError(new RangeError('lower the concurrency or the context'), 'run')).toEqual(['seqs', 'context']);
+    expect(fieldsForError(new KvConfigError('a KV budget of 10 bytes holds no fp16 page; raise the budget'), 'serving')).toEqual(['sim-budget']);
+    expect(fieldsForError(new KvCacheFullError(3, 100, 7, 2, 32), 'run').length).toBeGreaterThan(0);
+    expect(fieldsForError(new GpuError('lost', 'device-lost'), 'run')).toEqual([]);
+    expect(fieldsForError(new Error('a bug'), 'run')).toEqual([]);
   });
 
   it('cancellation is an AbortError, not a failure', () => {

@@ -5,7 +5,7 @@
  * table, the downloads, Cancel and the URL state checked as a user would see them.
  */
 import { describe, expect, it } from 'vitest';
-import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, readyPageForSuite } from './page-helpers';
+import { chartCanvas, chartHasInk, clickRunAndWait, columnNumbers, downloadText, readTable, readyPageForSuite, tableOverflows } from './page-helpers';
 
 const METHODS = ['fp16', 'int4', 'int4-hadamard'];
 const CAPS = [1, 2, 4, 8];
@@ -96,6 +96,37 @@ describe('the serving section (headless Chromium, WebGPU)', () => {
       expect(await chartHasInk(suite.served.page, box), box).toBe(true);
     }
     expect(await suite.served.page.textContent('#sim-chart-running')).toContain('cap 8');
+  });
+
+  it('its tables fit their boxes at desktop and phone widths (key columns first, the rest under More columns)', async () => {
+    const { page } = suite.served;
+    await page.evaluate(() => document.querySelectorAll<HTMLDetailsElement>('#serving details.more-columns').forEach((d) => (d.open = true)));
+    try {
+      for (const width of [1400, 390]) {
+        await page.setViewportSize({ width, height: 900 });
+        await page.waitForTimeout(100);
+        const tables = (await tableOverflows(page)).filter((t) => t.box.startsWith('sim-'));
+        expect(tables.length, String(width)).toBe(3);
+        for (const t of tables) expect(t.scroll, `${width}: ${t.box}`).toBeLessThanOrEqual(t.client);
+      }
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 900 });
+    }
+  });
+
+  it('a budget that cannot be used (0) says why and disables the serving run, not the others', async () => {
+    const { page } = suite.served;
+    await page.fill('#sim-budget', '0');
+    expect(await page.textContent('#sim-budget-error')).toMatch(/KV budget must be a number of MiB above 0/);
+    expect(await page.isDisabled('#sim-run')).toBe(true);
+    expect(await page.textContent('#sim-blocked')).toMatch(/Run is disabled: .*KV budget must be/);
+    expect(await page.isDisabled('#run-both')).toBe(false);
+    await page.fill('#sim-budget', '0.000001'); // a number, but it holds no page
+    expect(await page.textContent('#sim-budget-error')).toMatch(/KV budget cannot be used: .*holds no fp16 page/);
+    expect(await page.isDisabled('#sim-run')).toBe(true);
+    await page.fill('#sim-budget', '0.25');
+    expect(await page.isDisabled('#sim-run')).toBe(false);
+    expect(await page.isVisible('#sim-blocked')).toBe(false);
   });
 
   it('exports the CLI JSON and the table as CSV', async () => {
