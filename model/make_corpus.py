@@ -96,7 +96,7 @@ def _link(inner):
     """The text of L<inner> (perlpodspec's rendering, without the markup)."""
     bar = _split_top(inner, '|')
     if bar >= 0:
-        return _codes(inner[:bar])
+        return _codes(inner[:bar]).strip()
     if re.match(r'[A-Za-z][A-Za-z0-9+.-]*:[^:\s]', inner):  # a URL
         return _codes(inner)
     slash = _split_top(inner, '/')
@@ -124,12 +124,19 @@ def _apply(code, inner):
     return _codes(inner)  # I B C F S and unknown codes: their content
 
 
-def _codes(text):
-    """Text with POD formatting codes (I<> B<> C<> L<> E<> F<> S<> X<> Z<>, also C<< x >>) resolved."""
+def _scan(text, i, closer):
+    """Resolves formatting codes from text[i]: (output, end of the content, index after the closer), or
+    None when the closer never comes. closer: None (to the end), 0 ('>'), n > 1 (whitespace, then n '>')."""
     out = []
-    i = 0
     n = len(text)
+    close_rx = re.compile(r'\s+' + '>' * closer) if closer else None
     while i < n:
+        if closer == 0 and text[i] == '>':
+            return ''.join(out), i, i + 1
+        if close_rx is not None:
+            m = close_rx.match(text, i)
+            if m:
+                return ''.join(out), i, m.end()
         c = text[i]
         if 'A' <= c <= 'Z' and i + 1 < n and text[i + 1] == '<':
             j = i + 1
@@ -137,30 +144,23 @@ def _codes(text):
                 j += 1
             count = j - (i + 1)
             if count > 1 and j < n and text[j].isspace():
-                # C<< ... >>: ends at whitespace followed by `count` '>'
-                m = re.compile(r'\s' + '>' * count).search(text, j)
-                if m:
-                    out.append(_apply(c, text[j:m.start()].strip()))
-                    i = m.end()
-                    continue
-            # single bracket: nested codes count, the first unmatched '>' ends it
-            depth = 1
-            k = i + 2
-            while k < n:
-                if text[k] == '<' and text[k - 1].isupper():
-                    depth += 1
-                elif text[k] == '>':
-                    depth -= 1
-                    if depth == 0:
-                        break
-                k += 1
-            if k < n:
-                out.append(_apply(c, text[i + 2:k]))
-                i = k + 1
+                begin, res = j, _scan(text, j, count)  # C<< ... >>
+            else:
+                begin, res = i + 2, _scan(text, i + 2, 0)
+            if res is not None:
+                out.append(_apply(c, text[begin:res[1]].strip() if count > 1 and begin == j else text[begin:res[1]]))
+                i = res[2]
                 continue
         out.append(c)
         i += 1
-    return ''.join(out)
+    if closer is None:
+        return ''.join(out), n, n
+    return None
+
+
+def _codes(text):
+    """Text with POD formatting codes (I<> B<> C<> L<> E<> F<> S<> X<> Z<>, also C<< x >>) resolved."""
+    return _scan(text, 0, None)[0]
 
 
 def pod_to_text(pod):

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Tests of model/ that need no PyTorch (numpy + stdlib):
+
+    python3 -m unittest discover -s model -p 'test_*.py' -v
+
+MODEL_TEST_CLI=1 also runs the project's CLI (`npm run -s cli -- accuracy --adapter swiftshader`) on a
+tiny KV file written by the same code as train.py; MODEL_TEST_RUN=DIR checks a training run's folder
+(the --out of train.py) against the numpy forward pass.
+"""
+import gzip
+import hashlib
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import make_corpus  # noqa: E402
+import stfile  # noqa: E402
+import tokenizer as tokmod  # noqa: E402
+import train  # noqa: E402
+import train_tokenizer  # noqa: E402
+
+
+def parse_plain(data):
+    """An independent safetensors parse (struct + json): (header dict, data region start)."""
+    (n,) = struct.unpack('<Q', data[:8])
+    return json.loads(data[8:8 + n].decode('utf-8')), 8 + n
+
+
+class SafetensorsWriter(unittest.TestCase):
+    def test_layout_offsets_and_values(self):
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        b = np.array([1.5, -2.0, 65504.0], dtype=np.float16)
+        c = np.array([7, -8], dtype=np.int32)
+        data = stfile.encode([('a', a), ('b', b), ('c', c)], {'layout': 't_hkv_d'})
+        header, start = parse_plain(data)
+        self.assertEqual(start % 8, 0, 'data region 8-byte aligned')
+        self.assertEqual(header['__metadata__'], {'layout': 't_hkv_d'})
+        self.assertEqual(list(k for k in header if k != '__metadata__'), ['a', 'b', 'c'])
+        self.assertEqual(header['a'], {'dtype': 'F32', 'shape': [2, 3], 'data_offsets': [0, 24]})
+        self.assertEqual(header['b'], {'dtype': 'F16', 'shape': [3], 'data_offsets': [24, 30]})
+        self.assertEqual(header['c'], {'dtype': 'I32', 'shape': [2], 'data_offsets': [30, 38]})
+        self.assertEqual(len(data), start + 38, 'no bytes after the last tensor')
+        self.assertEqual(list(struct.unpack('<6f', data[start:start + 24])), list(range(6)))
+        self.assertEqual(struct.unpack('<3e', data[start + 24:start + 30]), (1.5, -2.0, 65504.0))
+        self.assertEqual(struct.unpack('<2i', data[start + 30:start + 38]), (7, -8))
+        # the header text is JSON padded with spaces only
+        (n,) = struct.unpack('<Q', data[:8])
+        self.assertTrue(re.fullmatch(rb'\{.*\} *', data[8:8 + n], re.S))
+        tensors, meta = stfile.decode(data)
+        np.testing.assert_array_equal(tensors['a'], a)
+        np.testing.assert_array_equal(tensors['b'], b)
+        np.testing.assert_array_equal(tensors['c'], c)
+
+    def test_big_endian_and_noncontiguous_input(self):
+        x = np.arange(12, dtype='>f4').reshape(3, 4).T  # big-endian, transposed view
+        tensors, _ = stfile.decode(stfile.encode({'x': x}))
+        np.testing.assert_array_equal(tensors['x'], x)
+        self.assertEqual(tensors['x'].dtype.str, '<f4')
+
+    def test_decode_refuses_gaps(self):
+        data = bytearray(stfile.encode({'a': np.zeros(2, np.float32)}))
+        self.assertRaises(ValueError, stfile.decode, bytes(data) + b'\0\0\0\0')
+        with self.assertRaises(ValueError):
+            stfile.encode([('a', np.zeros(1, np.float32)), ('a', np.zeros(1, np.float32))])
+
+    def test_kv_layer_file(self):
+        rng = np.random.default_rng(0)
+        k = rng.standard_normal((6, 1, 128)).astype(np.float32)
+        v = rng.standard_normal((6, 1, 128)).astype(np.float32)
+        q = rng.standard_normal((2, 4, 128)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, 'kv.safetensors')
+            stfile.write_kv_layer(path, k, v, q, [3, 3], {'layer': '0'})
+            with open(path, 'rb') as f:
+                header, _ = parse_plain(f.read())
+            self.assertEqual(header['k']['dtype'], 'F32')
+            self.assertEqual(header['k']['shape'], [6, 1, 128])
+            self.assertEqual(header['q']['shape'], [2, 4, 128])
+            self.assertEqual(header['context_lens'], {'dtype': 'I32', 'shape': [2], 'data_offsets': header['context_lens']['data_offsets']})
+            self.assertEqual(header['__metadata__']['layout'], 't_hkv_d')
+            tensors, _ = stfile.read(path)
+            np.testing.assert_array_equal(tensors['k'], k)
+            self.assertEqual(tensors['context_lens'].tolist(), [3, 3])
+            self.assertRaises(ValueError, stfile.write_kv_layer, path, k, v, q, [3, 2])
+            self.assertRaises(ValueError, stfile.write_kv_layer, path, k * 1e5, v, q, [3, 3])
+
+    @unittest.skipUnless(os.environ.get('MODEL_TEST_CLI') == '1', 'set MODEL_TEST_CLI=1 to run the project CLI on a tiny KV file')
+    def test_project_cli_reads_kv_file(self):
+        rng = np.random.default_rng(1)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, 'kv-layer0.safetensors')
+            stfile.write_kv_layer(path, rng.standard_normal((6, 1, 128)), rng.standard_normal((6, 1, 128)),
+                                  rng.standard_normal((2, 4, 128)), [3, 3])
+            r = subprocess.run(['npm', 'run', '-s', 'cli', '--', 'accuracy', '--file', path, '--methods', 'paper',
+                                '--adapter', 'swiftshader'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn('2 seq (lens 3, 3; 6 tokens), Hq=4, Hkv=1, D=128, F32, q from the file', r.stdout + r.stderr)
+
+
+class Tokenizer(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tok = tokmod.load()
+
+    def test_round_trip_heldout(self):
+        with gzip.open(train.CORPUS['heldout'], 'rb') as f:
+            text = f.read().decode('utf-8')
+        ids = self.tok.encode(text)
+        self.assertEqual(self.tok.decode(ids), text)
+        self.assertTrue(all(0 <= i < 4094 for i in ids))
+        self.assertLess(len(ids), len(text.encode('utf-8')) / 2.5, 'compresses the held-out text')
+
+    def test_round_trip_odd_text(self):
+        for text in ['', ' ', '\n\n\n', '  leading', 'trailing   ', "it's they'll", 'caf\u00e9 \u6771\u4eac \U0001F600',
+                     '\t\tx = 1;\r\n', '123456789', '\x00\x1f\x7f', 'my $x = $y <=> $z; # comment']:
+            self.assertEqual(self.tok.decode(self.tok.encode(text)), text)
+
+    def test_specials_and_vocab(self):
+        self.assertEqual(self.tok.vocab_size, 4096)
+        self.assertEqual(self.tok.specials, {'<bos>': 4094, '<eos>': 4095})
+        self.assertEqual(len(self.tok.merges), 4096 - 256 - 2)
+        self.assertEqual(self.tok.decode([4094, 72, 105, 4095]), 'Hi')
+
+    def test_pretokenize_covers_text(self):
+        text = "Hello,  world!\n\n    my @a = (1..10);\t# x\u00a0y caf\u00e9's"
+        self.assertEqual(''.join(tokmod.pretokenize(text)), text)
+
+    def test_training_is_deterministic(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, 'tokenizer.json')
+            train_tokenizer.main(['--out', out])
+            with open(out, 'rb') as a, open(tokmod.DEFAULT_PATH, 'rb') as b:
+                self.assertEqual(a.read(), b.read(), 'retraining gives the committed tokenizer.json')
+
+
+class Corpus(unittest.TestCase):
+    def test_pod_to_text(self):
+        pod = ('=head1 NAME\n\nfoo - does I<things> with B<C<< $a <=> $b >>>\n\n=over 4\n\n=item *\n\n'
+               'See L<perlop/"Operators">, L<the docs|perlfunc> and L<https://perl.org>. E<lt>tagE<gt> X<index>\n\n'
+               '=back\n\n    my $x = 1;\n    print "B<not code>";\n\n=for comment hidden\n\n=begin comment\n\nhidden too\n\n'
+               '=end comment\n\n=cut\n\nnot pod\n\n=pod\n\nback in pod\n')
+        self.assertEqual(make_corpus.pod_to_text(pod),
+                         'NAME\n\nfoo - does things with $a <=> $b\n\n*\n\n'
+                         'See "Operators" in perlop, the docs and https://perl.org. <tag> \n\n'
+                         '    my $x = 1;\n    print "B<not code>";\n\nback in pod\n')
+
+    def test_files_match_sources(self):
+        with open(os.path.join(HERE, 'corpus', 'SOURCES.md'), encoding='utf-8') as f:
+            sources = f.read()
+        for split in ('train', 'heldout'):
+            with open(train.CORPUS[split], 'rb') as f:
+                gz = f.read()
+            self.assertEqual(gz[:3], b'\x1f\x8b\x08')
+            self.assertEqual(gz[4:8], b'\0\0\0\0', 'gzip mtime 0')
+            text = gzip.decompress(gz)
+            row = re.search(r'^\| %s \| (\d+) \| (\d+) \| (\d+) \| ([0-9a-f]{64}) \|$' % split, sources, re.M)
+            self.assertIsNotNone(row, split)
+            self.assertEqual(int(row.group(2)), len(text))
+            self.assertEqual(int(row.group(3)), len(gz))
+            self.assertEqual(row.group(4), hashlib.sha256(text).hexdigest())
+            self.assertEqual(text.decode('utf-8').count('\x0c') + 1, int(row.group(1)), 'documents')
+        total = sum(os.path.getsize(train.CORPUS[s]) for s in ('train', 'heldout'))
+        self.assertLess(total, 4_000_000)
+
+    @unittest.skipUnless(os.environ.get('PERL_DOC_PKG'), 'set PERL_DOC_PKG to the unpacked perl-doc package to regenerate')
+    def test_regenerates_byte_for_byte(self):
+        with tempfile.TemporaryDirectory() as d:
+            make_corpus.main([os.environ['PERL_DOC_PKG'], '--out', d])
+            for name in ('train.txt.gz', 'heldout.txt.gz', 'SOURCES.md'):
+                with open(os.path.join(d, name), 'rb') as a, open(os.path.join(HERE, 'corpus', name), 'rb') as b:
+                    self.assertEqual(a.read(), b.read(), name)
+
+
+class TrainScriptWithoutTorch(unittest.TestCase):
+    def test_check_only(self):
+        cfg = train.load_config()
+        s = train.check(cfg, verbose=False)
+        self.assertEqual(s['params'], 15_733_248)
+        self.assertLessEqual(s['f16_weight_bytes'], 40_000_000)
+        self.assertLessEqual(len(s['outputs']), 8)
+        self.assertTrue(all(b <= cfg['outputs']['max_file_bytes'] for _, b in s['outputs']))
+        r = subprocess.run([sys.executable, os.path.join(HERE, 'train.py'), '--check-only'], capture_output=True, text=True,
+                           cwd=tempfile.gettempdir(), timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('check-only: ok', r.stdout)
+        self.assertNotIn('torch', sys.modules)
+
+    def test_shard_plan_matches_writer(self):
+        """The shards train.py writes have exactly the planned sizes (zeros as weights)."""
+        cfg = train.load_config()
+        m = cfg['model']
+        shapes = dict(train.weight_shapes(m))
+        shards = train.shard_plan(m, cfg['outputs']['max_file_bytes'])
+        plan = dict(train.output_plan(cfg))
+        self.assertEqual(sum(len(s) for s in shards), len(shapes))
+        with tempfile.TemporaryDirectory() as d:
+            for fname, names in zip(train.shard_names(len(shards)), shards):
+                path = os.path.join(d, fname)
+                size = stfile.write(path, [(n, np.zeros(shapes[n], np.float16)) for n in names], {'format': 'pt'})
+                self.assertEqual(size, plan[fname])
+                self.assertLessEqual(size, cfg['outputs']['max_file_bytes'])
+                tensors, _ = stfile.read(path)
+                self.assertEqual(list(tensors), names)
+
+    def test_schedule(self):
+        t = train.load_config()['train']
+        self.assertAlmostEqual(train.lr_at(t, 0, 0.0), t['peak_lr'] / t['warmup_steps'])
+        self.assertAlmostEqual(train.lr_at(t, t['warmup_steps'], 0.0), t['peak_lr'])
+        self.assertAlmostEqual(train.lr_at(t, 10 ** 6, 1.0), t['min_lr'])
+        self.assertEqual(train.eval_windows(10, 4), [(0, 4), (4, 4), (8, 1)])
+
+    @unittest.skipUnless(os.environ.get('MODEL_TEST_RUN'), 'set MODEL_TEST_RUN to a train.py --out folder')
+    def test_run_matches_numpy_forward(self):
+        import forward_numpy
+        forward_numpy.verify(os.environ['MODEL_TEST_RUN'])
+
+
+if __name__ == '__main__':
+    unittest.main()
