@@ -71,10 +71,10 @@ function statusText(r: PointResult): string {
 /** The table's columns: the key ones first; `more` ones in the second table; method and shape in both. */
 export const BENCH_COLUMNS: Column<PointResult>[] = [
   { key: 'method', label: 'Method', value: (r) => r.variant, both: true },
-  { key: 'preset', label: 'Model', value: (r) => MODEL_PRESETS[r.point.preset].name, more: true },
+  { key: 'preset', label: 'Model', value: (r) => MODEL_PRESETS[r.point.preset].name, csvOnly: true },
   { key: 'batch', label: 'Conc.', title: 'Concurrency: sequences decoded together', value: (r) => r.point.batch, both: true },
   { key: 'context', label: 'Context', value: (r) => r.point.context, both: true },
-  { key: 'page_size', label: 'Page', value: (r) => r.point.pageSize, more: true },
+  { key: 'page_size', label: 'Page', value: (r) => r.point.pageSize, csvOnly: true },
   { key: 'splits', label: 'Splits', title: 'Split-K partitions of the attention (1: no merge pass)', value: measured((r) => r.numSplits), more: true },
   { key: 'heads_per_wg', label: 'Heads/WG', title: 'Query heads per attention workgroup (fewer than the GQA group on small grids)', value: measured((r) => r.headsPerWorkgroup), more: true },
   { key: 'append_us', label: 'Append µs', title: 'Fused rotate + quantize + paged write of one token per sequence (median)', value: measured((r) => r.appendUs), format: num(), more: true },
@@ -139,16 +139,19 @@ export function drawBenchCharts(result: BenchResult): void {
 export function showBench(result: BenchResult, cancelled = false): void {
   const { report } = result;
   byId('bench-results').hidden = false;
+  const first = result.points[0]?.point;
+  const shape = first ? el('li', {}, `Every point: one layer of ${MODEL_PRESETS[first.preset].name}, pages of ${first.pageSize} tokens.`) : '';
   if (report) {
     const probe = report.probe;
     byId('bench-summary').replaceChildren(
+      shape,
       el('li', {}, `Roofline: ${fmtSig(probe.gbps)} GB/s, a read-only stream of ${formatBytes(probe.bytes)} in the same run — ${probe.note}.`),
       el('li', {}, `Timing: ${report.timingMethod === 'timestamp' ? 'GPU timestamps' : 'wall clock'}${report.quick ? ', quick (short warm-up, few samples)' : ''}; an empty dispatch takes ${fmtSig(report.floor.medianNs / 1e3)} µs, one that waits for the previous (as each dispatch of a decode step does) ${fmtSig(report.dependentFloor.medianNs / 1e3)} µs.`),
       el('li', {}, el('details', { class: 'notes' }, el('summary', {}, 'How to read these numbers'), el('ul', {}, ...report.notes.map((n) => el('li', {}, n))))),
     );
   } else {
     const done = `${result.points.length} of ${result.total} points`;
-    byId('bench-summary').replaceChildren(el('li', {}, cancelled
+    byId('bench-summary').replaceChildren(shape, el('li', {}, cancelled
       ? `Cancelled after ${done}: they stay below (the roofline and timing floors are reported with a complete run).`
       : `${done} done; each appears when it is timed.`));
   }

@@ -28,6 +28,8 @@ export interface Column<R> {
   more?: boolean;
   /** Identifies a row: shown in both tables. */
   both?: boolean;
+  /** In the CSV only (the same for every row of a run, which the section says once). */
+  csvOnly?: boolean;
 }
 
 export interface SortState {
@@ -128,8 +130,9 @@ function region(caption: string, table: HTMLTableElement): HTMLElement {
 export function renderTable<R>(container: HTMLElement, caption: string, columns: Column<R>[], rows: readonly R[], initialSort?: SortState): void {
   const state = states.get(container) ?? { sorts: [initialSort ?? null, null], moreOpen: false };
   states.set(container, state);
-  const key = columns.filter((c) => !c.more);
-  const more = columns.filter((c) => c.more || c.both);
+  const shown = columns.filter((c) => !c.csvOnly);
+  const key = shown.filter((c) => !c.more);
+  const more = shown.filter((c) => c.more || c.both);
   const mainSort = { get sort() { return state.sorts[0]; }, set sort(s) { state.sorts[0] = s; } };
   const parts: HTMLElement[] = [region(caption, buildTable(caption, key, rows, mainSort))];
   if (more.length > key.filter((c) => c.both).length) {
@@ -138,7 +141,7 @@ export function renderTable<R>(container: HTMLElement, caption: string, columns:
     const details = el(
       'details',
       { class: 'more-columns', open: state.moreOpen },
-      el('summary', {}, `More columns: ${columns.filter((c) => c.more).map((c) => c.label).join(', ')}`),
+      el('summary', {}, `More columns: ${shown.filter((c) => c.more).map((c) => c.label).join(', ')}`),
       region(moreCaption, buildTable(moreCaption, more, rows, moreSort)),
     );
     details.addEventListener('toggle', () => (state.moreOpen = details.open));
