@@ -260,9 +260,20 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def finite_json(obj):
+    """obj with every non-finite float replaced by its name as a string ('nan', 'inf'), so the JSON is strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else repr(obj)
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def write_json(path, obj):
     with open(path, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, indent=1, allow_nan=False)
+        json.dump(finite_json(obj), f, indent=1, allow_nan=False)
         f.write('\n')
 
 
@@ -619,6 +630,8 @@ def run(cfg, args):
         size = os.path.getsize(os.path.join(args.out, fname))
         total += size
         log('  %-34s %10d bytes  sha256 %s' % (fname, size, sha256_file(os.path.join(args.out, fname))[:16]))
+    if device.type == 'cuda':
+        log('peak GPU memory %.1f GB' % (torch.cuda.max_memory_allocated(device) / 1e9))
     log('done: %d files, %.1f MB in %s; held-out perplexity %.3f' % (len(out_files), total / 1e6, args.out, math.exp(s / n)))
     lim = cfg['outputs']
     if len(out_files) > lim['max_files'] or total > lim['max_total_bytes']:
