@@ -47,7 +47,9 @@
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;        // [HEADS_PER_WG, HEAD_DIM] queries, later outputs
 var<workgroup> q_sum_shared: array<f32, HEADS_PER_WG>;             // Σ_d scaled query (for the INT4 min term)
-var<workgroup> q8_shared: array<vec2<f32>, HEADS_PER_WG>;          // QUERY_INT8: (step s, 1/s) of each head's int8 query
+// #if QUERY_INT8
+var<workgroup> q8_shared: array<vec2<f32>, HEADS_PER_WG>;          // (step s, 1/s) of each head's int8 query
+// #endif
 var<workgroup> context_len_shared: u32;
 var<workgroup> subgroup_counter: atomic<u32>;                      // subgroups claimed (zero-initialised)
 var<workgroup> slot_counter: atomic<u32>;                          // token slots claimed
@@ -144,8 +146,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
   }
   let q_scale = load_queries(lid, seq, first_q_head);
   if (lid < HEADS_PER_WG) {
-    // QUERY_INT8: the scaled query x becomes q8 = round(x / s), s = max|x| / 127, and is used as
-    // q8·s everywhere (the scores and Σq of the min term); a zero query keeps s = 0.
+// #if QUERY_INT8
+    // the scaled query x becomes q8 = round(x / s), s = max|x| / 127, used as q8·s everywhere (the
+    // scores and Σq of the min term); a zero query keeps s = 0
     var max_abs = 0.0;
     for (var d = 0u; d < HEAD_DIM; d++) {
       max_abs = max(max_abs, abs(rot_buf[lid * HEAD_DIM + d] * q_scale));
@@ -154,11 +157,16 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let inv_step = select(0.0, 127.0 / max_abs, max_abs > 0.0);
     var sum = 0.0;
     for (var d = 0u; d < HEAD_DIM; d++) {
-      let x = rot_buf[lid * HEAD_DIM + d] * q_scale;
-      sum += select(x, round(x * inv_step) * step, QUERY_INT8 == 1u);
+      sum += round(rot_buf[lid * HEAD_DIM + d] * q_scale * inv_step) * step;
     }
-    q_sum_shared[lid] = sum;
     q8_shared[lid] = vec2<f32>(step, inv_step);
+// #else
+    var sum = 0.0;
+    for (var d = 0u; d < HEAD_DIM; d++) {
+      sum += rot_buf[lid * HEAD_DIM + d] * q_scale;
+    }
+// #endif
+    q_sum_shared[lid] = sum;
   }
   workgroupBarrier();
   if (lid == 0u) {
@@ -167,29 +175,34 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let counts = workgroupUniformLoad(&counts_shared);
   let context_len = workgroupUniformLoad(&context_len_shared);
 
-  var q_lane: array<vec4<f32>, ACC_VECS>;  // [head, lane vec] scaled, in group_values' order
-  var q8_lane: array<u32, ACC_VECS>;       // QUERY_INT8: [head, lane word] int8 codes of values 4w..4w+3
-  var q_sum: array<f32, HEADS_PER_WG>;
+// #if QUERY_INT8
+  var q8_lane: array<u32, ACC_VECS>;       // [head, lane word] int8 codes of values 4w..4w+3
   var q8_step: array<f32, HEADS_PER_WG>;
+// #else
+  var q_lane: array<vec4<f32>, ACC_VECS>;  // [head, lane vec] scaled, in group_values' order
+// #endif
+  var q_sum: array<f32, HEADS_PER_WG>;
   for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
-    let inv_step = q8_shared[g].y;
     for (var i = 0u; i < GROUPS_PER_LANE; i++) {  // unroll
       let base = g * HEAD_DIM + lane * CHANNELS_PER_LANE + 8u * i;
       var x: array<f32, 8>;
       for (var j = 0u; j < 8u; j++) {  // unroll
         x[j] = rot_buf[base + j] * q_scale;
       }
-      if (QUERY_INT8 == 1u) {
-        q8_lane[g * LANE_VECS + 2u * i] = pack4xI8(vec4<i32>(round(vec4<f32>(x[0], x[1], x[2], x[3]) * inv_step)));
-        q8_lane[g * LANE_VECS + 2u * i + 1u] = pack4xI8(vec4<i32>(round(vec4<f32>(x[4], x[5], x[6], x[7]) * inv_step)));
-      } else {
-        let ordered = query_lane_order(x);
-        q_lane[g * LANE_VECS + 2u * i] = ordered[0];
-        q_lane[g * LANE_VECS + 2u * i + 1u] = ordered[1];
-      }
+// #if QUERY_INT8
+      let inv_step = q8_shared[g].y;
+      q8_lane[g * LANE_VECS + 2u * i] = pack4xI8(vec4<i32>(round(vec4<f32>(x[0], x[1], x[2], x[3]) * inv_step)));
+      q8_lane[g * LANE_VECS + 2u * i + 1u] = pack4xI8(vec4<i32>(round(vec4<f32>(x[4], x[5], x[6], x[7]) * inv_step)));
+// #else
+      let ordered = query_lane_order(x);
+      q_lane[g * LANE_VECS + 2u * i] = ordered[0];
+      q_lane[g * LANE_VECS + 2u * i + 1u] = ordered[1];
+// #endif
     }
     q_sum[g] = q_sum_shared[g];
+// #if QUERY_INT8
     q8_step[g] = q8_shared[g].x;
+// #endif
   }
 
   var running_max: array<f32, HEADS_PER_WG>;          // the maximum the sums below refer to
@@ -232,7 +245,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
     // scores: this lane's partial q·codes, summed over the token's lanes
     var score: array<f32, STEP_SCORES>;  // [token, head]
-    if (QUERY_INT8 == 1u) {
+// #if QUERY_INT8
+    {
       // exact integer dot products of the int8 query with the codes (≤ 256·15·127 < 2^22 in size),
       // summed over the token's lanes, then to f32 without a conversion instruction (2^23 + 2^22 bias)
       var dots: array<i32, STEP_SCORES>;
@@ -262,27 +276,28 @@ fn main(@builtin(local_invocation_index) lid: u32,
           score[u * HEADS_PER_WG + g] = (bitcast<f32>(dots[u * HEADS_PER_WG + g] + 0x4b400000) - 12582912.0) * q8_step[g];
         }
       }
-    } else {
-      for (var i = 0u; i < STEP_SCORES; i++) {  // unroll
-        score[i] = 0.0;
-      }
-      for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
-        for (var c = 0u; c < CHUNKS_PER_LANE; c++) {  // unroll
-          for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {  // unroll
-            let values = group_values(k_chunks[u * CHUNKS_PER_LANE + c], i);
-            let lane_vec = 2u * (c * GROUPS_PER_CHUNK + i);
-            for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
-              score[u * HEADS_PER_WG + g] += dot(values[0], q_lane[g * LANE_VECS + lane_vec]) + dot(values[1], q_lane[g * LANE_VECS + lane_vec + 1u]);
-            }
+    }
+// #else
+    for (var i = 0u; i < STEP_SCORES; i++) {  // unroll
+      score[i] = 0.0;
+    }
+    for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
+      for (var c = 0u; c < CHUNKS_PER_LANE; c++) {  // unroll
+        for (var i = 0u; i < GROUPS_PER_CHUNK; i++) {  // unroll
+          let values = group_values(k_chunks[u * CHUNKS_PER_LANE + c], i);
+          let lane_vec = 2u * (c * GROUPS_PER_CHUNK + i);
+          for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll
+            score[u * HEADS_PER_WG + g] += dot(values[0], q_lane[g * LANE_VECS + lane_vec]) + dot(values[1], q_lane[g * LANE_VECS + lane_vec + 1u]);
           }
         }
       }
-      for (var r = 1u; r < LANES_PER_TOKEN; r <<= 1u) {  // unroll
-        for (var i = 0u; i < STEP_SCORES; i++) {  // unroll
-          score[i] += subgroupShuffleXor(score[i], r);
-        }
+    }
+    for (var r = 1u; r < LANES_PER_TOKEN; r <<= 1u) {  // unroll
+      for (var i = 0u; i < STEP_SCORES; i++) {  // unroll
+        score[i] += subgroupShuffleXor(score[i], r);
       }
     }
+// #endif
 
     // online softmax: move the reference maximum only when a score passes it by RESCALE_SLACK
     for (var g = 0u; g < HEADS_PER_WG; g++) {  // unroll

@@ -3,7 +3,7 @@
  * refusals. The decode tests run the unrolled subgroup kernel itself on the GPU.
  */
 import { describe, expect, it } from 'vitest';
-import { MAX_UNROLLED_ITERATIONS, unrollLoops } from '../src/kernels/wgsl-unroll';
+import { MAX_UNROLLED_ITERATIONS, selectLines, unrollLoops } from '../src/kernels/wgsl-unroll';
 
 const squash = (s: string) => s.replace(/\/\*[^*]*\*\//g, '').replace(/\s+/g, ' ').trim();
 
@@ -49,5 +49,19 @@ describe('unrollLoops', () => {
     expect(() => unrollLoops('for (var i = 0u; i < 4u; i++) {  // unroll\n x[i] = 1.0;\n', {})).toThrow(/unbalanced/);
     expect(() => unrollLoops('for (var i = 0u; i < N; i++) {  // unroll\n x[i] = 1.0;\n}', { N: MAX_UNROLLED_ITERATIONS + 1 })).toThrow(/too many iterations/);
     expect(() => unrollLoops('for (var r = 0u; r < 4u; r <<= 1u) {  // unroll\n x[r] = 1.0;\n}', {})).toThrow(/too many iterations/);
+  });
+});
+
+describe('selectLines', () => {
+  const code = ['a', '// #if Q', 'b', '  // #if R', 'c', '  // #else', 'd', '  // #endif', '// #else', 'e', '// #endif', 'f'].join('\n');
+  it('keeps the branch its constant selects, nested, and drops the directive lines', () => {
+    expect(selectLines(code, { Q: 1, R: 1 })).toBe('a\nb\nc\nf');
+    expect(selectLines(code, { Q: 1, R: 0 })).toBe('a\nb\nd\nf');
+    expect(selectLines(code, { Q: 0, R: 1 })).toBe('a\ne\nf');
+  });
+  it('refuses unknown constants and unbalanced directives', () => {
+    expect(() => selectLines('// #if NOPE\nx\n// #endif', {})).toThrow(/unknown constant "NOPE"/);
+    expect(() => selectLines('// #if Q\nx', { Q: 1 })).toThrow(/without its \/\/ #endif/);
+    expect(() => selectLines('x\n// #endif', {})).toThrow(/without a matching/);
   });
 });

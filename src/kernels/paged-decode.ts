@@ -27,7 +27,7 @@ import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
-import { unrollLoops } from './wgsl-unroll';
+import { selectLines, unrollLoops } from './wgsl-unroll';
 import type { DecodePlan } from './decode-plan';
 import {
   AUTO_TOKENS_PER_STEP, autoTokensPerStep, DEFAULT_MATRIX_DECODE_TUNING, headsForGrid, headsPerWorkgroup, resolveTuning,
@@ -372,7 +372,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.decodeEpilogue,
           LANE_FORMATS[format].source,
-          unrollLoops(subgroupDecodeWgsl, constants),
+          unrollLoops(selectLines(subgroupDecodeWgsl, constants), constants),
         ],
       }),
   };
