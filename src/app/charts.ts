@@ -14,7 +14,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { formatNumber } from './tables';
-import { formatTick, LOG_PAD_DECADES, logRange, logTickValues } from './ticks';
+import { formatTick, logRange, logTickValues } from './ticks';
 
 /** Colour-blind-safe palette (Okabe–Ito). */
 export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#7f7f7f', '#000000'];
