@@ -450,6 +450,25 @@ def run(cfg, args):
     step = 0
     run_loss = torch.zeros((), device=device)
     run_n = 0
+
+    def record():
+        """Evaluates, logs, keeps the best weights; False when a loss is not finite."""
+        nonlocal run_n, best
+        train_loss = float(run_loss) / max(run_n, 1)
+        run_loss.zero_()
+        run_n = 0
+        held_loss = evaluate()
+        dt = time.time() - t_train
+        history.append({'step': step, 'seconds': round(dt, 2), 'lr': lr, 'train_loss': train_loss, 'heldout_slice_loss': held_loss})
+        log('step %5d  epoch %5.2f  lr %.2e  train %.4f  held-out %.4f  %6.0f tok/s'
+            % (step, step * t['batch_size'] * ctx / len(train_np), lr, train_loss, held_loss,
+               step * t['batch_size'] * ctx / max(dt, 1e-9)))
+        if not (math.isfinite(train_loss) and math.isfinite(held_loss)):
+            return False
+        if held_loss < best['loss']:
+            best = {'loss': held_loss, 'step': step, 'state': {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        return True
+
     stop_reason = 'max_steps'
     model.train()
     while step < n_steps:
@@ -474,28 +493,15 @@ def run(cfg, args):
         run_n += 1
         step += 1
         if step % t['eval_every'] == 0 or step == n_steps:
-            train_loss = float(run_loss) / run_n
-            run_loss.zero_()
-            run_n = 0
-            held_loss = evaluate()
-            dt = time.time() - t_train
-            history.append({'step': step, 'seconds': round(dt, 2), 'lr': lr, 'train_loss': train_loss, 'heldout_slice_loss': held_loss})
-            log('step %5d  epoch %5.2f  lr %.2e  train %.4f  held-out %.4f  %6.0f tok/s'
-                % (step, step * t['batch_size'] * ctx / len(train_np), lr, train_loss, held_loss,
-                   step * t['batch_size'] * ctx / max(dt, 1e-9)))
-            if not (math.isfinite(train_loss) and math.isfinite(held_loss)):
+            if not record():
                 stop_reason = 'non-finite loss'
                 log('loss is not finite: stopping, keeping the best checkpoint so far')
                 break
-            if held_loss < best['loss']:
-                best = {'loss': held_loss, 'step': step,
-                        'state': {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    if stop_reason == 'time budget' and step > 0 and (not history or history[-1]['step'] != step):
+        record()  # the steps since the last evaluation count too
     train_seconds = time.time() - t_train
-    if best['state'] is None:  # stopped before the first evaluation
-        held_loss = evaluate()
-        best = {'loss': held_loss, 'step': step, 'state': {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        if not math.isfinite(held_loss):
-            raise RuntimeError('training produced a non-finite model and no earlier checkpoint exists')
+    if best['state'] is None:  # no finite evaluation at all
+        raise RuntimeError('training produced no model with a finite held-out loss (steps: %d)' % step)
     log('trained %d steps in %.1f s (%s); best held-out slice loss %.4f at step %s'
         % (step, train_seconds, stop_reason, best['loss'], best['step']))
 
