@@ -424,6 +424,15 @@ export async function runAccuracy(
     progress('done', result);
   }
 
+  return accuracyReport(ctx, workload, { pageSize: opts.pageSize, topK: opts.topK, useSubgroups: opts.useSubgroups }, rows);
+}
+
+/**
+ * The report of `rows` over `workload`, in the library's format (runAccuracy's result; the page also
+ * builds one from the rows finished so far).
+ */
+export function accuracyReport(ctx: GpuContext, workload: AccuracyWorkload, settings: { pageSize: number; topK: number; useSubgroups: boolean }, rows: readonly MethodAccuracy[]): AccuracyReport {
+  const { contextLens } = workload;
   return {
     format: 'webgpu-int4-kv/accuracy',
     version: 1,
@@ -434,12 +443,12 @@ export async function runAccuracy(
       numSeqs: contextLens.length,
       contextLens: [...contextLens],
       totalTokens: contextLens.reduce((a, b) => a + b, 0),
-      numQueryHeads: hq,
-      numKvHeads: hkv,
-      headDim: d,
-      attentionScale: scale,
+      numQueryHeads: workload.numQueryHeads,
+      numKvHeads: workload.numKvHeads,
+      headDim: workload.headDim,
+      attentionScale: workload.attentionScale ?? 1 / Math.sqrt(workload.headDim),
     },
-    settings: { pageSize: opts.pageSize, topK: opts.topK, useSubgroups: opts.useSubgroups && ctx.features.subgroups, probabilities: 'float64 softmax over K decoded from the GPU cache words' },
-    methods: rows,
+    settings: { ...settings, useSubgroups: settings.useSubgroups && ctx.features.subgroups, probabilities: 'float64 softmax over K decoded from the GPU cache words' },
+    methods: [...rows],
   };
 }

@@ -5,10 +5,10 @@
  * by method; error vs Hadamard block; bits vs error; K channels before and after the rotation) and
  * JSON/CSV downloads. A cancelled run keeps the rows it finished.
  */
-import { DEFAULT_TOP_K, runAccuracy, type AccuracyReport, type AccuracyWorkload, type MethodAccuracy } from '../accuracy/accuracy-lab';
+import { accuracyReport, DEFAULT_TOP_K, runAccuracy, type AccuracyReport, type AccuracyWorkload, type MethodAccuracy } from '../accuracy/accuracy-lab';
 import { CHART_METRICS, errorByMethod, errorVsBlockSize, type ChartMetricId } from '../accuracy/chart-data';
 import { MODEL_PRESETS } from '../bench/decode-step-bench';
-import { describeGpu, type GpuContext } from '../gpu/gpu-context';
+import type { GpuContext } from '../gpu/gpu-context';
 import { generateWorkload } from '../workloads/synthetic';
 import { renderChart, clearChart } from './charts';
 import { accuracyMethodIds, accuracySizeProblem, type AppConfig } from './config';
@@ -42,24 +42,7 @@ export function accuracyWorkload(config: AppConfig, file: AccuracyWorkload | nul
 
 /** A report of the rows finished so far, in the library's format (what the page shows and exports). */
 export function partialReport(ctx: GpuContext, w: AccuracyWorkload, pageSize: number, rows: readonly MethodAccuracy[]): AccuracyReport {
-  return {
-    format: 'webgpu-int4-kv/accuracy',
-    version: 1,
-    date: new Date().toISOString(),
-    adapter: describeGpu(ctx),
-    workload: {
-      description: w.description,
-      numSeqs: w.contextLens.length,
-      contextLens: [...w.contextLens],
-      totalTokens: w.contextLens.reduce((a, b) => a + b, 0),
-      numQueryHeads: w.numQueryHeads,
-      numKvHeads: w.numKvHeads,
-      headDim: w.headDim,
-      attentionScale: w.attentionScale ?? 1 / Math.sqrt(w.headDim),
-    },
-    settings: { pageSize, topK: DEFAULT_TOP_K, useSubgroups: ctx.features.subgroups, probabilities: 'float64 softmax over K decoded from the GPU cache words' },
-    methods: [...rows],
-  };
+  return accuracyReport(ctx, w, { pageSize, topK: DEFAULT_TOP_K, useSubgroups: true }, rows);
 }
 
 /** What a run shows as it goes: the workload once built, then the report after each finished method. */
