@@ -1,0 +1,24 @@
+/**
+ * The model folder's own tests (model/test_model.py, numpy + stdlib): corpus, tokenizer round trip,
+ * the safetensors writer and the training script's checks without torch. (The committed run,
+ * model/run, has no weights: see model/README.md; a run folder with weights is checked by
+ * MODEL_TEST_RUN=DIR.)
+ */
+import { spawnSync } from 'node:child_process';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = resolve(__dirname, '..');
+
+describe('model/ (python3 -m unittest)', () => {
+  it('passes', () => {
+    const r = spawnSync('/usr/bin/python3', ['-m', 'unittest', 'discover', '-s', 'model', '-p', 'test_*.py'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    if (r.error) throw r.error;
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stderr).toMatch(/^OK/m);
+  }, 300_000);
+});
