@@ -17,6 +17,22 @@ export interface FileSourceEvents {
 
 const NPY_NAMES = { 'k.npy': 'k', 'v.npy': 'v', 'q.npy': 'q', 'context_lens.npy': 'contextLens' } as const;
 
+/**
+ * Largest K/V file(s) the page reads: 256 MiB. An accuracy run holds about twelve times the f32 K/V
+ * (float64 copies, references, outputs; see the CLI's estimate), which is what a browser tab can
+ * take; larger layers run through `npm run cli -- accuracy --file`.
+ */
+export const MAX_KV_FILE_BYTES = 256 * 2 ** 20;
+
+/** Throws TensorFileError (before anything is read) when the files together exceed `limit` bytes. */
+export function refuseLarge(files: readonly Pick<File, 'name' | 'size'>[], limit = MAX_KV_FILE_BYTES): void {
+  const total = files.reduce((n, f) => n + f.size, 0);
+  if (total > limit) {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    throw new TensorFileError('files', `need ${mib(total)}, the page reads at most ${mib(limit)} (an accuracy run holds about 12× the K/V); try fewer tokens, or the CLI: npm run cli -- accuracy --file`, files.map((f) => f.name).join(' + '));
+  }
+}
+
 /** Parses the picked files with the library's loaders; throws TensorFileError for what it cannot use. */
 export async function parseKvFiles(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
   const parsed = await parseWithLoaders(files, layout, querySeed);
@@ -26,6 +42,7 @@ export async function parseKvFiles(files: readonly File[], layout: KvFileLayout 
 }
 
 async function parseWithLoaders(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
+  refuseLarge(files);
   const safetensors = files.find((f) => f.name.endsWith('.safetensors'));
   if (safetensors) {
     const bytes = new Uint8Array(await safetensors.arrayBuffer());
