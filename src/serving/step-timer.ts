@@ -51,6 +51,25 @@ export class StepTimer {
    * Runs the passes in order (later passes see earlier passes' writes) and returns [passes.length]
    * ns of GPU time each (0 for a null pass). Resolves once the work is done.
    */
+  /**
+   * Runs `passes` once, untimed, and waits for them: a warm-up, so that a pipeline's first use (where
+   * a driver may still compile it: seconds on lavapipe) never falls inside a timed step.
+   */
+  async warmUp(label: string, passes: readonly PassEncoder[]): Promise<void> {
+    const device = this.ctx.device;
+    await withGpuErrors(device, `${label} (warm-up)`, () => {
+      const encoder = device.createCommandEncoder();
+      for (const encode of passes) {
+        if (!encode) continue;
+        const pass = encoder.beginComputePass();
+        encode(pass);
+        pass.end();
+      }
+      device.queue.submit([encoder.finish()]);
+      return device.queue.onSubmittedWorkDone();
+    });
+  }
+
   async run(label: string, passes: readonly PassEncoder[]): Promise<number[]> {
     if (passes.length > MAX_PASSES_PER_STEP) throw new RangeError(`at most ${MAX_PASSES_PER_STEP} passes per step, got ${passes.length}`);
     return withGpuErrors(this.ctx.device, label, () => (this.method === 'timestamp' ? this.runTimestamps(passes) : this.runWallClock(passes)));
