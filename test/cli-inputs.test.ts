@@ -44,6 +44,8 @@ describe('refused before any work: exit 2, one line, no stack, no device', () =>
     ['bench --page-size 7 (used to skip every point and exit 0)', () => ['bench', '--page-size', '7'], /--page-size takes integers in \[8, 128\] separated by commas, got '7'/],
     ['bench --batch 1e9 (used to skip every point and exit 0)', () => ['bench', '--batch', '1e9'], /--batch takes integers in \[1, 65535\]/],
     ['bench --context -5', () => ['bench', '--context', '-5'], /--context takes integers in \[1, \d+\] separated by commas, got '-5'/],
+    ['simulate --preset of no model (the shared model table)', () => ['simulate', '--preset', 'gpt5'], /--preset "gpt5": expected one of llama-3.1-8b, .*tiny-d64, small/],
+    ['accuracy --batch and --seqs together (one name for one thing)', () => ['accuracy', '--batch', '2', '--seqs', '2'], /--seqs and --batch name the same thing; give one/],
     ['run-case --out naming a folder', () => ['run-case', '--in', join(work, 'none.safetensors'), '--out', work], /run-case: (cannot read --in|--out .*: is a folder)/],
   ];
   for (const [name, args, message] of cases) {

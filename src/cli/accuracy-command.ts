@@ -28,7 +28,7 @@ their error against exact float64 attention and against the GPU's FP16 run.
 Data (one of):
   --workload KIND    synthetic workload (default ${DEFAULTS.workload}): ${WORKLOAD_KINDS.map((k) => k.id).join(', ')}
     --preset NAME    attention shape (default ${DEFAULTS.preset}): ${describePresets()}
-    --seqs N         sequences (default ${DEFAULTS.seqs})
+    --seqs N         sequences decoded together (default ${DEFAULTS.seqs}; --batch N, as in bench, is the same)
     --context L      tokens per sequence (default ${DEFAULTS.context})
     --seed N         workload seed (default ${DEFAULTS.seed}; with --file: the sampled queries' seed)
   --file PATH        real KV data: a .safetensors file (tensors k, v, optional q, context_lens), or a
@@ -133,6 +133,7 @@ export const accuracyCommand: CliCommand = {
         json: { type: 'string' },
         preset: { type: 'string' },
         seqs: { type: 'string' },
+        batch: { type: 'string' },
         context: { type: 'string' },
         seed: { type: 'string' },
         layout: { type: 'string' },
@@ -141,6 +142,11 @@ export const accuracyCommand: CliCommand = {
         'top-k': { type: 'string' },
       },
     });
+    // --batch is bench's name for the same thing as --seqs
+    if (values.batch !== undefined) {
+      if (values.seqs !== undefined) return usageError('--seqs and --batch name the same thing; give one');
+      values.seqs = values.batch;
+    }
     if (values.file !== undefined) {
       const synthetic = (['workload', 'preset', 'seqs', 'context'] as const).filter((flag) => values[flag] !== undefined);
       if (synthetic.length) return usageError(`--${synthetic[0]} describes a synthetic workload; with --file the data decides the shape`);

@@ -28,6 +28,7 @@ import {
 import { formatSimulateReport, simulateReportJson } from '../serving/simulate-report';
 import { runSimulateSweep, sweepSize, type SimulateSweepOptions } from '../serving/simulate-sweep';
 import { checkServingBudget, DEFAULT_PREFILL_CHUNK_TOKENS, LLAMA_3_1_8B, type ModelShape } from '../serving/simulator';
+import { findPreset, MODEL_PRESETS, PRESET_NAMES } from '../models';
 import type { CliCommand } from './commands';
 import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
 
@@ -84,7 +85,8 @@ Memory and scheduling:
   --hadamard-block B         Hadamard block of int4-hadamard (default ${DEFAULTS.hadamardBlock})
 
 Model (one layer):
-  --head-dim N --query-heads N --kv-heads N --layers N   (default ${LLAMA_3_1_8B.name})
+  --preset NAME              a model of the shared table: ${PRESET_NAMES.join(', ')} (default llama-3.1-8b)
+  --head-dim N --query-heads N --kv-heads N --layers N   override the preset's shape
 
 Output:
   --json FILE                write the result, every step record included
@@ -314,6 +316,7 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
       'reserve-pages': { type: 'string' },
       'page-size': { type: 'string' },
       'hadamard-block': { type: 'string' },
+      preset: { type: 'string' },
       'head-dim': { type: 'string' },
       'query-heads': { type: 'string' },
       'kv-heads': { type: 'string' },
@@ -337,14 +340,22 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
   }
   const timing = values.timing ?? 'auto';
   if (timing !== 'auto' && timing !== 'timestamp' && timing !== 'wall-clock') throw new SimulateUsageError(`--timing ${quote(timing)}: expected auto, timestamp or wall-clock`);
+  // --preset (the shared model table, src/models.ts), each field overridable by its own flag
+  let base: ModelShape = LLAMA_3_1_8B;
+  if (values.preset !== undefined) {
+    const key = findPreset(values.preset);
+    if (key === null) throw new SimulateUsageError(`--preset ${quote(values.preset)}: expected one of ${PRESET_NAMES.join(', ')}`);
+    const p = MODEL_PRESETS[key];
+    base = { name: p.name, headDim: p.headDim, numQueryHeads: p.numQueryHeads, numKvHeads: p.numKvHeads, numLayers: p.numLayers };
+  }
   const model: ModelShape = {
-    name: LLAMA_3_1_8B.name,
-    headDim: intFlag('--head-dim', values['head-dim'], LLAMA_3_1_8B.headDim, 1, MAX_HEAD_DIM),
-    numQueryHeads: intFlag('--query-heads', values['query-heads'], LLAMA_3_1_8B.numQueryHeads, 1, MAX_HEADS),
-    numKvHeads: intFlag('--kv-heads', values['kv-heads'], LLAMA_3_1_8B.numKvHeads, 1, MAX_HEADS),
-    numLayers: intFlag('--layers', values.layers, LLAMA_3_1_8B.numLayers, 1, MAX_LAYERS),
+    name: base.name,
+    headDim: intFlag('--head-dim', values['head-dim'], base.headDim, 1, MAX_HEAD_DIM),
+    numQueryHeads: intFlag('--query-heads', values['query-heads'], base.numQueryHeads, 1, MAX_HEADS),
+    numKvHeads: intFlag('--kv-heads', values['kv-heads'], base.numKvHeads, 1, MAX_HEADS),
+    numLayers: intFlag('--layers', values.layers, base.numLayers, 1, MAX_LAYERS),
   };
-  if (model.headDim !== LLAMA_3_1_8B.headDim || model.numQueryHeads !== LLAMA_3_1_8B.numQueryHeads || model.numKvHeads !== LLAMA_3_1_8B.numKvHeads || model.numLayers !== LLAMA_3_1_8B.numLayers) {
+  if (model.headDim !== base.headDim || model.numQueryHeads !== base.numQueryHeads || model.numKvHeads !== base.numKvHeads || model.numLayers !== base.numLayers) {
     model.name = `a model with Hq ${model.numQueryHeads}, Hkv ${model.numKvHeads}, D ${model.headDim}, ${model.numLayers} layers`;
   }
   const pageSize = intFlag('--page-size', values['page-size'], DEFAULTS.pageSize, MIN_PAGE_SIZE, MAX_PAGE_SIZE);

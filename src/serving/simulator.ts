@@ -30,6 +30,7 @@
  *   sim.release(); cache.destroy();
  */
 import { MAX_POOL_PAGES } from '../cache/page-allocator';
+import { MODEL_PRESETS } from '../models';
 import { PagedKvCache, KvConfigError, resolveKvCacheConfig, type PreparedAttention } from '../cache/paged-kv-cache';
 import type { GpuContext } from '../gpu/gpu-context';
 import { formatBytes, writeFloats } from '../kernels/gpu-buffers';
@@ -53,7 +54,8 @@ export interface ModelShape {
 export const DEFAULT_PREFILL_CHUNK_TOKENS = 512;
 
 /** Llama-3.1-8B: 32 layers, 32 query heads, 8 kv heads, head_dim 128. */
-export const LLAMA_3_1_8B: ModelShape = { name: 'Llama-3.1-8B', headDim: 128, numQueryHeads: 32, numKvHeads: 8, numLayers: 32 };
+/** The default model of the simulator: Llama-3.1-8B from the shared table (src/models.ts). */
+export const LLAMA_3_1_8B: ModelShape = (({ name, headDim, numQueryHeads, numKvHeads, numLayers }) => ({ name, headDim, numQueryHeads, numKvHeads, numLayers }))(MODEL_PRESETS['llama-3.1-8b']);
 
 export interface ServingCacheOptions {
   model: ModelShape;
