@@ -30,6 +30,7 @@
  *   sim.release(); cache.destroy();
  */
 import { MAX_POOL_PAGES } from '../cache/page-allocator';
+import type { AttentionWorkspace } from '../cache/attention-workspace';
 import { MODEL_PRESETS } from '../models';
 import { PagedKvCache, KvConfigError, resolveKvCacheConfig, type PreparedAttention } from '../cache/paged-kv-cache';
 import type { GpuContext } from '../gpu/gpu-context';
@@ -291,6 +292,8 @@ export class ServingSimulator {
   private readonly timer: StepTimer;
   /** Pipeline variants (append, attention + merge) some step has run, so no timed step is their first use. */
   private readonly warmedVariants = new Set<string>();
+  /** Attention buffers and bindings reused step to step (no allocation per decode step once warm). */
+  private readonly workspace: AttentionWorkspace;
   private warmups = 0;
   private readonly data: RandomPool;
   private readonly records: StepRecord[] = [];
@@ -305,6 +308,7 @@ export class ServingSimulator {
     this.scheduler = new ContinuousBatchingScheduler(cache.allocator, requests, options);
     this.data = new RandomPool(options.dataSeed ?? 1, options.dataPoolSize);
     this.timer = new StepTimer(cache.ctx, options.timing ?? 'auto');
+    this.workspace = cache.createAttentionWorkspace();
   }
 
   get done(): boolean {
@@ -422,7 +426,7 @@ export class ServingSimulator {
       if (plan.decode.length) {
         const seqIds = plan.decode.map((s) => s.seqId);
         decodeAppend = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
-        attention = await cache.prepareAttention(seqIds);
+        attention = await this.workspace.prepare(seqIds);
         const rows = seqIds.length * hkv * d;
         const k = this.data.take(rows);
         const v = this.data.take(rows);
@@ -495,6 +499,7 @@ export class ServingSimulator {
     this.released = true;
     this.scheduler.abandon();
     this.timer.destroy();
+    this.workspace.destroy();
   }
 }
 
