@@ -1,6 +1,6 @@
 /** The page's K/V file limit (src/app/file-source.ts): refused by size before anything is read. */
 import { describe, expect, it } from 'vitest';
-import { MAX_KV_FILE_BYTES, refuseLarge } from '../src/app/file-source';
+import { MAX_KV_FILE_BYTES, refuseLarge } from '../src/app/kv-file-parse';
 import { TensorFileError } from '../src/io/safetensors';
 
 describe('page file size limit', () => {

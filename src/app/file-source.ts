@@ -1,64 +1,49 @@
 /**
  * Real K/V data for the accuracy run: a .safetensors file or .npy files (k.npy, v.npy, optional
  * q.npy, context_lens.npy), picked with the file input or dropped on the drop zone, parsed by the
- * library's kv-file loader (src/accuracy/kv-file.ts). Files stay in the browser. A head_dim the
- * kernels cannot take is refused here, at load, rather than when a run starts.
+ * library's kv-file loader (src/accuracy/kv-file.ts) in a worker (src/app/kv-file-parse.ts). Files stay in
+ * the browser. A head_dim the kernels cannot take is refused at load, rather than when a run starts.
  */
-import { loadKvNpy, loadKvSafetensors, type KvData, type KvFileLayout } from '../accuracy/kv-file';
+import type { KvData, KvFileLayout } from '../accuracy/kv-file';
 import { TensorFileError } from '../io/safetensors';
-import { headDimProblem } from './config';
 import { byId } from './dom';
+import { parseKvFiles } from './kv-file-parse';
+
+export { MAX_KV_FILE_BYTES, refuseLarge } from './kv-file-parse';
+
+/** What the worker answers: the parsed data, or the error's parts (classes do not cross threads). */
+export type ParseReply = { ok: true; data: KvData; name: string } | { ok: false; error: { name: string; message: string; part?: string; source?: string } };
+
+/**
+ * Parses the files in a worker, so that a large file does not freeze the page; where workers are
+ * missing, on this thread. A TensorFileError comes back as one.
+ */
+async function parseOffThread(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
+  if (typeof Worker === 'undefined') return parseKvFiles(files, layout, querySeed);
+  const worker = new Worker(new URL('./kv-file-worker.ts', import.meta.url), { type: 'module' });
+  try {
+    const reply = await new Promise<ParseReply>((resolve, reject) => {
+      worker.onmessage = (e: MessageEvent<ParseReply>) => resolve(e.data);
+      worker.onerror = (e) => reject(new Error(`the file reader stopped: ${e.message}`));
+      worker.postMessage({ files: [...files], layout, querySeed });
+    });
+    if (reply.ok) return { data: reply.data, name: reply.name };
+    const { error } = reply;
+    if (error.name === 'TensorFileError') {
+      const e = new TensorFileError(error.part ?? '', '', error.source ?? '');
+      Object.defineProperty(e, 'message', { value: error.message });
+      throw e;
+    }
+    throw new Error(error.message);
+  } finally {
+    worker.terminate();
+  }
+}
 
 export interface FileSourceEvents {
   /** A file parsed, or none is loaded now: `removed` by the user, or its load `failed`. */
   onData(data: KvData | null, name: string | null, how: 'loaded' | 'removed' | 'failed'): void;
   onError(error: unknown): void;
-}
-
-const NPY_NAMES = { 'k.npy': 'k', 'v.npy': 'v', 'q.npy': 'q', 'context_lens.npy': 'contextLens' } as const;
-
-/**
- * Largest K/V file(s) the page reads: 256 MiB. An accuracy run holds about twelve times the f32 K/V
- * (float64 copies, references, outputs; see the CLI's estimate), which is what a browser tab can
- * take; larger layers run through `npm run cli -- accuracy --file`.
- */
-export const MAX_KV_FILE_BYTES = 256 * 2 ** 20;
-
-/** Throws TensorFileError (before anything is read) when the files together exceed `limit` bytes. */
-export function refuseLarge(files: readonly Pick<File, 'name' | 'size'>[], limit = MAX_KV_FILE_BYTES): void {
-  const total = files.reduce((n, f) => n + f.size, 0);
-  if (total > limit) {
-    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-    throw new TensorFileError('files', `need ${mib(total)}, the page reads at most ${mib(limit)} (an accuracy run holds about 12× the K/V); try fewer tokens, or the CLI: npm run cli -- accuracy --file`, files.map((f) => f.name).join(' + '));
-  }
-}
-
-/** Parses the picked files with the library's loaders; throws TensorFileError for what it cannot use. */
-export async function parseKvFiles(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
-  const parsed = await parseWithLoaders(files, layout, querySeed);
-  const problem = headDimProblem(parsed.data.headDim);
-  if (problem) throw new TensorFileError("tensor 'k' last axis", problem, parsed.name);
-  return parsed;
-}
-
-async function parseWithLoaders(files: readonly File[], layout: KvFileLayout | undefined, querySeed: number): Promise<{ data: KvData; name: string }> {
-  refuseLarge(files);
-  const safetensors = files.find((f) => f.name.endsWith('.safetensors'));
-  if (safetensors) {
-    const bytes = new Uint8Array(await safetensors.arrayBuffer());
-    return { data: loadKvSafetensors(bytes, { layout, querySeed, source: safetensors.name }), name: safetensors.name };
-  }
-  const npy: Partial<Record<(typeof NPY_NAMES)[keyof typeof NPY_NAMES], Uint8Array>> = {};
-  for (const file of files) {
-    const key = NPY_NAMES[file.name as keyof typeof NPY_NAMES];
-    if (key) npy[key] = new Uint8Array(await file.arrayBuffer());
-  }
-  if (!npy.k || !npy.v) {
-    const names = files.map((f) => f.name).join(', ') || 'no file';
-    throw new TensorFileError('files', `got ${names}; expected one .safetensors file, or k.npy and v.npy (optional q.npy, context_lens.npy) picked together`, 'your selection');
-  }
-  const name = files.filter((f) => f.name in NPY_NAMES).map((f) => f.name).join(' + ');
-  return { data: loadKvNpy({ k: npy.k, v: npy.v, q: npy.q, contextLens: npy.contextLens }, { layout, querySeed, source: 'dropped files' }), name };
 }
 
 /** Wires #file-input, #drop-zone, #file-layout and #file-clear; keeps the last files to re-parse on a layout change. */
@@ -102,7 +87,7 @@ export class FileSource {
     const layout = layoutChoice === 'auto' ? undefined : (layoutChoice as KvFileLayout);
     this.status(`Reading ${files.map((f) => f.name).join(', ')}…`);
     try {
-      const { data, name } = await parseKvFiles(files, layout, this.querySeed());
+      const { data, name } = await parseOffThread(files, layout, this.querySeed());
       this.status(`Loaded ${data.description}`);
       byId('file-clear').hidden = false;
       this.events.onData(data, name, 'loaded');

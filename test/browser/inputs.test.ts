@@ -93,15 +93,18 @@ describe('strict inputs', () => {
     expect(await page.inputValue('#workload')).not.toBe('file');
   });
 
-  it('a file with a NaN in K is refused at load, naming the token, kv head and element', async () => {
+  it('a file with a NaN in K is refused at load, naming the token, kv head and element (parsed in a worker)', async () => {
     const { page } = suite.served;
     await openAdvanced(page);
+    const workers: string[] = [];
+    page.on('worker', (w) => workers.push(w.url()));
     const w = generateWorkload({ kind: 'gaussian', numQueryHeads: 4, numKvHeads: 2, headDim: 64, contextLens: [9], seed: 2 });
     w.k[(3 * 2 + 1) * 64 + 10] = Number.NaN; // token 3, kv head 1, element 10
     const bytes = Buffer.from(writeSafetensors({ k: { shape: [9, 2, 64], data: w.k }, v: { shape: [9, 2, 64], data: w.v } }));
     await page.setInputFiles('#file-input', { name: 'nan.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
     await page.waitForSelector('#error-panel:not([hidden])');
     expect(await page.textContent('#error-panel .error-message')).toMatch(/nan\.safetensors: .*not finite/);
+    expect(workers.some((url) => /kv-file-worker/.test(url)), `workers: ${workers.join(', ')}`).toBe(true);
     expect(await page.inputValue('#workload')).not.toBe('file');
   });
 
