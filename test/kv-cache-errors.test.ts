@@ -100,6 +100,8 @@ describe('runtime errors change nothing', () => {
     const tooMany = Math.ceil(ctx.limits.maxStorageBufferBindingSize / (8 * 2 * (64 / 8 + 1) * 4)) * 2;
     const attempt = PagedKvCache.create(ctx, { ...BASE, numPages: tooMany });
     await expect(attempt).rejects.toThrow(GpuError);
+    // refused before anything was allocated: the CLI reports it as an input to change (exit 2)
+    await expect(PagedKvCache.create(ctx, { ...BASE, numPages: tooMany })).rejects.toMatchObject({ kind: 'out-of-memory', beforeWork: true });
     await expect(PagedKvCache.create(ctx, { ...BASE, numPages: tooMany })).rejects.toThrow(/K cache .* needs .* more than this device's max\w+ of .*; at most .*% of this size would fit/);
   });
 

@@ -128,6 +128,8 @@ function describeFailure(name: string, err: unknown): { code: number; text: stri
   if (err instanceof KvConfigError || err instanceof TensorFileError || err instanceof KvCacheFullError || err instanceof CliInputError) {
     return { code: EXIT_USAGE, text: `${name}: ${oneLine(err.message)}` };
   }
+  // a size over the device's limits, refused before any allocation: an input to change (exit 2)
+  if (err instanceof GpuError && err.beforeWork) return { code: EXIT_USAGE, text: `${name}: ${oneLine(err.message)}` };
   if (err instanceof GpuError) return { code: EXIT_FAILURE, text: `${name}: GPU failure (${err.kind}): ${oneLine(err.message)}${debugHint(err)}` };
   const message = err instanceof Error ? err.message : String(err);
   return { code: EXIT_FAILURE, text: `${name}: internal error: ${oneLine(message)}${debugHint(err)}` };

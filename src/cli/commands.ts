@@ -5,7 +5,8 @@
  * the adapter, and turning thrown errors into exit codes:
  *
  *   KvConfigError, KvCacheFullError, TensorFileError, CliInputError (src/cli/output-file.ts),
- *   node:util parseArgs errors                                                   → 2 (bad input)
+ *   a GpuError with beforeWork (a size over the device's limits), node:util parseArgs errors
+ *                                                                                → 2 (bad input)
  *   GpuError and anything else                                                   → 1 (failure)
  *
  * @example a new command (src/cli/bench.ts), then `bench: benchCommand,` below:

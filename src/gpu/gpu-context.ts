@@ -73,6 +73,8 @@ export class GpuError extends Error {
   constructor(
     message: string,
     readonly kind: 'validation' | 'out-of-memory' | 'internal' | 'device-lost' | 'no-webgpu',
+    /** Refused by a check against the device's limits before anything was allocated (a size to change, not a fault). */
+    readonly beforeWork = false,
   ) {
     super(message);
     this.name = 'GpuError';

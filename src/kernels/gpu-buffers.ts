@@ -20,6 +20,7 @@ export function checkBufferFits(ctx: GpuContext, what: string, bytes: number, bo
       `${what} needs ${formatBytes(bytes)}, more than this device's ${limitName} of ${formatBytes(limit)}; ` +
         `at most ${(100 * limit / bytes).toFixed(1)}% of this size would fit`,
       'out-of-memory',
+      true,
     );
   }
 }
