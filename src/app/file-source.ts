@@ -8,8 +8,15 @@ import type { KvData, KvFileLayout } from '../accuracy/kv-file';
 import { TensorFileError } from '../io/safetensors';
 import { byId } from './dom';
 import { parseKvFiles } from './kv-file-parse';
+import modelKvLayer0 from '../../model/run/kv-layer0.safetensors?url';
+import modelKvLayer1 from '../../model/run/kv-layer1.safetensors?url';
+import modelKvLayer2 from '../../model/run/kv-layer2.safetensors?url';
+import modelKvLayer3 from '../../model/run/kv-layer3.safetensors?url';
 
 export { MAX_KV_FILE_BYTES, refuseLarge } from './kv-file-parse';
+
+/** The K/V the model trained here (model/run) wrote on held-out text, one file per layer (assets of the build). */
+const MODEL_KV_URLS = [modelKvLayer0, modelKvLayer1, modelKvLayer2, modelKvLayer3];
 
 /** What the worker answers: the parsed data, or the error's parts (classes do not cross threads). */
 export type ParseReply = { ok: true; data: KvData; name: string } | { ok: false; error: { name: string; message: string; part?: string; source?: string } };
@@ -67,6 +74,7 @@ export class FileSource {
     byId<HTMLSelectElement>('file-layout').addEventListener('change', () => {
       if (this.files.length) void this.load(this.files);
     });
+    byId('model-kv-load').addEventListener('click', () => void this.loadModelLayer(Number(byId<HTMLSelectElement>('model-kv-layer').value)));
     byId('file-clear').addEventListener('click', () => {
       this.files = [];
       fileInput.value = '';
@@ -78,6 +86,19 @@ export class FileSource {
 
   private status(text: string): void {
     byId('file-status').textContent = text;
+  }
+
+  /** Loads the trained model's K/V of `layer` as if its file had been picked. */
+  async loadModelLayer(layer: number): Promise<void> {
+    this.status(`Fetching the trained model's layer ${layer}…`);
+    try {
+      const response = await fetch(MODEL_KV_URLS[layer]);
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      await this.load([new File([await response.arrayBuffer()], `model-kv-layer${layer}.safetensors`)]);
+    } catch (e) {
+      this.status('No file loaded: the model\'s K/V could not be fetched.');
+      this.events.onError(new Error(`the trained model's layer ${layer} could not be fetched: ${(e as Error).message}`));
+    }
   }
 
   async load(files: File[]): Promise<void> {

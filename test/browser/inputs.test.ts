@@ -93,6 +93,18 @@ describe('strict inputs', () => {
     expect(await page.inputValue('#workload')).not.toBe('file');
   });
 
+  it("the trained model's K/V (model/run) loads as a file: head_dim 128 and its blocks", async () => {
+    const { page } = suite.served;
+    await openAdvanced(page);
+    await page.selectOption('#model-kv-layer', '2');
+    await page.click('#model-kv-load');
+    await page.waitForFunction(() => document.getElementById('file-status')?.textContent?.startsWith('Loaded'));
+    expect(await page.textContent('#file-status')).toMatch(/model-kv-layer2\.safetensors: 4 seq \(lens 512, 512, 512, 512; 2048 tokens\), Hq=4, Hkv=1, D=128/);
+    expect(await page.inputValue('#workload')).toBe('file');
+    expect(await page.$$eval('#block option', (options) => options.map((o) => (o as HTMLOptionElement).value))).toEqual(['16', '32', '64', '128']);
+    await page.click('#file-clear');
+  });
+
   it('a file with a NaN in K is refused at load, naming the token, kv head and element (parsed in a worker)', async () => {
     const { page } = suite.served;
     await openAdvanced(page);
