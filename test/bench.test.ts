@@ -103,6 +103,11 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(sweepPoints({ presets: ['llama-3.1-8b'], methods: ['fp16', 'int4'], batches: [1, 256], contexts: [512, 2048, 32768] })).toHaveLength(12);
     expect(findPreset('Qwen3-8B')).toBe('qwen3-8b');
     expect(findPreset('gpt-5')).toBeNull();
+    // the accuracy lab's ids name the same methods here (one vocabulary)
+    const [point] = sweepPoints({ presets: ['llama-3.1-8b'], methods: parseBenchArgs(['--methods', 'int4-hadamard-b64-kv-q8']).sweep.methods, batches: [1], contexts: [8] });
+    expect(point).toMatchObject({ method: 'int4-hadamard', hadamardBlock: 64, rotateV: true, queryInt8: true });
+    expect(variantLabel(resolvePoint(point))).toBe('int4-hadamard-kv-q8/B64');
+    expect(() => parseBenchArgs(['--methods', 'int4-hadamard-b48'])).toThrow(/unknown method 'int4-hadamard-b48'/);
     expect(variantLabel(resolvePoint({ preset: 'tiny-d64', method: 'int4-hadamard', rotateV: true, batch: 1, context: 1 }))).toBe('int4-hadamard-kv');
     expect(resolvePoint({ preset: 'tiny-d64', method: 'int4-hadamard', batch: 1, context: 1 }).hadamardBlock).toBe(64); // the largest power of two ≤ 128 dividing D
     expect(variantLabel(resolvePoint({ preset: 'llama-2-7b', method: 'int4-hadamard', hadamardBlock: 16, batch: 1, context: 1 }))).toBe('int4-hadamard/B16');

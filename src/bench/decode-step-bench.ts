@@ -22,7 +22,7 @@ import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers'
 import type { DecodeKernelKind, DecodeTuning } from '../kernels/decode-tuning';
 import { describePlan } from '../kernels/decode-plan';
 import { getPipeline } from '../kernels/pipeline-cache';
-import { BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, type CacheLayout, type KvMethod } from '../layout';
+import { BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, type CacheLayout, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
 import { measureGpu, type GpuTiming, type MeasureOptions, type TimingMethod } from './gpu-timer';
 
@@ -33,19 +33,28 @@ import { measureGpu, type GpuTiming, type MeasureOptions, type TimingMethod } fr
 export { findPreset, MODEL_PRESETS, PRESET_NAMES, type ModelPreset, type PresetName } from '../models';
 import { MODEL_PRESETS, PRESET_NAMES, type PresetName } from '../models';
 
-/** Bench variants: the KV methods, plus int4-hadamard with V rotated too. */
+/**
+ * Bench variants: the KV methods, int4-hadamard with V rotated too, and the int8-query methods. The
+ * accuracy lab's ids with an explicit block (`int4-hadamard-b{B}[-kv][-q8]`, src/accuracy/methods.ts) are
+ * taken as well, so one id names one method on every surface (random signs are the accuracy lab's only).
+ */
 export const BENCH_METHODS = ['fp16', 'int4', 'int4-hadamard', 'int4-hadamard-kv', 'int4-q8', 'int4-hadamard-q8'] as const;
-export type BenchMethod = (typeof BENCH_METHODS)[number];
+export type BenchMethod = (typeof BENCH_METHODS)[number] | `int4-hadamard-b${number}${'' | '-kv'}${'' | '-q8'}`;
+
+const BLOCK_ID = /^int4-hadamard-b(\d+)(-kv)?(-q8)?$/;
 
 export function isBenchMethod(name: string): name is BenchMethod {
-  return (BENCH_METHODS as readonly string[]).includes(name);
+  const block = BLOCK_ID.exec(name);
+  return (BENCH_METHODS as readonly string[]).includes(name) || (block !== null && (HADAMARD_BLOCKS as readonly number[]).includes(Number(block[1])));
 }
 
-export function benchMethodSpec(name: BenchMethod): { method: KvMethod; rotateV: boolean; queryInt8: boolean } {
+export function benchMethodSpec(name: BenchMethod): { method: KvMethod; rotateV: boolean; queryInt8: boolean; hadamardBlock?: number } {
+  const block = BLOCK_ID.exec(name);
+  if (block) return { method: 'int4-hadamard', rotateV: block[2] !== undefined, queryInt8: block[3] !== undefined, hadamardBlock: Number(block[1]) };
   if (name === 'int4-hadamard-kv') return { method: 'int4-hadamard', rotateV: true, queryInt8: false };
   if (name === 'int4-q8') return { method: 'int4', rotateV: false, queryInt8: true };
   if (name === 'int4-hadamard-q8') return { method: 'int4-hadamard', rotateV: false, queryInt8: true };
-  return { method: name, rotateV: false, queryInt8: false };
+  return { method: name as KvMethod, rotateV: false, queryInt8: false };
 }
 
 export interface DecodeStepPoint {
@@ -136,7 +145,7 @@ export function sweepPoints(spec: SweepSpec): DecodeStepPoint[] {
         for (const context of spec.contexts) {
           for (const name of spec.methods) {
             const point: DecodeStepPoint = { preset, ...benchMethodSpec(name), batch, context, pageSize };
-            if (spec.hadamardBlock !== undefined) point.hadamardBlock = spec.hadamardBlock;
+            if (spec.hadamardBlock !== undefined && point.hadamardBlock === undefined) point.hadamardBlock = spec.hadamardBlock;
             points.push(point);
           }
         }

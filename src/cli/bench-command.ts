@@ -129,7 +129,7 @@ export function parseBenchArgs(args: string[]): BenchArgs {
         break;
       case '--methods':
         sweep.methods = value.split(',').map((name) => {
-          if (!isBenchMethod(name.trim())) throw new BenchUsageError(`unknown method '${name}'; known: ${BENCH_METHODS.join(', ')}`);
+          if (!isBenchMethod(name.trim())) throw new BenchUsageError(`unknown method '${name}'; known: ${BENCH_METHODS.join(', ')}, int4-hadamard-b{16,32,64,128}[-kv][-q8]`);
           return name.trim() as BenchMethod;
         });
         break;
