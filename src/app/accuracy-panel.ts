@@ -15,7 +15,8 @@ import { accuracyMethodIds, accuracySizeProblem, type AppConfig } from './config
 import { byId, el } from './dom';
 import { throwIfAborted } from './errors';
 import { fileStamp, showDownloads, toCsv } from './export';
-import { channelCaption, channelSpec, channelStats, paretoSpec, type ChannelStats } from './figures';
+import { channelStats, type ChannelStats } from '../accuracy/channel-stats';
+import { channelCaption, channelSpec, paretoSpec } from './figures';
 import { formatNumber, renderTable, type Column } from './tables';
 
 /** Reports a step of a run: value of max, and a line of text. */

@@ -3,56 +3,15 @@
  *
  *   paretoSpec     bits per element against output error, one point per method of the report, with
  *                  the Pareto frontier (the methods no other beats on both): memory against accuracy.
- *   channelStats   per-channel RMS of K for one kv head of the current workload, before and after the
- *                  block-diagonal Hadamard rotation the INT4 + Hadamard method applies (the library's
- *                  float64 rotate() of src/reference/hadamard.ts): why the rotation works.
+ *   channelSpec    per-channel RMS of K for one kv head of the current workload, before and after the
+ *                  block-diagonal Hadamard rotation the INT4 + Hadamard method applies
+ *                  (channelStats, src/accuracy/channel-stats.ts): why the rotation works.
  */
 import type { AccuracyReport, AccuracyWorkload, MethodAccuracy } from '../accuracy/accuracy-lab';
-import { rotate } from '../reference/hadamard';
+import { channelStats, spread, type ChannelStats } from '../accuracy/channel-stats';
 import type { ChartSeries, ChartSpec } from './charts';
 import { formatNumber } from './tables';
 
-/** The kv head whose channels the figure shows (every head has its own outlier channels). */
-export const CHANNEL_FIGURE_KV_HEAD = 0;
-
-export interface ChannelStats {
-  kvHead: number;
-  block: number;
-  tokens: number;
-  /** RMS over tokens of each channel, before the rotation. */
-  before: number[];
-  /** The same after rotating every row (x·H, blocks of `block`). */
-  after: number[];
-}
-
-/** RMS per channel of K[:, kvHead, :] before and after the rotation (the total energy is the same: H is orthogonal). */
-export function channelStats(w: AccuracyWorkload, block: number, kvHead = CHANNEL_FIGURE_KV_HEAD): ChannelStats {
-  const { numKvHeads: hkv, headDim: d } = w;
-  const tokens = w.k.length / (hkv * d);
-  const before = new Float64Array(d);
-  const after = new Float64Array(d);
-  for (let t = 0; t < tokens; t++) {
-    const row = w.k.subarray((t * hkv + kvHead) * d, (t * hkv + kvHead + 1) * d);
-    const rotated = rotate(row, block);
-    for (let c = 0; c < d; c++) {
-      before[c] += row[c] * row[c];
-      after[c] += rotated[c] * rotated[c];
-    }
-  }
-  const rms = (sums: Float64Array) => Array.from(sums, (s) => Math.sqrt(s / tokens));
-  return { kvHead, block, tokens, before: rms(before), after: rms(after) };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** Largest channel RMS over the median one: how far the per-token INT4 range must stretch. */
-export function spread(values: readonly number[]): number {
-  return Math.max(...values) / median(values);
-}
 
 export function channelSpec(stats: ChannelStats): ChartSpec {
   const channels = stats.before.map((_, c) => c);

@@ -9,7 +9,8 @@ import { parseArgs } from 'node:util';
 import { runAccuracy, type AccuracyReport, type AccuracyWorkload } from '../accuracy/accuracy-lab';
 import { DEFAULT_QUERY_GROUP, KV_FILE_LAYOUTS, loadKvNpy, loadKvSafetensors, type KvFileLayout } from '../accuracy/kv-file';
 import { METHOD_GROUPS, methodFitsHeadDim, resolveMethods, UnknownMethodError, type MethodSpec } from '../accuracy/methods';
-import { DEFAULT_PAGE_SIZE } from '../layout';
+import { defaultHadamardBlock, DEFAULT_PAGE_SIZE } from '../layout';
+import { channelStats, spread } from '../accuracy/channel-stats';
 import { generateWorkload, isWorkloadKind, WORKLOAD_KINDS, type WorkloadKind } from '../workloads/synthetic';
 import { describePresets, findPreset, MODEL_PRESETS, PRESET_NAMES } from '../models';
 import type { CliCommand } from './commands';
@@ -210,8 +211,13 @@ export const accuracyCommand: CliCommand = {
       if (p.stage === 'done') process.stderr.write(`  [${p.index + 1}/${p.total}] ${p.methodId} (${Math.round(p.result?.gpuMs ?? 0)} ms on the GPU)\n`);
     });
     process.stdout.write(`${formatAccuracyTable(report)}\n`);
+    // why the rotation helps (or not) on this data: the K channels of one kv head before and after it
+    const block = defaultHadamardBlock(workload.headDim);
+    const channels = channelStats(workload, block);
+    process.stdout.write(`K channel RMS, kv head ${channels.kvHead}: largest / median ${spread(channels.before).toFixed(2)} before the rotation, ${spread(channels.after).toFixed(2)} after Hadamard B=${block}\n`);
     if (values.json !== undefined) {
-      writeFileAtomic(values.json, `${JSON.stringify(report, null, 2)}\n`);
+      const kChannels = { ...channels, spreadBefore: spread(channels.before), spreadAfter: spread(channels.after) };
+      writeFileAtomic(values.json, `${JSON.stringify({ ...report, kChannels }, null, 2)}\n`);
       process.stderr.write(`accuracy: wrote ${values.json}\n`);
     }
     return 0;

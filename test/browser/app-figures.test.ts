@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import type { MethodAccuracy } from '../../src/accuracy/accuracy-lab';
 import { generateWorkload } from '../../src/workloads/synthetic';
-import { channelStats, paretoFrontier, spread } from '../../src/app/figures';
+import { channelStats, spread } from '../../src/accuracy/channel-stats';
+import { paretoFrontier } from '../../src/app/figures';
 import { formatTick, LOG_PAD_DECADES, logRange, logTickValues } from '../../src/app/ticks';
 
 describe('axis ticks', () => {
