@@ -20,9 +20,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let token = row / NUM_KV_HEADS;
   let kv_head = row % NUM_KV_HEADS;
   let slot = slots[token];
-  let word_index = (slot / PAGE_SIZE) * PAGE_WORDS + (kv_head * PAGE_SIZE + slot % PAGE_SIZE) * ROW_WORDS + lane;
+  let word_in_page = (kv_head * PAGE_SIZE + slot % PAGE_SIZE) * ROW_WORDS + lane;
   let element = row * HEAD_DIM + 2u * lane;
   let is_v = wid.y == 1u;
   let x = select(vec2<f32>(new_k[element], new_k[element + 1u]), vec2<f32>(new_v[element], new_v[element + 1u]), is_v);
-  store_cache_word(is_v, word_index, f16_bits(x.x) | (f16_bits(x.y) << 16u));
+  store_cache_word(is_v, slot / PAGE_SIZE, word_in_page, f16_bits(x.x) | (f16_bits(x.y) << 16u));
 }

@@ -108,7 +108,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let slot = slots[token];
   let page = slot / PAGE_SIZE;
   let row_slot = kv_head * PAGE_SIZE + slot % PAGE_SIZE;
-  let row_start = page * PAGE_WORDS + row_slot * ROW_WORDS;
+  let row_start = row_slot * ROW_WORDS;  // in the page
 
   // 5. pack and store
   if (CODE_BITS == 4u) {
@@ -116,17 +116,17 @@ fn main(@builtin(local_invocation_index) lid: u32,
     for (var e = 0u; e < 8u; e++) {  // unroll
       word |= (codes[e] & 0xfu) << (8u * (e % 4u) + select(0u, 4u, e >= 4u));  // NIBBLE ORDER
     }
-    store_cache_word(is_v, row_start + lane, word);
+    store_cache_word(is_v, page, row_start + lane, word);
   } else {
     for (var w = 0u; w < 2u; w++) {  // unroll
       var word = 0u;
       for (var j = 0u; j < 4u; j++) {  // unroll
         word |= (codes[4u * w + j] & 0xffu) << (8u * j);  // BYTE ORDER
       }
-      store_cache_word(is_v, row_start + 2u * lane + w, word);
+      store_cache_word(is_v, page, row_start + 2u * lane + w, word);
     }
   }
   if (lane % GROUP_LANES == 0u) {
-    store_cache_word(is_v, page * PAGE_WORDS + SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_bits | (min_bits << 16u));
+    store_cache_word(is_v, page, SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_bits | (min_bits << 16u));
   }
 }

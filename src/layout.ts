@@ -181,3 +181,27 @@ export function layoutConstants(layout: CacheLayout) {
     SCALE_MIN_WORDS: layout.scaleMinWords,
   };
 }
+
+/**
+ * How one K or V pool is spread over storage buffers: whole pages, pagesPerBuffer in each, page p in
+ * buffer ⌊p / pagesPerBuffer⌋ at page p mod pagesPerBuffer. One buffer when the pool fits one binding
+ * (maxStorageBufferBindingSize: 2 GiB on an H200, 128 MiB on many phones).
+ */
+export interface PoolSplit {
+  numBuffers: number;
+  pagesPerBuffer: number;
+}
+
+/** The fewest buffers of at most `maxBindingBytes` (and at most `maxPagesPerBuffer` pages) each. */
+export function poolSplit(layout: CacheLayout, maxBindingBytes: number, maxPagesPerBuffer = Infinity): PoolSplit {
+  const pageBytes = layout.pageWords * BYTES_PER_WORD;
+  const pagesPerBuffer = Math.min(layout.numPages, Math.floor(maxBindingBytes / pageBytes), maxPagesPerBuffer);
+  if (!(pagesPerBuffer >= 1)) throw new RangeError(`one page of ${pageBytes} bytes is larger than a binding of ${maxBindingBytes} bytes`);
+  return { numBuffers: Math.ceil(layout.numPages / pagesPerBuffer), pagesPerBuffer };
+}
+
+/** Bytes of buffer `i` of a split pool (the last one holds the remaining pages). */
+export function poolBufferBytes(layout: CacheLayout, split: PoolSplit, i: number): number {
+  const pages = Math.min(split.pagesPerBuffer, layout.numPages - i * split.pagesPerBuffer);
+  return pages * layout.pageWords * BYTES_PER_WORD;
+}

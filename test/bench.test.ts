@@ -70,6 +70,9 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(skip?.reason).toMatch(/maxStorageBufferBindingSize/);
     expect(skip?.wouldFit).toEqual({ maxContextAtBatch: 1024 * 16 - 1, maxBatchAtContext: 1 });
     expect(checkPointFits(limits, { ...point, batch: 1 }, 64 * GiB)).toBeNull();
+    // a device that binds 12 storage buffers per stage spreads each pool over up to 3 buffers
+    expect(checkPointFits({ ...limits, maxStorageBuffersPerShaderStage: 12 }, point, 64 * GiB)).toBeNull(); // 8196 pages ≤ 3 × 4096
+    expect(checkPointFits({ ...limits, maxStorageBuffersPerShaderStage: 12 }, { ...point, batch: 8 }, 64 * GiB)?.reason).toMatch(/over 3 × this device's maxStorageBufferBindingSize/);
     // The bench's own cache budget: 256 MiB of K+V is 4096 pages of each pool, the same numbers.
     const big = { ...limits, maxStorageBufferBindingSize: 4 * GiB };
     const byBudget = checkPointFits(big, point, 256 * MiB);

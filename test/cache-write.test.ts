@@ -56,6 +56,9 @@ const CASES: WriteCase[] = [
   { config: { method: 'int4-g32', headDim: 32, numQueryHeads: 3, numKvHeads: 3, pageSize: 8 }, tokens: 17, outlierScale: 20 },
   { config: { method: 'int4-g32', headDim: 128, numQueryHeads: 4, numKvHeads: 2, pageSize: 16 }, tokens: 40, outlierScale: 20 },
   { config: { method: 'int4-g32', headDim: 256, numQueryHeads: 2, numKvHeads: 1, pageSize: 8 }, tokens: 11 },
+  // pools over 3 storage buffers (shuffled pages: a sequence's rows land in every buffer)
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 2, pageSize: 8, hadamardBlock: 64, rotateV: true, maxPagesPerBuffer: 3 }, tokens: 40, outlierScale: 20 },
+  { config: { method: 'fp16', headDim: 96, numQueryHeads: 3, numKvHeads: 3, pageSize: 8, maxPagesPerBuffer: 2 }, tokens: 19 },
 ];
 const INT8_CASE = CASES[10];
 const INT4_G32_CASE = CASES[13];
@@ -63,7 +66,7 @@ const INT4_G32_CASE = CASES[13];
 describe('cache-write kernels: bytes equal the reference encoding', () => {
   for (const c of CASES) {
     const cfg = c.config;
-    const name = `${cfg.method} D=${cfg.headDim} Hkv=${cfg.numKvHeads} P=${cfg.pageSize} B=${cfg.hadamardBlock ?? '-'} rotateV=${cfg.rotateV ?? false} signs=${cfg.hadamardSignSeed ?? 'none'} N=${c.tokens}`;
+    const name = `${cfg.method} D=${cfg.headDim} Hkv=${cfg.numKvHeads} P=${cfg.pageSize} B=${cfg.hadamardBlock ?? '-'} rotateV=${cfg.rotateV ?? false} signs=${cfg.hadamardSignSeed ?? 'none'} N=${c.tokens}${cfg.maxPagesPerBuffer ? ` ≤${cfg.maxPagesPerBuffer} pages/buffer` : ''}`;
     it(name, async () => {
       const { words, k, v, rowsOf, cache, cfg: methodCfg } = await writeAndRead(c);
       expect(compareCacheRows(cache.layout, methodCfg, words.k, rowsOf(k), true)).toEqual([]);

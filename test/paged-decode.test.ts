@@ -237,3 +237,40 @@ describe('int8 query (the -q8 methods) vs float64 references with the same int8 
     cache.destroy();
   });
 });
+
+describe('pools over several storage buffers (maxPagesPerBuffer forces the split into 3)', () => {
+  const POOL_CASES: KernelCase[] = [
+    { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16, maxPagesPerBuffer: 15 }, contextLens: [1, 77, 530], seed: 51 },
+    { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 8, rotateV: true, hadamardSignSeed: 3, maxPagesPerBuffer: 10 }, contextLens: [9, 130, 41], seed: 52, numSplits: 3 },
+    { config: { method: 'fp16', headDim: 96, numQueryHeads: 12, numKvHeads: 3, pageSize: 16, maxPagesPerBuffer: 8 }, contextLens: [50, 17, 200], seed: 53 },
+    { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 16, numKvHeads: 4, pageSize: 16, queryInt8: true, maxPagesPerBuffer: 9 }, contextLens: [300, 33], seed: 54, integerQueries: true },
+  ];
+  for (const c of POOL_CASES) {
+    it(`${c.config.method}${c.config.queryInt8 ? '-q8' : ''} D=${c.config.headDim} lens=${c.contextLens}, ≤ ${c.config.maxPagesPerBuffer} pages per buffer`, async () => {
+      const ctx = await subgroupTestGpu();
+      const run = await runKernelCase(ctx, c);
+      try {
+        expect(run.cache.pool.numBuffers).toBe(3); // SwiftShader binds 12 storage buffers per stage: 3 per pool at most
+        expect(run.cache.kPool).toHaveLength(run.cache.pool.numBuffers);
+        // a sequence's (shuffled) pages lie in several buffers
+        const buffersOf = (seq: number) => new Set(Array.from(run.cache.allocator.blockTable(seq), (p) => Math.floor(p / run.cache.pool.pagesPerBuffer)));
+        expect(Math.max(...run.seqIds.map((s) => buffersOf(s).size))).toBeGreaterThan(1);
+        expect(run.cache.planAttention(run.seqIds).variant.key).toMatch(/\/pool\d+x\d+$/);
+        expectDecodeMatchesReferences(run, c);
+      } finally {
+        run.cache.destroy();
+      }
+    });
+  }
+
+  it('a split pool is refused where no kernel reads it, with what fits', async () => {
+    const ctx = await subgroupTestGpu();
+    const base = { headDim: 64, numQueryHeads: 4, numKvHeads: 2, numPages: 8, maxPagesPerBuffer: 3 };
+    await expect(PagedKvCache.create(ctx, { ...base, method: 'int8' })).rejects.toThrow(/needs 3 storage buffers .* read by the subgroup decode kernel .* only; at most \d+ pages fit one buffer/);
+    const cache = await PagedKvCache.create(ctx, { ...base, method: 'int4' });
+    const seq = cache.createSequence();
+    await cache.append([seq], [3], new Float32Array(3 * 128), new Float32Array(3 * 128));
+    expect(() => cache.planAttention([seq], { kernel: 'workgroup' })).toThrow(/a cache over several buffers is read by the subgroup decode kernel, not the workgroup kernel/);
+    cache.destroy();
+  });
+});

@@ -22,6 +22,7 @@ import { bindBuffers, formatBytes, storageBuffer } from '../kernels/gpu-buffers'
 import type { DecodeKernelKind, DecodeTuning } from '../kernels/decode-tuning';
 import { describePlan } from '../kernels/decode-plan';
 import { getPipeline } from '../kernels/pipeline-cache';
+import { DECODE_STORAGE_BINDINGS } from '../kernels/cache-pool';
 import { BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, type CacheLayout, type KvMethod } from '../layout';
 import { SeededRandom } from '../reference/random';
 import { measureGpu, type GpuTiming, type MeasureOptions, type TimingMethod } from './gpu-timer';
@@ -242,6 +243,8 @@ export interface DeviceLimitsForFit {
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
   maxComputeWorkgroupsPerDimension: number;
+  /** Bounds how many buffers a pool may span (absent: WebGPU's default of 8, one buffer per pool). */
+  maxStorageBuffersPerShaderStage?: number;
 }
 
 export interface SkipInfo {
@@ -262,12 +265,14 @@ export function checkPointFits(limits: DeviceLimitsForFit, point: ResolvedPoint,
   const perPage = pageBytes(layout);
   const bufferLimit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   const limitName = limits.maxStorageBufferBindingSize < limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
-  const pagesByLimit = Math.floor(bufferLimit / perPage);
+  // a pool may span several buffers, as many as the decode kernel can bind (src/kernels/cache-pool.ts)
+  const maxBuffers = Math.max(1, Math.floor(((limits.maxStorageBuffersPerShaderStage ?? DECODE_STORAGE_BINDINGS) - DECODE_STORAGE_BINDINGS) / 2) + 1);
+  const pagesByLimit = Math.floor(bufferLimit / perPage) * maxBuffers;
   const pagesByBudget = Math.floor(maxCacheBytes / (2 * perPage));
   const maxPages = Math.min(pagesByLimit, pagesByBudget);
   if (layout.numPages <= maxPages) return null;
   const reason = pagesByLimit < layout.numPages
-    ? `each of the K and V pools needs ${formatBytes(layout.bufferBytes)}, over this device's ${limitName} of ${formatBytes(bufferLimit)}`
+    ? `each of the K and V pools needs ${formatBytes(layout.bufferBytes)}, over ${maxBuffers} × this device's ${limitName} of ${formatBytes(bufferLimit)}`
     : `the K and V pools need ${formatBytes(2 * layout.bufferBytes)}, over the bench's cache budget of ${formatBytes(maxCacheBytes)}`;
   const seqPages = pagesPerSequence(point.context + 1, point.pageSize);
   const maxContextAtBatch = Math.floor(maxPages / point.batch) * point.pageSize - 1;

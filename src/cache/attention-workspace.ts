@@ -11,6 +11,7 @@
  */
 import { withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { checkBufferFits, writeFloats } from '../kernels/gpu-buffers';
+import { poolExtras } from '../kernels/cache-pool';
 import { bindDecode, decodeParams, encodeDecode, mergeParams, mergeVariant, type BoundDecode, type DecodeShape } from '../kernels/paged-decode';
 import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention } from './paged-kv-cache';
 
@@ -62,6 +63,7 @@ export class AttentionWorkspace {
       q: slot('q', qBytes, 'storage'),
       kCache: this.cache.kBuffer,
       vCache: this.cache.vBuffer,
+      poolExtras: poolExtras(this.cache.kPool, this.cache.vPool),
       blockTables: slot('blockTables', packed.blockTables.byteLength, 'storage'),
       contextLens: slot('contextLens', packed.contextLens.byteLength, 'storage'),
       out: slot('out', qBytes, 'storage'),

@@ -12,8 +12,8 @@
  */
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import {
-  BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod,
-  ALL_KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type CacheLayout, type KvMethod,
+  BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod, isKvMethod,
+  ALL_KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, poolBufferBytes, poolSplit, type CacheLayout, type KvMethod, type PoolSplit,
 } from '../layout';
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
@@ -23,6 +23,7 @@ import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type De
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { AttentionWorkspace } from './attention-workspace';
+import { DECODE_STORAGE_BINDINGS, poolExtras, storageBindings } from '../kernels/cache-pool';
 import { KvCacheFullError, MAX_POOL_PAGES, PageAllocator, type PackedBlockTables } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -53,10 +54,17 @@ export interface KvCacheConfig {
    * accuracy cost the accuracy lab reports (docs/numeric-contract.md, "Int8 query").
    */
   queryInt8?: boolean;
+  /**
+   * At most this many pages per storage buffer of a pool (default: as many as one binding holds). A pool
+   * larger than one binding is spread over several buffers (read by the subgroup decode kernel); tests
+   * force a small value to spread a sequence's pages over buffers.
+   */
+  maxPagesPerBuffer?: number;
 }
 
-export type ResolvedKvCacheConfig = Required<Omit<KvCacheConfig, 'pageShuffleSeed' | 'hadamardSignSeed'>> & {
+export type ResolvedKvCacheConfig = Required<Omit<KvCacheConfig, 'pageShuffleSeed' | 'hadamardSignSeed' | 'maxPagesPerBuffer'>> & {
   pageShuffleSeed?: number;
+  maxPagesPerBuffer?: number;
   hadamardSignSeed: number | null;
 };
 
@@ -120,6 +128,7 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
   if (seed !== null && !rotating) throw new KvConfigError(`hadamardSignSeed needs method int4-hadamard (method is ${config.method})`);
   if (seed !== null) requireInt('hadamardSignSeed', seed, 0, MAX_SIGN_SEED);
   if (config.pageShuffleSeed !== undefined) requireInt('pageShuffleSeed', config.pageShuffleSeed, 0, MAX_SIGN_SEED);
+  if (config.maxPagesPerBuffer !== undefined) requireInt('maxPagesPerBuffer', config.maxPagesPerBuffer, 1, MAX_POOL_PAGES);
   if (config.queryInt8 && config.method !== 'int4' && !rotating) throw new KvConfigError(`queryInt8 needs method int4 or int4-hadamard (method is ${config.method})`);
   return {
     method: config.method,
@@ -134,6 +143,7 @@ export function resolveKvCacheConfig(config: KvCacheConfig): ResolvedKvCacheConf
     pageShuffleSeed: config.pageShuffleSeed,
     useSubgroups: config.useSubgroups ?? true,
     queryInt8: Boolean(config.queryInt8),
+    ...(config.maxPagesPerBuffer !== undefined ? { maxPagesPerBuffer: config.maxPagesPerBuffer } : {}),
   };
 }
 
@@ -182,10 +192,12 @@ export class PagedKvCache {
   readonly allocator: PageAllocator;
   /** ±1 per element, or null. */
   readonly signs: Int8Array | null;
-  /** [numPages * pageWords] u32 K pages (see src/layout.ts) */
-  readonly kBuffer: GPUBuffer;
-  /** [numPages * pageWords] u32 V pages */
-  readonly vBuffer: GPUBuffer;
+  /** How the K and V pools are spread over buffers (one each unless a pool exceeds a binding). */
+  readonly pool: PoolSplit;
+  /** K pages, [pagesPerBuffer * pageWords] u32 per buffer (see src/layout.ts poolSplit) */
+  readonly kPool: GPUBuffer[];
+  /** V pages, likewise */
+  readonly vPool: GPUBuffer[];
   /** The random signs as bits (bit d set = −1), as the kernels' uniforms take them. */
   readonly signBitWords: Uint32Array;
   private defaultWorkspace: AttentionWorkspace | null = null;
@@ -196,12 +208,44 @@ export class PagedKvCache {
     readonly config: ResolvedKvCacheConfig,
   ) {
     this.layout = cacheLayout(config);
-    checkBufferFits(ctx, `the ${config.method} K cache (${config.numPages} pages of ${config.pageSize} tokens)`, this.layout.bufferBytes);
+    this.pool = this.checkPool(config);
     this.allocator = new PageAllocator(config.numPages, config.pageSize, config.pageShuffleSeed === undefined ? {} : { shuffleSeed: config.pageShuffleSeed });
     this.signs = config.hadamardSignSeed === null ? null : randomSigns(config.headDim, config.hadamardSignSeed);
     this.signBitWords = signBits(this.signs, MAX_HEAD_DIM);
-    this.kBuffer = storageBuffer(ctx, 'K cache', this.layout.bufferBytes);
-    this.vBuffer = storageBuffer(ctx, 'V cache', this.layout.bufferBytes);
+    const buffers = (kv: 'K' | 'V') => Array.from({ length: this.pool.numBuffers }, (_, i) => storageBuffer(ctx, this.pool.numBuffers === 1 ? `${kv} cache` : `${kv} cache ${i}`, poolBufferBytes(this.layout, this.pool, i)));
+    this.kPool = buffers('K');
+    this.vPool = buffers('V');
+  }
+
+  /** K pool buffer 0 (the whole K pool unless it is spread over several buffers). */
+  get kBuffer(): GPUBuffer {
+    return this.kPool[0];
+  }
+
+  get vBuffer(): GPUBuffer {
+    return this.vPool[0];
+  }
+
+  /** The pool split for `config` on this device, with a clear error where it cannot be read. */
+  private checkPool(config: ResolvedKvCacheConfig): PoolSplit {
+    const ctx = this.ctx;
+    const binding = Math.min(ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxBufferSize);
+    const what = `the ${config.method} K cache (${config.numPages} pages of ${config.pageSize} tokens, ${formatBytes(this.layout.bufferBytes)})`;
+    const split = poolSplit(this.layout, binding, config.maxPagesPerBuffer);
+    if (split.numBuffers === 1) {
+      checkBufferFits(ctx, what, this.layout.bufferBytes);
+      return split;
+    }
+    const kernel = isKvMethod(config.method) && config.method !== 'int4-g32' && config.useSubgroups && ctx.features.subgroups;
+    if (!kernel) {
+      throw new KvConfigError(`${what} needs ${split.numBuffers} storage buffers of at most ${formatBytes(binding)}; a pool over several buffers is read by the subgroup decode kernel (int4, int4-hadamard, fp16 with the subgroups feature) only; at most ${Math.floor(binding / (this.layout.pageWords * BYTES_PER_WORD))} pages fit one buffer`);
+    }
+    const bindings = storageBindings(DECODE_STORAGE_BINDINGS, split);
+    if (bindings > ctx.limits.maxStorageBuffersPerShaderStage) {
+      const maxBuffers = Math.floor((ctx.limits.maxStorageBuffersPerShaderStage - DECODE_STORAGE_BINDINGS) / 2) + 1;
+      throw new KvConfigError(`${what} needs ${split.numBuffers} storage buffers per pool (decode binds ${bindings}); this device binds at most ${ctx.limits.maxStorageBuffersPerShaderStage} per shader stage: at most ${maxBuffers * split.pagesPerBuffer} pages fit`);
+    }
+    return split;
   }
 
   /** Validates `config` against the method rules and the device limits, then allocates the pools. */
@@ -336,8 +380,8 @@ export class PagedKvCache {
       buffers.push(slotBuffer);
       const params = uniformBufferFrom(ctx, 'append params', writeParams(numTokens, this.signBitWords));
       buffers.push(params);
-      const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null };
-      write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params }, numTokens);
+      const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null, pool: this.pool };
+      write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params, poolExtras: poolExtras(this.kPool, this.vPool) }, numTokens);
     } catch (err) {
       buffers.forEach((b) => b.destroy());
       throw err;
@@ -425,6 +469,7 @@ export class PagedKvCache {
       matrix: this.matrixSupport(),
       maxWorkgroupStorageBytes: ctx.limits.maxComputeWorkgroupStorageSize,
       queryInt8: this.config.queryInt8,
+      pool: this.pool,
     };
     // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
     try {
@@ -447,6 +492,7 @@ export class PagedKvCache {
       q: storageBuffer(ctx, 'q', qBytes),
       kCache: this.kBuffer,
       vCache: this.vBuffer,
+      poolExtras: poolExtras(this.kPool, this.vPool),
       blockTables: storageBufferFrom(ctx, 'block tables', packed.blockTables),
       contextLens: storageBufferFrom(ctx, 'context lens', packed.contextLens),
       out: storageBuffer(ctx, 'attention out', qBytes),
@@ -455,11 +501,13 @@ export class PagedKvCache {
       decodeParams: uniformBufferFrom(ctx, 'decode params', new Uint32Array(decodeParams(packed.maxPagesPerSeq, plan.splits, scale, this.signBitWords))),
       mergeParams: uniformBufferFrom(ctx, 'merge params', mergeParams(plan.splits, this.signBitWords)),
     };
+    // the buffers made for this call (the cache's pools stay)
+    const destroyOwn = () => [buffers.q, buffers.blockTables, buffers.contextLens, buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams, buffers.mergeParams].forEach((b) => b.destroy());
     let decode: PreparedDecode;
     try {
       decode = await prepareDecode(ctx, plan, { ...shape, kernel: plan.kernel, tuning: plan.tuning }, buffers);
     } catch (e) {
-      for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
+      destroyOwn();
       throw e;
     }
     return this.describePrepared({ plan, packed, shape, scale }, {
@@ -467,9 +515,7 @@ export class PagedKvCache {
       outputBuffer: buffers.out,
       encode: (pass) => decode.encode(pass),
       read: async () => new Float32Array(await readBuffer(ctx, buffers.out, qBytes)),
-      destroy: () => {
-        for (const [name, b] of Object.entries(buffers)) if (name !== 'kCache' && name !== 'vCache') b.destroy();
-      },
+      destroy: destroyOwn,
     });
   }
 
@@ -502,10 +548,18 @@ export class PagedKvCache {
   /** The raw K and V cache words (tests and debugging). */
   async readCacheWords(): Promise<{ k: Uint32Array; v: Uint32Array }> {
     this.checkAlive();
-    return {
-      k: new Uint32Array(await readBuffer(this.ctx, this.kBuffer)),
-      v: new Uint32Array(await readBuffer(this.ctx, this.vBuffer)),
+    // the buffers of a split pool, concatenated: [numPages * pageWords] as if it were one
+    const read = async (pool: GPUBuffer[]) => {
+      const words = new Uint32Array(this.layout.bufferBytes / BYTES_PER_WORD);
+      let at = 0;
+      for (const buffer of pool) {
+        const part = new Uint32Array(await readBuffer(this.ctx, buffer));
+        words.set(part, at);
+        at += part.length;
+      }
+      return words;
     };
+    return { k: await read(this.kPool), v: await read(this.vPool) };
   }
 
   /** Human-readable capacity, for messages. */
@@ -526,7 +580,6 @@ export class PagedKvCache {
     if (this.destroyed) return;
     this.destroyed = true;
     this.defaultWorkspace?.destroy();
-    this.kBuffer.destroy();
-    this.vBuffer.destroy();
+    for (const b of [...this.kPool, ...this.vPool]) b.destroy();
   }
 }

@@ -4,7 +4,8 @@
  */
 import writeFp16Wgsl from '../../shaders/cache-write-fp16.wgsl?raw';
 import writeQuantWgsl from '../../shaders/cache-write-quant.wgsl?raw';
-import { layoutConstants, quantFormat, type CacheLayout } from '../layout';
+import { layoutConstants, quantFormat, type CacheLayout, type PoolSplit } from '../layout';
+import { ONE_BUFFER, poolKey, writePoolWgsl } from './cache-pool';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { unrollLoops } from './wgsl-unroll';
@@ -25,6 +26,8 @@ export interface CacheWriteOptions {
   rotateV: boolean;
   /** Random ±1 signs before the rotation (WriteParams.sign_bits); false: none, and the bits are not read. */
   randomSigns: boolean;
+  /** How the K and V pools are spread over buffers (default: one buffer each). */
+  pool?: PoolSplit;
 }
 
 /**
@@ -39,10 +42,11 @@ export function quantRowsPerWorkgroup(headDim: number): number {
 export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOptions): ShaderVariant {
   const common = layoutConstants(layout);
   const format = quantFormat(layout.method, layout.headDim);
+  const pool = options.pool ?? ONE_BUFFER;
   if (format === null) {
     return {
-      key: `cache-write-fp16/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}`,
-      code: () => assembleWgsl({ constants: { ...common, WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE }, sources: [WGSL_LIBRARIES.f16, WGSL_LIBRARIES.cacheWriteIo, writeFp16Wgsl] }),
+      key: `cache-write-fp16/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}${poolKey(pool)}`,
+      code: () => assembleWgsl({ constants: { ...common, WORKGROUP_SIZE: CACHE_WRITE_WORKGROUP_SIZE }, sources: [WGSL_LIBRARIES.f16, WGSL_LIBRARIES.cacheWriteIo, writePoolWgsl(pool), writeFp16Wgsl] }),
     };
   }
   const lanes = layout.headDim / LANE_ELEMENTS;
@@ -62,7 +66,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
     WORKGROUP_SIZE: rowsPerWorkgroup * lanes,
   };
   return {
-    key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}s${constants.RANDOM_SIGNS}`,
+    key: `cache-write-quant/${layout.method}/d${layout.headDim}/h${layout.numKvHeads}/p${layout.pageSize}/b${block}/k${constants.ROTATE_K}v${constants.ROTATE_V}s${constants.RANDOM_SIGNS}${poolKey(pool)}`,
     code: () =>
       assembleWgsl({
         constants,
@@ -72,6 +76,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.quantCode,
           WGSL_LIBRARIES.cacheWriteIo,
+          writePoolWgsl(pool),
           unrollLoops(writeQuantWgsl, constants),
         ],
       }),
@@ -91,10 +96,13 @@ export interface CacheWriteBuffers {
   newV: GPUBuffer;
   /** [N] u32 page * pageSize + offset */
   slots: GPUBuffer;
+  /** K pool buffer 0 (of options.pool's buffers) */
   kCache: GPUBuffer;
   vCache: GPUBuffer;
   /** WriteParams: num_tokens, 3 pad, sign_bits[8] (48 bytes) */
   params: GPUBuffer;
+  /** The pools' buffers 1.. (poolExtras order), for a pool over several buffers. */
+  poolExtras?: GPUBuffer[];
 }
 
 export interface PreparedCacheWrite {
@@ -110,7 +118,7 @@ export async function prepareCacheWrite(
   numTokens: number,
 ): Promise<PreparedCacheWrite> {
   const pipeline = await getPipeline(ctx.device, cacheWriteVariant(layout, options));
-  const bindGroup = bindBuffers(ctx.device, pipeline, [buffers.newK, buffers.newV, buffers.slots, buffers.kCache, buffers.vCache, buffers.params], 'cache write');
+  const bindGroup = bindBuffers(ctx.device, pipeline, [buffers.newK, buffers.newV, buffers.slots, buffers.kCache, buffers.vCache, buffers.params, ...(buffers.poolExtras ?? [])], 'cache write');
   const rows = numTokens * layout.numKvHeads;
   const workgroups = quantFormat(layout.method, layout.headDim)
     ? Math.ceil(rows / quantRowsPerWorkgroup(layout.headDim))

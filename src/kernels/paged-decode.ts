@@ -22,12 +22,13 @@ import int4G32FormatWgsl from '../../shaders/lib/kv-format-int4-g32.wgsl?raw';
 import int8FormatWgsl from '../../shaders/lib/kv-format-int8.wgsl?raw';
 import tileMaxSubgroupWgsl from '../../shaders/lib/tile-max-subgroup.wgsl?raw';
 import tileMaxWorkgroupWgsl from '../../shaders/lib/tile-max-workgroup.wgsl?raw';
-import { layoutConstants, NIBBLES_PER_WORD, quantFormat, type CacheLayout, type KvMethod } from '../layout';
+import { layoutConstants, NIBBLES_PER_WORD, quantFormat, type CacheLayout, type KvMethod, type PoolSplit } from '../layout';
 import type { GpuContext } from '../gpu/gpu-context';
 import { bindBuffers } from './gpu-buffers';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import { getPipeline, type ShaderVariant } from './pipeline-cache';
 import { selectLines, unrollLoops } from './wgsl-unroll';
+import { ONE_BUFFER, poolKey, readPoolWgsl } from './cache-pool';
 import type { DecodePlan } from './decode-plan';
 import {
   AUTO_TOKENS_PER_STEP, autoTokensPerStep, DEFAULT_MATRIX_DECODE_TUNING, headsForGrid, headsPerWorkgroup, resolveTuning,
@@ -77,6 +78,8 @@ export interface DecodeShape {
    * quantized per head to int8 after rotation and dotted with the codes in exact integer arithmetic.
    */
   queryInt8?: boolean;
+  /** How the K and V pools are spread over buffers (default one each; more: subgroup kernel only). */
+  pool?: PoolSplit;
 }
 
 /**
@@ -120,8 +123,13 @@ function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
  * (INT4, FP16 with subgroups), else the workgroup-memory kernel. The matrix kernel is never the
  * automatic choice: slower than the subgroup kernel on the H200 (docs/tuning.md).
  */
-export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix' | 'queryInt8'>): DecodeKernelKind {
+export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix' | 'queryInt8' | 'pool'>): DecodeKernelKind {
   const method = shape.layout.method;
+  if ((shape.pool?.numBuffers ?? 1) > 1) {
+    if (laneFormat(shape) === null) throw new Error(`a ${method} cache over several buffers is not read by any decode kernel yet (the subgroup kernel reads int4, int4-hadamard and fp16)`);
+    if (shape.kernel !== undefined && shape.kernel !== 'subgroup') throw new Error(`a cache over several buffers is read by the subgroup decode kernel, not the ${shape.kernel} kernel`);
+    if (!shape.useSubgroups) throw new Error('a cache over several buffers is read by the subgroup decode kernel, which needs the subgroups feature');
+  }
   if (shape.queryInt8) {
     if (laneFormat(shape) !== LANE_FORMATS.int4) throw new Error(`an int8 query scores INT4 caches (int4, int4-hadamard), not ${method}`);
     if (shape.kernel !== undefined && shape.kernel !== 'subgroup') throw new Error(`an int8 query runs on the subgroup decode kernel, not the ${shape.kernel} kernel`);
@@ -359,7 +367,8 @@ function matrixKernel(shape: DecodeShape): DecodeKernel {
 function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
-  const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/');
+  const pool = shape.pool ?? ONE_BUFFER;
+  const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
   const variant: ShaderVariant = {
     key,
     code: () =>
@@ -369,6 +378,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
         sources: [
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
           WGSL_LIBRARIES.decodeIo,
+          readPoolWgsl(pool),
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.decodeEpilogue,
           LANE_FORMATS[format].source,
@@ -446,6 +456,8 @@ export interface DecodeBuffers {
   decodeParams: GPUBuffer;
   /** MergeParams (48 bytes) */
   mergeParams: GPUBuffer;
+  /** The pools' buffers 1.. (poolExtras order), for a pool over several buffers (subgroup kernel). */
+  poolExtras?: GPUBuffer[];
 }
 
 /** A bound decode plan (the plan itself says what runs). */
@@ -491,7 +503,7 @@ export async function bindDecode(ctx: GpuContext, plan: DecodePlan, shape: Decod
   const decode = await getPipeline(ctx.device, plan.variant);
   const decodeGroup = bindBuffers(ctx.device, decode, [
     buffers.q, buffers.kCache, buffers.vCache, buffers.blockTables, buffers.contextLens,
-    buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams,
+    buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams, ...(buffers.poolExtras ?? []),
   ], 'paged decode');
   const merge = plan.merge ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
