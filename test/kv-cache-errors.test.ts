@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache, resolveKvCacheConfig, type KvCacheConfig } from '../src/cache/paged-kv-cache';
 import { KvCacheFullError } from '../src/cache/page-allocator';
 import { GpuError } from '../src/gpu/gpu-context';
+import { checkBufferFits } from '../src/kernels/gpu-buffers';
 import { SeededRandom } from '../src/reference/random';
 import { testGpu } from './gpu-harness';
 
@@ -97,12 +98,16 @@ describe('runtime errors change nothing', () => {
 
   it('buffers beyond the device limits: a clear error naming the limit and what fits', async () => {
     const ctx = await testGpu();
-    const tooMany = Math.ceil(ctx.limits.maxStorageBufferBindingSize / (8 * 2 * (64 / 8 + 1) * 4)) * 2;
-    const attempt = PagedKvCache.create(ctx, { ...BASE, numPages: tooMany });
-    await expect(attempt).rejects.toThrow(GpuError);
-    // refused before anything was allocated: the CLI reports it as an input to change (exit 2)
-    await expect(PagedKvCache.create(ctx, { ...BASE, numPages: tooMany })).rejects.toMatchObject({ kind: 'out-of-memory', beforeWork: true });
-    await expect(PagedKvCache.create(ctx, { ...BASE, numPages: tooMany })).rejects.toThrow(/K cache .* needs .* more than this device's max\w+ of .*; at most .*% of this size would fit/);
+    const pagesPerBinding = Math.floor(ctx.limits.maxStorageBufferBindingSize / (8 * 2 * (64 / 8 + 1) * 4));
+    // a pool over several buffers is only read by the subgroup kernel: int8 (or no subgroups) is refused
+    await expect(PagedKvCache.create(ctx, { ...BASE, method: 'int8', numPages: 2 * pagesPerBinding })).rejects.toThrow(KvConfigError);
+    await expect(PagedKvCache.create(ctx, { ...BASE, numPages: 2 * pagesPerBinding, useSubgroups: false })).rejects.toThrow(/needs 2 storage buffers .* read by the subgroup decode kernel .* at most \d+ pages fit one buffer/);
+    // more buffers than the decode kernel can bind
+    const maxBuffers = Math.floor((ctx.limits.maxStorageBuffersPerShaderStage - 8) / 2) + 1;
+    await expect(PagedKvCache.create(ctx, { ...BASE, numPages: (maxBuffers + 1) * pagesPerBinding })).rejects.toThrow(new RegExp(`needs ${maxBuffers + 1} storage buffers per pool .* binds at most ${ctx.limits.maxStorageBuffersPerShaderStage} per shader stage: at most ${maxBuffers * pagesPerBinding} pages fit`));
+    // a single buffer over the limits: a GpuError raised before any allocation (the CLI exits 2)
+    expect(() => checkBufferFits(ctx, 'the test buffer', 2 * ctx.limits.maxStorageBufferBindingSize)).toThrow(expect.objectContaining({ kind: 'out-of-memory', beforeWork: true }));
+    expect(() => checkBufferFits(ctx, 'the test buffer', 2 * ctx.limits.maxStorageBufferBindingSize)).toThrow(/the test buffer needs .* more than this device's max\w+ of .*; at most .*% of this size would fit/);
   });
 
   it('a destroyed cache refuses work', async () => {

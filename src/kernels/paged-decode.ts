@@ -236,6 +236,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     ACC_VECS: 2 * groupsPerLane * shared.HEADS_PER_WG,
     TOKENS_PER_STEP: tokensPerStep,
     QUERY_INT8: shape.queryInt8 ? 1 : 0,
+    POOL_SPLIT: (shape.pool?.numBuffers ?? 1) > 1 ? 1 : 0,
     STEP_SCORES: tokensPerStep * shared.HEADS_PER_WG,
     STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
     SCALE_MIN_CHUNKS: Math.max(1, tokensPerStep / chunkWords),
@@ -378,7 +379,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
         sources: [
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
           WGSL_LIBRARIES.decodeIo,
-          readPoolWgsl(pool),
+          pool.numBuffers > 1 ? readPoolWgsl(pool) : '',
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.decodeEpilogue,
           LANE_FORMATS[format].source,
