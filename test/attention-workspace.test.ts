@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { PagedKvCache, type AttentionOptions, type KvCacheConfig } from '../src/cache/paged-kv-cache';
+import { writeFloats } from '../src/kernels/gpu-buffers';
 import { SeededRandom } from '../src/reference/random';
 import { testGpu } from './gpu-harness';
 
@@ -14,12 +15,8 @@ const ROW = CONFIG.numKvHeads * CONFIG.headDim;
 async function freshAttention(cache: PagedKvCache, seqIds: number[], q: Float32Array, options: AttentionOptions): Promise<Float32Array> {
   const prepared = await cache.prepareAttention(seqIds, options);
   try {
-    cache.ctx.device.queue.writeBuffer(prepared.queryBuffer, 0, q.buffer as ArrayBuffer, q.byteOffset, q.byteLength);
-    const encoder = cache.ctx.device.createCommandEncoder();
-    const pass = encoder.beginComputePass();
-    prepared.encode(pass);
-    pass.end();
-    cache.ctx.device.queue.submit([encoder.finish()]);
+    writeFloats(cache.ctx.device, prepared.queryBuffer, q);
+    await cache.submit((pass) => prepared.encode(pass));
     return await prepared.read();
   } finally {
     prepared.destroy();

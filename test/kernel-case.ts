@@ -3,6 +3,7 @@
  * runs it through the real kernels, and gives everything the checks compare.
  */
 import { PagedKvCache, type KvCacheConfig } from '../src/cache/paged-kv-cache';
+import { writeFloats } from '../src/kernels/gpu-buffers';
 import type { GpuContext } from '../src/gpu/gpu-context';
 import type { DecodeKernelKind, DecodeTuning } from '../src/kernels/decode-tuning';
 import type { MethodConfig } from '../src/reference/kv-methods';
@@ -136,16 +137,13 @@ export function referenceOverGpuCache(run: KernelRun): Float64Array {
 /** cache.append without its input checks: prepareAppend, fill, encode (what a corrupted writer could do). */
 export async function appendUnchecked(cache: PagedKvCache, seqIds: number[], counts: number[], k: Float32Array, v: Float32Array): Promise<void> {
   const prepared = await cache.prepareAppend(seqIds, counts);
-  const queue = cache.ctx.device.queue;
-  queue.writeBuffer(prepared.kInput, 0, k.buffer as ArrayBuffer, k.byteOffset, k.byteLength);
-  queue.writeBuffer(prepared.vInput, 0, v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
-  const encoder = cache.ctx.device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  prepared.encode(pass);
-  pass.end();
-  queue.submit([encoder.finish()]);
-  await queue.onSubmittedWorkDone();
-  prepared.destroy();
+  try {
+    writeFloats(cache.ctx.device, prepared.kInput, k);
+    writeFloats(cache.ctx.device, prepared.vInput, v);
+    await cache.submit((pass) => prepared.encode(pass));
+  } finally {
+    prepared.destroy();
+  }
 }
 
 /** See KernelCase.integerQueries: rows q with (signs ⊙ q)·H_unnormalised = z, z integers in [−21, 21]. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent numpy reference for SAW-INT4 paged KV-cache decode attention (DESIGN.md section 3).
+"""Independent numpy reference for SAW-INT4 paged KV-cache decode attention (docs/numeric-contract.md).
 
 Written from the numeric contract alone (not ported from the project's TypeScript), so that the two
 references and the GPU kernels can be checked against each other. Needs numpy only (Debian:
@@ -45,7 +45,7 @@ differ from this float64 reference only through
       the f32 dequantisation, the length-D dot products and the length-T weighted sum of V
       (probabilistic bound LAMBDA sqrt(n) u sum|terms| with LAMBDA = 8, Higham & Mary 2019: fails with
       probability below 1e-10 per sum for n <= 10^4; the terms include |q|.(q_int*scale16 + |mn16|)
-      so that the s*(q.k_int) + m*sum(q) algebra of DESIGN.md section 5 is covered), exp (WGSL/Vulkan
+      so that the s*(q.k_int) + m*sum(q) algebra of docs/design.md, "Kernel algebra", is covered), exp (WGSL/Vulkan
       accuracy 3 + 2|x| ULP) and the rescale chain of an online softmax;
   (b) the rounding decisions that (a) can flip, i.e. the quantisation step itself. For every
       token-head we compute which float16 values scale16'/mn16' the f32 pre-images (mx - mn)/15 and
@@ -466,7 +466,7 @@ def reference_output(case, exact=False):
 
 def rotation_error(x, block, dense=False):
     """Elementwise bound on |f32 rotation - exact rotation| of x. Butterflies (fast Walsh-Hadamard,
-    DESIGN.md section 5, any order, then a multiply by f32(1/sqrt(B))): (log2 B + 2) u ||x_block||_1 / sqrt(B)
+    docs/design.md, "Kernel algebra", any order, then a multiply by f32(1/sqrt(B))): (log2 B + 2) u ||x_block||_1 / sqrt(B)
     (each stage rounds a +- b, and the nodes of one stage feeding an output cover the block once).
     dense=True: an f32 matrix product, probabilistic bound LAMBDA sqrt(B) u sum_j |H_ij x_j|."""
     d = x.shape[-1]

@@ -78,6 +78,13 @@ export interface AccuracyOptions {
   numSplits?: number;
 }
 
+/**
+ * Host bytes an accuracy run holds per element of K (and again per element of V): the f32 input, its
+ * stored (dequantized) and un-rotated float64 copies, references and outputs; an estimate, rounded up.
+ * The CLI sizes runs by it; the page's file limit quotes it.
+ */
+export const ACCURACY_HOST_BYTES_PER_ELEMENT = 48;
+
 export const DEFAULT_TOP_K = 8;
 export const ACCURACY_PAGE_SHUFFLE_SEED = 0xacc;
 /** Tokens per append call: bounds the append input buffer (≤ 4096 × Hkv × D × 4 bytes). */

@@ -24,8 +24,8 @@ export const MAX_SEED = 2 ** 32 - 1;
 export const HEAD_DIM_STEP = 32;
 /**
  * K (or V) elements of an accuracy run on the page, at most: the lab keeps f32 inputs and several
- * float64 copies (stored, un-rotated) of K and V on the CPU, about 40 bytes per element in all, so
- * 16 M elements peak near 0.7 GB — what a browser tab can be asked for.
+ * float64 copies (stored, un-rotated) of K and V on the CPU, ACCURACY_HOST_BYTES_PER_ELEMENT (48) per
+ * element of each, so 16 M elements peak near 1.5 GiB — what a browser tab can be asked for.
  */
 export const MAX_ACCURACY_ELEMENTS = 2 ** 24;
 

@@ -3,6 +3,7 @@
  * off the page's main thread: the library's kv-file loaders (src/accuracy/kv-file.ts), a size limit checked
  * before anything is read, and the head_dim the kernels take.
  */
+import { ACCURACY_HOST_BYTES_PER_ELEMENT } from '../accuracy/accuracy-lab';
 import { loadKvNpy, loadKvSafetensors, type KvData, type KvFileLayout } from '../accuracy/kv-file';
 import { TensorFileError } from '../io/safetensors';
 import { headDimProblem } from './config';
@@ -10,18 +11,19 @@ import { headDimProblem } from './config';
 export const NPY_NAMES = { 'k.npy': 'k', 'v.npy': 'v', 'q.npy': 'q', 'context_lens.npy': 'contextLens' } as const;
 
 /**
- * Largest K/V file(s) the page reads: 256 MiB. An accuracy run holds about twelve times the f32 K/V
- * (float64 copies, references, outputs; see the CLI's estimate), which is what a browser tab can
+ * Largest K/V file(s) the page reads: 256 MiB. An accuracy run holds HOST_BYTES_PER_FILE_BYTE times
+ * the f32 K/V (ACCURACY_HOST_BYTES_PER_ELEMENT per 4-byte element), which is what a browser tab can
  * take; larger layers run through `npm run cli -- accuracy --file`.
  */
 export const MAX_KV_FILE_BYTES = 256 * 2 ** 20;
+const HOST_BYTES_PER_FILE_BYTE = ACCURACY_HOST_BYTES_PER_ELEMENT / 4;
 
 /** Throws TensorFileError (before anything is read) when the files together exceed `limit` bytes. */
 export function refuseLarge(files: readonly Pick<File, 'name' | 'size'>[], limit = MAX_KV_FILE_BYTES): void {
   const total = files.reduce((n, f) => n + f.size, 0);
   if (total > limit) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-    throw new TensorFileError('files', `need ${mib(total)}, the page reads at most ${mib(limit)} (an accuracy run holds about 12× the K/V); try fewer tokens, or the CLI: npm run cli -- accuracy --file`, files.map((f) => f.name).join(' + '));
+    throw new TensorFileError('files', `need ${mib(total)}, the page reads at most ${mib(limit)} (an accuracy run holds about ${HOST_BYTES_PER_FILE_BYTE}× the K/V); try fewer tokens, or the CLI: npm run cli -- accuracy --file`, files.map((f) => f.name).join(' + '));
   }
 }
 

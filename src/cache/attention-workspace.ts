@@ -10,7 +10,7 @@
  *   ws.destroy();
  */
 import { withGpuErrors, type GpuContext } from '../gpu/gpu-context';
-import { checkBufferFits, writeFloats } from '../kernels/gpu-buffers';
+import { checkBufferFits, writeFloats, writeWords } from '../kernels/gpu-buffers';
 import { poolExtras } from '../kernels/cache-pool';
 import { bindDecode, decodeParams, encodeDecode, mergeParams, mergeVariant, type BoundDecode, type DecodeShape } from '../kernels/paged-decode';
 import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention } from './paged-kv-cache';
@@ -27,10 +27,6 @@ function usageOf(kind: SlotKind): number {
   if (kind === 'storage') return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
   if (kind === 'uniform') return GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST;
   return GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
-}
-
-function writeWords(queue: GPUQueue, buffer: GPUBuffer, words: Uint32Array): void {
-  queue.writeBuffer(buffer, 0, words.buffer as ArrayBuffer, words.byteOffset, words.byteLength);
 }
 
 export class AttentionWorkspace {
@@ -57,8 +53,7 @@ export class AttentionWorkspace {
     const { plan, packed, shape, scale } = call;
     const c = this.cache.config;
     const qBytes = seqIds.length * c.numQueryHeads * c.headDim * 4;
-    const queue = this.ctx.device.queue;
-    const slot = (name: SlotName, bytes: number, kind: SlotKind) => this.ensure(name, bytes, kind);
+    const slot = this.ensure.bind(this);
     const buffers = {
       q: slot('q', qBytes, 'storage'),
       kCache: this.cache.kBuffer,
@@ -72,10 +67,10 @@ export class AttentionWorkspace {
       decodeParams: slot('decodeParams', 48, 'uniform'),
       mergeParams: slot('mergeParams', 48, 'uniform'),
     };
-    writeWords(queue, buffers.blockTables, packed.blockTables);
-    writeWords(queue, buffers.contextLens, packed.contextLens);
-    queue.writeBuffer(buffers.decodeParams, 0, decodeParams(packed.maxPagesPerSeq, plan.splits, scale, this.cache.signBitWords));
-    writeWords(queue, buffers.mergeParams, mergeParams(plan.splits, this.cache.signBitWords));
+    writeWords(this.ctx.device, buffers.blockTables, packed.blockTables);
+    writeWords(this.ctx.device, buffers.contextLens, packed.contextLens);
+    this.ctx.device.queue.writeBuffer(buffers.decodeParams, 0, decodeParams(packed.maxPagesPerSeq, plan.splits, scale, this.cache.signBitWords));
+    writeWords(this.ctx.device, buffers.mergeParams, mergeParams(plan.splits, this.cache.signBitWords));
     const fullShape: DecodeShape = { ...shape, kernel: plan.kernel, tuning: plan.tuning };
     const key = `${plan.variant.key}|${plan.merge ? mergeVariant(fullShape).key : ''}`;
     let bound = this.bound.get(key);
@@ -98,14 +93,7 @@ export class AttentionWorkspace {
     const prepared = await this.prepare(seqIds, options);
     this.cache.checkQueries(seqIds, q);
     writeFloats(this.ctx.device, prepared.queryBuffer, q);
-    await withGpuErrors(this.ctx.device, 'paged decode attention', () => {
-      const encoder = this.ctx.device.createCommandEncoder();
-      const pass = encoder.beginComputePass();
-      prepared.encode(pass);
-      pass.end();
-      this.ctx.device.queue.submit([encoder.finish()]);
-      return this.ctx.device.queue.onSubmittedWorkDone();
-    });
+    await withGpuErrors(this.ctx.device, 'paged decode attention', () => this.cache.submit((pass) => prepared.encode(pass)));
     return prepared.read();
   }
 

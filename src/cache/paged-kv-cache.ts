@@ -567,7 +567,8 @@ export class PagedKvCache {
     return `${this.config.numPages} pages × ${this.config.pageSize} tokens, ${formatBytes(2 * this.layout.bufferBytes)} (${this.config.method})`;
   }
 
-  private submit(encodeWork: (pass: GPUComputePassEncoder) => void): Promise<void> {
+  /** Records `encodeWork` in one compute pass, submits it and resolves when the GPU is done. */
+  submit(encodeWork: (pass: GPUComputePassEncoder) => void): Promise<void> {
     const encoder = this.ctx.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     encodeWork(pass);

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runAccuracy, type AccuracyReport, type AccuracyWorkload } from '../accuracy/accuracy-lab';
+import { ACCURACY_HOST_BYTES_PER_ELEMENT, runAccuracy, type AccuracyReport, type AccuracyWorkload } from '../accuracy/accuracy-lab';
 import { DEFAULT_QUERY_GROUP, KV_FILE_LAYOUTS, loadKvNpy, loadKvSafetensors, type KvFileLayout } from '../accuracy/kv-file';
 import { METHOD_GROUPS, methodFitsHeadDim, resolveMethods, UnknownMethodError, type MethodSpec } from '../accuracy/methods';
 import { defaultHadamardBlock, DEFAULT_PAGE_SIZE } from '../layout';
@@ -15,7 +15,7 @@ import { generateWorkload, isWorkloadKind, WORKLOAD_KINDS, type WorkloadKind } f
 import { describePresets, findPreset, MODEL_PRESETS, PRESET_NAMES } from '../models';
 import type { CliCommand } from './commands';
 import { checkOutputFile, writeFileAtomic } from './output-file';
-import { hostMemoryLimit, MAX_ARRAY_BYTES, requireWithin } from './size-limits';
+import { hostLimits, MAX_ARRAY_BYTES, requireWithin } from './size-limits';
 
 const DEFAULTS = { workload: 'outlier-keys', methods: 'paper', preset: 'small', seqs: 2, context: 1024, seed: 1 } as const;
 
@@ -58,19 +58,13 @@ function positiveInt(flag: string, text: string | undefined, fallback: number): 
   return /^\d+$/.test(text) && Number.isSafeInteger(value) && value >= 1 ? value : `--${flag} ${JSON.stringify(text)}: expected an integer ≥ 1`;
 }
 
-/**
- * Host bytes per K (or V) element of a synthetic accuracy run: K and V as f32, their stored
- * (dequantized) f64 copies per method, the f64 references and outputs (measured order of magnitude,
- * rounded up).
- */
-const ACCURACY_HOST_BYTES_PER_ELEMENT = 48;
-
 /** Refuses a synthetic workload this machine cannot hold (CliInputError: needs, limit, what fits). */
 function checkSyntheticSize(seqs: number, context: number, preset: { numKvHeads: number; headDim: number }): void {
   const elementsPerToken = preset.numKvHeads * preset.headDim;
+  const host = hostLimits();
   const limits = [
     { what: 'one f64 array of K', bytesPerToken: elementsPerToken * 8, limit: MAX_ARRAY_BYTES, name: "Node's largest array" },
-    { what: 'K, V, their copies and references', bytesPerToken: elementsPerToken * 2 * ACCURACY_HOST_BYTES_PER_ELEMENT, limit: hostMemoryLimit(), name: "half of this machine's memory" },
+    { what: 'K, V, their copies and references', bytesPerToken: elementsPerToken * 2 * ACCURACY_HOST_BYTES_PER_ELEMENT, limit: host.bufferBytes, name: host.bufferSource },
   ];
   const maxTokens = Math.min(...limits.map((l) => Math.floor(l.limit / l.bytesPerToken)));
   const suggestion = maxTokens >= context ? `--seqs ${Math.floor(maxTokens / context)} or fewer at --context ${context}` : `--context ${Math.max(1, maxTokens)} or fewer at --seqs 1`;

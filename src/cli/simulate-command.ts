@@ -10,9 +10,7 @@
  * input exits 2 with one line.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { freemem, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { getHeapStatistics } from 'node:v8';
 import { MAX_POOL_PAGES } from '../cache/page-allocator';
 import { KvConfigError, MAX_HEAD_DIM } from '../cache/paged-kv-cache';
 import { DEFAULT_HADAMARD_BLOCK, DEFAULT_PAGE_SIZE, isKvMethod, KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, type KvMethod } from '../layout';
@@ -30,6 +28,9 @@ import { runSimulateSweep, sweepSize, type SimulateSweepOptions } from '../servi
 import { checkServingBudget, DEFAULT_PREFILL_CHUNK_TOKENS, LLAMA_3_1_8B, type ModelShape } from '../serving/simulator';
 import { findPreset, MODEL_PRESETS, PRESET_NAMES } from '../models';
 import type { CliCommand } from './commands';
+import { hostLimits } from './size-limits';
+
+export { hostLimits };
 import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
 
 const DEFAULTS = {
@@ -128,10 +129,6 @@ const MAX_SCALE = 1024;
 const MAX_ARRIVAL_RATE = MAX_REQUESTS;
 /** Trace file size at most; also at most a quarter of the heap limit (its text is held while parsed). */
 const MAX_TRACE_BYTES = 256 * 2 ** 20;
-/** Share of the V8 heap (or the host memory, when smaller) a sweep may plan for; the rest is the program and garbage. */
-const HEAP_SHARE = 0.5;
-/** Share of the free host memory the values one step generates may take. */
-const FREE_MEMORY_SHARE = 0.5;
 /** Longest line of an error message. */
 const MAX_MESSAGE_CHARS = 2000;
 
@@ -176,20 +173,6 @@ function methodList(text: string | undefined): KvMethod[] {
   return [...new Set(names)] as KvMethod[];
 }
 
-/** What this host gives a sweep: a share of the V8 heap and of the free memory. */
-export function hostLimits(): HostLimits {
-  const heapLimit = getHeapStatistics().heap_size_limit;
-  const heap = Math.min(heapLimit, totalmem());
-  const free = freemem();
-  return {
-    heapBytes: Math.floor(HEAP_SHARE * heap),
-    heapSource: heap < heapLimit
-      ? `half the host's ${formatSize(heap)}`
-      : `half the V8 heap limit of ${formatSize(heap)}; NODE_OPTIONS=--max-old-space-size=MIB raises it`,
-    bufferBytes: Math.floor(FREE_MEMORY_SHARE * free),
-    bufferSource: `half the ${formatSize(free)} of free host memory`,
-  };
-}
 
 /** Everything `simulate` will do, checked: the sweep, where its JSON goes, and its sizes. */
 export interface SimulatePlan {

@@ -88,3 +88,8 @@ export function bindBuffers(device: GPUDevice, pipeline: GPUComputePipeline, buf
 export function writeFloats(device: GPUDevice, buffer: GPUBuffer, data: Float32Array): void {
   device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
 }
+
+/** The same for u32 words (block tables, lengths, uniforms). */
+export function writeWords(device: GPUDevice, buffer: GPUBuffer, data: Uint32Array): void {
+  device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+}

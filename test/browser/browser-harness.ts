@@ -11,7 +11,7 @@ import { build, preview, type PreviewServer } from 'vite';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-/** Flags for a closed network (DESIGN.md §7) plus WebGPU. */
+/** Flags for a closed network (docs/design.md, "Testing") plus WebGPU. */
 export const CHROMIUM_FLAGS = [
   '--enable-unsafe-webgpu',
   '--no-sandbox',
