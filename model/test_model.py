@@ -186,7 +186,7 @@ class TrainScriptWithoutTorch(unittest.TestCase):
     def test_check_only(self):
         cfg = train.load_config()
         s = train.check(cfg, verbose=False)
-        self.assertEqual(s['params'], 15_733_248)
+        self.assertEqual(s['params'], 8_260_992)
         self.assertLessEqual(s['f16_weight_bytes'], 40_000_000)
         self.assertLessEqual(len(s['outputs']), 8)
         self.assertTrue(all(b <= cfg['outputs']['max_file_bytes'] for _, b in s['outputs']))
