@@ -24,5 +24,5 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let element = row * HEAD_DIM + 2u * lane;
   let is_v = wid.y == 1u;
   let x = select(vec2<f32>(new_k[element], new_k[element + 1u]), vec2<f32>(new_v[element], new_v[element + 1u]), is_v);
-  store_cache_word(is_v, slot / PAGE_SIZE, word_in_page, f16_bits(x.x) | (f16_bits(x.y) << 16u));
+  store_cache_word(is_v, slot / PAGE_SIZE, word_in_page, half_pair_word(x.x, x.y));
 }

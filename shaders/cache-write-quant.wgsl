@@ -13,7 +13,8 @@
 //      uniform and the barriers are legal);
 //   3. min/max over the group (per lane, then across the group's lanes through workgroup memory);
 //   4. scale = (max − min)/MAX_CODE and min rounded to f16 (f16_bits: round to nearest even), then
-//      q = quant_code(x, min16, scale16, 1/scale16, MAX_CODE), q = 0 when scale16 = 0 (docs/numeric-contract.md per group);
+//      q = quant_code(x, min16, scale16, 1/scale16, MAX_CODE), q = 0 when scale16 = 0 (docs/numeric-contract.md
+//      per group; lib/quantize-lane.wgsl, which the fused decode step shares);
 //   5. pack: CODE_BITS = 4 → 1 word in NIBBLE ORDER; CODE_BITS = 8 → 2 words in BYTE ORDER
 //      (src/layout.ts); the group's first lane stores pack(scale16, min16) at its group's index.
 // A non-finite input only ever reaches its own group's words and scale/min.
@@ -89,16 +90,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
     mx = max(mx, lane_max[first_lane + j]);
   }
 
-  // 4. f16 scale / min, quantize
-  let scale_bits = f16_bits((mx - mn) / MAX_CODE);
-  let min_bits = f16_bits(mn);
-  let scale16 = f16_value(scale_bits);
-  let min16 = f16_value(min_bits);
-  let inv_scale16 = select(0.0, 1.0 / scale16, scale16 != 0.0);
-  var codes: array<u32, 8>;
-  for (var e = 0u; e < 8u; e++) {  // unroll
-    codes[e] = select(0u, quant_code(x[e], min16, scale16, inv_scale16, MAX_CODE), scale16 != 0.0);
-  }
+  // 4. f16 scale / min, quantize (lib/quantize-lane.wgsl)
+  let scale_min = group_scale_min_word(mn, mx);
+  let codes = lane_codes(x, scale_min);
 
   if (!valid) {
     return;
@@ -112,21 +106,13 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
   // 5. pack and store
   if (CODE_BITS == 4u) {
-    var word = 0u;
-    for (var e = 0u; e < 8u; e++) {  // unroll
-      word |= (codes[e] & 0xfu) << (8u * (e % 4u) + select(0u, 4u, e >= 4u));  // NIBBLE ORDER
-    }
-    store_cache_word(is_v, page, row_start + lane, word);
+    store_cache_word(is_v, page, row_start + lane, pack_nibbles(codes));
   } else {
     for (var w = 0u; w < 2u; w++) {  // unroll
-      var word = 0u;
-      for (var j = 0u; j < 4u; j++) {  // unroll
-        word |= (codes[4u * w + j] & 0xffu) << (8u * j);  // BYTE ORDER
-      }
-      store_cache_word(is_v, page, row_start + 2u * lane + w, word);
+      store_cache_word(is_v, page, row_start + 2u * lane + w, pack_bytes(codes, w));
     }
   }
   if (lane % GROUP_LANES == 0u) {
-    store_cache_word(is_v, page, SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_bits | (min_bits << 16u));
+    store_cache_word(is_v, page, SCALE_MIN_REGION_OFFSET + row_slot * SCALE_MIN_WORDS + group, scale_min);
   }
 }

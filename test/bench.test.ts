@@ -192,7 +192,11 @@ describe('quick sweep end to end (real kernels)', () => {
       const figures = [p.appendUs, p.attentionUs, p.stepUs, p.appendMinUs, p.attentionMinUs, p.tokensPerSecond, p.attentionBytes, p.appendBytesRead,
         p.appendBytesWritten, p.attentionGBps, p.attentionPctOfProbe, p.bytesPerToken, p.tokensInBudget, p.numSplits];
       expect(figures.every(positive), `${p.variant} batch ${p.point.batch} context ${p.point.context}: ${figures}`).toBe(true);
-      expect(p.stepUs).toBeCloseTo(p.appendUs + p.attentionUs, 9);
+      expect(p.separateStepUs).toBeCloseTo(p.appendUs + p.attentionUs, 9);
+      // the step is what the default plan runs: the fused step where it fuses (the subgroup kernel here)
+      expect(p.fused).toBe(p.kernel === 'subgroup');
+      if (p.fused) expect(positive(p.fusedStepUs!) && p.stepUs === p.fusedStepUs && p.fusedStep!.samplesNs.length > 0).toBe(true);
+      else expect(p.stepUs).toBe(p.separateStepUs);
       if (p.point.method !== 'fp16') expect(positive(p.speedupVsFp16!.step) && positive(p.speedupVsFp16!.attention)).toBe(true);
       if (p.point.method === 'int4-hadamard') expect(Number.isFinite(p.rotationOverheadPct!.step)).toBe(true);
     }

@@ -33,6 +33,11 @@ export interface KernelCase {
    * GPU's f32 and the reference's float64 (queryInt8 cases).
    */
   integerQueries?: boolean;
+  /**
+   * Append each sequence's last token in the decode step itself (PagedKvCache.decodeStep): 'fused' in
+   * the decode kernel, 'separate' through the cache write; default: every token before attention().
+   */
+  decodeStep?: 'fused' | 'separate';
 }
 
 export interface KernelRun {
@@ -59,9 +64,11 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   const pagesNeeded = c.contextLens.reduce((n, len) => n + Math.ceil(len / pageSize), 0);
   const cache = await PagedKvCache.create(ctx, { ...c.config, numPages: pagesNeeded + 3, pageShuffleSeed: c.seed });
   const seqIds = c.contextLens.map(() => cache.createSequence());
-  // Prefill in two appends per sequence batch (a prefix, then the rest) to exercise appends at offsets.
-  const firstPart = c.contextLens.map((len) => Math.floor(len / 2));
-  const rest = c.contextLens.map((len, i) => len - firstPart[i]);
+  // Prefill in two appends per sequence batch (a prefix, then the rest) to exercise appends at offsets;
+  // with decodeStep the last token of each sequence is left to the step.
+  const stepTokens = c.decodeStep ? 1 : 0;
+  const firstPart = c.contextLens.map((len) => Math.floor((len - stepTokens) / 2));
+  const rest = c.contextLens.map((len, i) => len - stepTokens - firstPart[i]);
   /** Rows [parts[i]] of each sequence i, starting offsetParts[i] tokens into it. */
   const gather = (x: Float32Array, parts: number[], offsetParts: number[]) => {
     const out = new Float32Array(parts.reduce((a, b) => a + b, 0) * hkv * d);
@@ -78,9 +85,18 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   const zeros = c.contextLens.map(() => 0);
   // A poisoned case bypasses append's finiteness check (which refuses NaN) to test the kernels' isolation.
   const write = c.poison ? (ids: number[], counts: number[], kk: Float32Array, vv: Float32Array) => appendUnchecked(cache, ids, counts, kk, vv) : cache.append.bind(cache);
-  await write(seqIds, firstPart, gather(k, firstPart, zeros), gather(v, firstPart, zeros));
-  await write(seqIds, rest, gather(k, rest, firstPart), gather(v, rest, firstPart));
-  const out = await cache.attention(seqIds, q, { numSplits: c.numSplits, tuning: c.tuning, kernel: c.kernel });
+  for (const [part, offset] of [[firstPart, zeros], [rest, firstPart]]) {
+    if (part.some((n) => n > 0)) await write(seqIds, part, gather(k, part, offset), gather(v, part, offset));
+  }
+  const options = { numSplits: c.numSplits, tuning: c.tuning, kernel: c.kernel };
+  let out: Float32Array;
+  if (c.decodeStep) {
+    const last = c.contextLens.map((len) => len - 1);
+    const ones = c.contextLens.map(() => 1);
+    out = await cache.decodeStep(seqIds, gather(k, ones, last), gather(v, ones, last), q, { ...options, fuse: c.decodeStep === 'fused' });
+  } else {
+    out = await cache.attention(seqIds, q, options);
+  }
   const cacheWords = await cache.readCacheWords();
   const methodConfig: MethodConfig = {
     method: cache.config.method,

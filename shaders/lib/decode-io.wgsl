@@ -11,8 +11,13 @@ struct DecodeParams {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;                  // [S, NUM_Q_HEADS, HEAD_DIM]
+// #if FUSED_STEP
+@group(0) @binding(1) var<storage, read_write> k_cache: array<CacheChunk>;  // [numPages * PAGE_WORDS / CHUNK_WORDS]
+@group(0) @binding(2) var<storage, read_write> v_cache: array<CacheChunk>;  // the fused step writes its new token
+// #else
 @group(0) @binding(1) var<storage, read> k_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
 @group(0) @binding(2) var<storage, read> v_cache: array<CacheChunk>;     // [numPages * PAGE_WORDS / CHUNK_WORDS]
+// #endif
 @group(0) @binding(3) var<storage, read> block_tables: array<u32>;       // [S, max_pages_per_seq] page ids
 @group(0) @binding(4) var<storage, read> context_lens: array<u32>;       // [S] tokens per sequence, ≥ 1
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;          // [S, NUM_Q_HEADS, HEAD_DIM]

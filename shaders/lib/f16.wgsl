@@ -39,3 +39,8 @@ fn f16_bits(x: f32) -> u32 {
 fn f16_value(bits: u32) -> f32 {
   return unpack2x16float(bits & 0xffffu).x;
 }
+
+// Two values as one FP16 cache word (src/layout.ts: pack2x16float order, the first value in the low half).
+fn half_pair_word(a: f32, b: f32) -> u32 {
+  return f16_bits(a) | (f16_bits(b) << 16u);
+}

@@ -42,7 +42,7 @@ export interface BenchReport {
 export const REPORT_NOTES = [
   'Times are medians per call; one timed pass repeats the work back to back, so small caches are read from the GPU cache rather than DRAM and can exceed the probe.',
   'attention bytes = PreparedAttention.bytesRead (K/V rows + scale/min, block tables, context lengths, q); split-K partial results are not counted.',
-  'step = append + attention of one layer; tokens/s = batch / step; ratios within one run are what count (absolute times only on a real GPU).',
+  'step = one layer\'s decode step as the default plan runs it: the fused step ("fused µs": the cache write inside the decode kernel) where it fuses, else append + attention; "(off)": measured, not the default; tokens/s = batch / step; ratios within one run are what count (absolute times only on a real GPU).',
 ];
 
 export function buildBenchReport(ctx: GpuContext, run: DecodeBenchRun, options: { quick?: boolean; date?: Date } = {}): BenchReport {
@@ -91,7 +91,7 @@ function fmtCount(value: number): string {
 }
 
 const COLUMNS = [
-  'preset', 'method', 'batch', 'context', 'page', 'kernel', 'splits', 'heads/wg', 'append µs', 'attn µs', 'step µs', 'tok/s',
+  'preset', 'method', 'batch', 'context', 'page', 'kernel', 'splits', 'heads/wg', 'append µs', 'attn µs', 'fused µs', 'step µs', 'tok/s',
   'attn bytes', 'attn GB/s', '% probe', '× fp16', 'rot. %', 'B/token', 'tokens in budget',
 ] as const;
 
@@ -112,6 +112,7 @@ function row(r: PointResult): string[] {
     String(r.headsPerWorkgroup),
     fmtSig(r.appendUs),
     fmtSig(r.attentionUs),
+    r.fusedStepUs === null ? '–' : `${fmtSig(r.fusedStepUs)}${r.fused ? '' : ' (off)'}`,
     fmtSig(r.stepUs),
     fmtCount(r.tokensPerSecond),
     formatBytes(r.attentionBytes),

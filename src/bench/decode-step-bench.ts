@@ -15,6 +15,7 @@
  * Figures use medians; GB are 10⁹ bytes, so bytes / ns = GB/s.
  */
 import { KvConfigError, PagedKvCache, type KvCacheConfig } from '../cache/paged-kv-cache';
+import type { AttentionWorkspace } from '../cache/attention-workspace';
 import { KvCacheFullError } from '../cache/page-allocator';
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { createBandwidthProbe } from '../kernels/bandwidth-probe';
@@ -319,8 +320,14 @@ export interface MeasuredPoint extends PointCommon {
   plan: string;
   appendUs: number;
   attentionUs: number;
-  /** append + attention (medians). */
+  /** The decode step the default plan runs: fusedStepUs where it fuses, else append + attention (medians). */
   stepUs: number;
+  /** The default plan fuses the cache write into the decode kernel (planDecode's fusedStep). */
+  fused: boolean;
+  /** The fused step (one dispatch, plus the merge with split-K) where the kernel has one, else null. */
+  fusedStepUs: number | null;
+  /** append + attention as separate dispatches (medians). */
+  separateStepUs: number;
   appendMinUs: number;
   attentionMinUs: number;
   /** batch / step time. */
@@ -338,6 +345,7 @@ export interface MeasuredPoint extends PointCommon {
   rotationOverheadPct: { step: number; append: number; attention: number } | null;
   append: TimingSummary;
   attention: TimingSummary;
+  fusedStep: TimingSummary | null;
 }
 
 export interface SkippedPoint extends PointCommon {
@@ -600,6 +608,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
   let cache: PagedKvCache | null = null;
   let append: Awaited<ReturnType<PagedKvCache['prepareAppend']>> | null = null;
   let attention: Awaited<ReturnType<PagedKvCache['prepareAttention']>> | null = null;
+  let workspace: AttentionWorkspace | null = null;
   try {
     cache = await PagedKvCache.create(ctx, config);
     const seqIds = Array.from({ length: point.batch }, () => cache!.createSequence());
@@ -625,7 +634,23 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     const label = `${preset.name} ${common.variant} batch ${point.batch} context ${point.context}`;
     const appendTiming = await measureGpu(ctx, (p) => appendWork.encode(p), { ...o.timing, label: `append, ${label}` });
     const attentionTiming = await measureGpu(ctx, (p) => attentionWork.encode(p), { ...o.timing, label: `attention, ${label}` });
-    const stepNs = appendTiming.medianNs + attentionTiming.medianNs;
+    // The fused step over the same state, where the kernel has one: its new token is the one just
+    // appended (each run re-encodes and re-stores it from the same rows, as the first run did).
+    const stepOptions = { tuning: o.decodeTuning, kernel: o.decodeKernel };
+    const fusedByDefault = cache.fusesDecodeStep(point.batch, stepOptions);
+    let fusedTiming: GpuTiming | null = null;
+    if (fusedByDefault || canFuse(cache, point.batch, stepOptions)) {
+      workspace = cache.createAttentionWorkspace();
+      const fused = await workspace.prepareFusedStep(seqIds, stepOptions);
+      const copies = ctx.device.createCommandEncoder();
+      copies.copyBufferToBuffer(append.kInput, 0, fused.kInput, 0, rowBytes);
+      copies.copyBufferToBuffer(append.vInput, 0, fused.vInput, 0, rowBytes);
+      copies.copyBufferToBuffer(attention.queryBuffer, 0, fused.queryBuffer, 0, point.batch * preset.numQueryHeads * preset.headDim * 4);
+      ctx.device.queue.submit([copies.finish()]);
+      fusedTiming = await measureGpu(ctx, (p) => fused.encode(p), { ...o.timing, label: `fused step, ${label}` });
+    }
+    const separateNs = appendTiming.medianNs + attentionTiming.medianNs;
+    const stepNs = fusedByDefault && fusedTiming ? fusedTiming.medianNs : separateNs;
     const attentionGBps = gbPerSecond(attention.bytesRead, attentionTiming.medianNs);
     const bytes = appendBytes(layout, point.batch);
     return {
@@ -639,6 +664,9 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
       appendUs: nsToUs(appendTiming.medianNs),
       attentionUs: nsToUs(attentionTiming.medianNs),
       stepUs: nsToUs(stepNs),
+      fused: fusedByDefault,
+      fusedStepUs: fusedTiming ? nsToUs(fusedTiming.medianNs) : null,
+      separateStepUs: nsToUs(separateNs),
       appendMinUs: nsToUs(appendTiming.minNs),
       attentionMinUs: nsToUs(attentionTiming.minNs),
       tokensPerSecond: tokensPerSecond(point.batch, stepNs),
@@ -651,6 +679,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
       rotationOverheadPct: null,
       append: summarize(appendTiming),
       attention: summarize(attentionTiming),
+      fusedStep: fusedTiming ? summarize(fusedTiming) : null,
     };
   } catch (e) {
     if (e instanceof GpuError && e.kind === 'device-lost') throw e;
@@ -658,9 +687,19 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     if (isSkippable(e)) return { ...common, status: 'skipped', reason: message, wouldFit: null };
     return { ...common, status: 'failed', error: message };
   } finally {
+    workspace?.destroy();
     attention?.destroy();
     append?.destroy();
     cache?.destroy();
+  }
+}
+
+/** Whether the cache's decode kernel has a fused step for this call (whatever the default rule says). */
+function canFuse(cache: PagedKvCache, numSeqs: number, options: { tuning?: Partial<DecodeTuning>; kernel?: DecodeKernelKind }): boolean {
+  try {
+    return cache.fusesDecodeStep(numSeqs, { ...options, fuse: true });
+  } catch {
+    return false;
   }
 }
 

@@ -13,12 +13,12 @@ import { withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { checkBufferFits, writeFloats, writeWords } from '../kernels/gpu-buffers';
 import { poolExtras } from '../kernels/cache-pool';
 import { bindDecode, decodeParams, encodeDecode, mergeParams, mergeVariant, type BoundDecode, type DecodeShape } from '../kernels/paged-decode';
-import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention } from './paged-kv-cache';
+import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention, PreparedDecodeStep } from './paged-kv-cache';
 
 /** Growth factor of a buffer that is too small (amortises batches that grow one sequence at a time). */
 const GROWTH = 1.5;
 
-type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'readback';
+type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'readback';
 
 /** What a slot is for; its GPUBufferUsage flags are read when a buffer is made (the globals exist only once a GPU is open). */
 type SlotKind = 'storage' | 'uniform' | 'readback';
@@ -39,7 +39,7 @@ export class AttentionWorkspace {
   constructor(
     private readonly ctx: GpuContext,
     private readonly cache: PagedKvCache,
-    private readonly planCall: (seqIds: number[], options: AttentionOptions) => AttentionCall,
+    private readonly planCall: (seqIds: number[], options: AttentionOptions, decodeStep: boolean) => AttentionCall,
   ) {}
 
   /**
@@ -48,8 +48,22 @@ export class AttentionWorkspace {
    * workspace owns the buffers, and the next prepare() may reuse them.
    */
   async prepare(seqIds: number[], options: AttentionOptions = {}): Promise<PreparedAttention> {
+    return this.bind(seqIds, options, false);
+  }
+
+  /**
+   * Binds a fused decode step over `seqIds`, whose new tokens the cache has reserved (they are the last
+   * token of each sequence): PagedKvCache.prepareDecodeStep calls this. Write the new K/V rows into
+   * kInput / vInput and the queries into queryBuffer, encode, read.
+   */
+  async prepareFusedStep(seqIds: number[], options: AttentionOptions = {}): Promise<Omit<PreparedDecodeStep, 'fused' | 'unreserve'>> {
+    const prepared = await this.bind(seqIds, { ...options, fuse: true }, true);
+    return { ...prepared, kInput: this.buffers.get('newK')!, vInput: this.buffers.get('newV')! };
+  }
+
+  private async bind(seqIds: number[], options: AttentionOptions, decodeStep: boolean): Promise<PreparedAttention> {
     if (this.destroyed) throw new Error('this attention workspace was destroyed');
-    const call = this.planCall(seqIds, options);
+    const call = this.planCall(seqIds, options, decodeStep);
     const { plan, packed, shape, scale } = call;
     const c = this.cache.config;
     const qBytes = seqIds.length * c.numQueryHeads * c.headDim * 4;
@@ -66,6 +80,8 @@ export class AttentionWorkspace {
       partialMl: slot('partialMl', plan.partialMlBytes, 'storage'),
       decodeParams: slot('decodeParams', 48, 'uniform'),
       mergeParams: slot('mergeParams', 48, 'uniform'),
+      // [S, Hkv, D] f32 new K/V rows of a fused step
+      ...(plan.fusedStep ? { newK: slot('newK', seqIds.length * c.numKvHeads * c.headDim * 4, 'storage'), newV: slot('newV', seqIds.length * c.numKvHeads * c.headDim * 4, 'storage') } : {}),
     };
     writeWords(this.ctx.device, buffers.blockTables, packed.blockTables);
     writeWords(this.ctx.device, buffers.contextLens, packed.contextLens);

@@ -18,8 +18,8 @@ import {
 import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
-import { decodeParams, mergeParams, prepareDecode, type DecodeShape, type PreparedDecode } from '../kernels/paged-decode';
-import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
+import { decodeKernelKind, decodeParams, mergeParams, prepareDecode, type DecodeShape, type PreparedDecode } from '../kernels/paged-decode';
+import { DECODE_KERNEL_KINDS, fuseDecodeStep, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { AttentionWorkspace } from './attention-workspace';
@@ -156,6 +156,23 @@ export interface AttentionOptions {
   tuning?: Partial<DecodeTuning>;
   /** Run this decode kernel instead of the automatic choice ('matrix' runs its software step where the adapter has no matrices). */
   kernel?: DecodeKernelKind;
+  /**
+   * A decode step (decodeStep, prepareDecodeStep): true fuses the cache write into the decode kernel (an
+   * error where the kernel cannot), false keeps the separate write; default: fuseDecodeStep's rule.
+   */
+  fuse?: boolean;
+}
+
+/** A bound decode step (PagedKvCache.prepareDecodeStep): one new token per sequence appended, then attention over every sequence with it. */
+export interface PreparedDecodeStep extends PreparedAttention {
+  /** The cache write runs inside the decode kernel (plan.fusedStep): one dispatch, plus the split-K merge. */
+  fused: boolean;
+  /** [S, Hkv, D] f32: the new tokens' K rows in seqIds order (write before encoding). */
+  kInput: GPUBuffer;
+  /** [S, Hkv, D] f32: their V rows. */
+  vInput: GPUBuffer;
+  /** Gives the new tokens' slots back (a step abandoned before it ran). */
+  unreserve(): void;
 }
 
 /** A validated, planned attention call (PagedKvCache.planCall): what workspaces bind. */
@@ -346,19 +363,17 @@ export class PagedKvCache {
   }
 
   /**
-   * Reserves slots for the new tokens (atomically: all or nothing) and binds a cache write. The
-   * caller fills `kInput`/`vInput` ([N, Hkv, D] f32) and encodes. Throws KvCacheFullError (nothing
-   * reserved) when the pool is short.
+   * Validates an append of `counts` tokens to `seqIds` (each once, known, the input within a binding, the
+   * pages free: KvCacheFullError, nothing reserved) and returns the number of tokens.
    */
-  async prepareAppend(seqIds: number[], counts: number[]): Promise<PreparedAppend> {
+  private checkAppend(seqIds: number[], counts: number[]): number {
     this.checkAlive();
     if (seqIds.length !== counts.length) throw new KvConfigError(`append: ${seqIds.length} sequences but ${counts.length} counts`);
     if (new Set(seqIds).size !== seqIds.length) throw new KvConfigError('append: a sequence appears twice; pass each once with its total count');
     counts.forEach((c, i) => requireInt(`append count for sequence ${seqIds[i]}`, c, 0));
     seqIds.forEach((id) => this.allocator.contextLength(id)); // unknown ids throw here
     const numTokens = counts.reduce((a, b) => a + b, 0);
-    const inputBytes = numTokens * this.config.numKvHeads * this.config.headDim * 4;
-    checkBufferFits(this.ctx, `the append input (${numTokens} tokens)`, inputBytes);
+    checkBufferFits(this.ctx, `the append input (${numTokens} tokens)`, numTokens * this.config.numKvHeads * this.config.headDim * 4);
     const pagesNeeded = seqIds.reduce((n, id, i) => n + this.allocator.pagesNeeded(id, counts[i]), 0);
     if (pagesNeeded > this.allocator.freePageCount) {
       // Nothing is reserved: the whole batch is refused.
@@ -366,6 +381,17 @@ export class PagedKvCache {
       const fit = seqIds.length === 1 ? this.allocator.maxReservableTokens(seqIds[0]) : this.allocator.freePageCount * this.config.pageSize;
       throw new KvCacheFullError(seqId, numTokens, pagesNeeded, this.allocator.freePageCount, fit);
     }
+    return numTokens;
+  }
+
+  /**
+   * Reserves slots for the new tokens (atomically: all or nothing) and binds a cache write. The
+   * caller fills `kInput`/`vInput` ([N, Hkv, D] f32) and encodes. Throws KvCacheFullError (nothing
+   * reserved) when the pool is short.
+   */
+  async prepareAppend(seqIds: number[], counts: number[]): Promise<PreparedAppend> {
+    const numTokens = this.checkAppend(seqIds, counts);
+    const inputBytes = numTokens * this.config.numKvHeads * this.config.headDim * 4;
     // Everything that can fail (buffers, the pipeline) comes before the reservation.
     const ctx = this.ctx;
     const slots = new Uint32Array(Math.max(1, numTokens));  // [numTokens] page · pageSize + offset
@@ -418,12 +444,107 @@ export class PagedKvCache {
   }
 
   /**
+   * One decode step: appends one token per sequence (k, v: [seqIds.length, Hkv, D] f32) and returns
+   * attention over every sequence including it (q: [seqIds.length, Hq, D] f32 → the same shape). The
+   * cache write is fused into the decode kernel where the plan says so (prepareDecodeStep); the result
+   * is bit for bit that of append() followed by attention(). On a failure nothing stays reserved.
+   */
+  async decodeStep(seqIds: number[], k: Float32Array, v: Float32Array, q: Float32Array, options: AttentionOptions = {}): Promise<Float32Array> {
+    const counts = seqIds.map(() => 1);
+    this.checkRows('k', k, seqIds.length);
+    this.checkRows('v', v, seqIds.length);
+    this.checkFinite('k', k, seqIds, counts);
+    this.checkFinite('v', v, seqIds, counts);
+    this.checkQueries(seqIds, q);
+    const step = await this.prepareDecodeStep(seqIds, options);
+    try {
+      writeFloats(this.ctx.device, step.kInput, k);
+      writeFloats(this.ctx.device, step.vInput, v);
+      writeFloats(this.ctx.device, step.queryBuffer, q);
+      await withGpuErrors(this.ctx.device, step.fused ? 'fused decode step' : 'decode step', () => this.submit((pass) => step.encode(pass)));
+      return await step.read();
+    } catch (err) {
+      step.unreserve();
+      throw err;
+    } finally {
+      step.destroy();
+    }
+  }
+
+  /**
+   * Reserves one new token per sequence (all or nothing: KvCacheFullError) and binds a decode step over
+   * them: fill kInput, vInput and queryBuffer, encode, read. Fused (plan.fusedStep: the decode kernel
+   * encodes, stores and scores the new tokens) where fuseDecodeStep (or options.fuse) says so, else the
+   * cache write followed by attention. Bound in `workspace` (default: the cache's own), so a fused step
+   * allocates nothing once warm.
+   */
+  async prepareDecodeStep(seqIds: number[], options: AttentionOptions = {}, workspace?: AttentionWorkspace): Promise<PreparedDecodeStep> {
+    const counts = seqIds.map(() => 1);
+    const ws = workspace ?? (this.defaultWorkspace ??= this.createAttentionWorkspace());
+    if (!this.fusesDecodeStep(seqIds.length, options)) {
+      const append = await this.prepareAppend(seqIds, counts);
+      try {
+        const attention = await ws.prepare(seqIds, options);
+        return {
+          ...attention,
+          fused: false,
+          kInput: append.kInput,
+          vInput: append.vInput,
+          encode: (pass) => {
+            append.encode(pass);
+            attention.encode(pass);
+          },
+          unreserve: () => append.unreserve(),
+          destroy: () => {
+            append.destroy();
+            attention.destroy();
+          },
+        };
+      } catch (err) {
+        append.unreserve();
+        append.destroy();
+        throw err;
+      }
+    }
+    this.checkAppend(seqIds, counts);
+    seqIds.forEach((id) => this.allocator.reserveTokens(id, 1));
+    let reserved = true;
+    const unreserve = () => {
+      if (!reserved) return;
+      reserved = false;
+      for (let i = seqIds.length - 1; i >= 0; i--) this.allocator.unreserveTokens(seqIds[i], 1);
+    };
+    try {
+      const step = await ws.prepareFusedStep(seqIds, options);
+      return { ...step, fused: true, unreserve };
+    } catch (err) {
+      unreserve();
+      throw err;
+    }
+  }
+
+  /** Whether a decode step over `numSeqs` sequences with these options fuses its cache write (planDecode decides the same). */
+  fusesDecodeStep(numSeqs: number, options: AttentionOptions): boolean {
+    const shape = this.decodeShape();
+    try {
+      const kind = decodeKernelKind({ ...shape, kernel: options.kernel });
+      if (options.fuse !== undefined) {
+        if (options.fuse) decodeKernelKind({ ...shape, kernel: kind, fusedStep: true });
+        return options.fuse;
+      }
+      return fuseDecodeStep(kind, shape, numSeqs);
+    } catch (e) {
+      throw new KvConfigError((e as Error).message);
+    }
+  }
+
+  /**
    * A workspace for repeated attention calls (a decode loop): its buffers and bindings are reused, so
    * steady-state calls allocate nothing. attention() uses one of its own.
    */
   createAttentionWorkspace(): AttentionWorkspace {
     this.checkAlive();
-    return new AttentionWorkspace(this.ctx, this, (seqIds, options) => this.planCall(seqIds, options));
+    return new AttentionWorkspace(this.ctx, this, (seqIds, options, decodeStep) => this.planCall(seqIds, options, decodeStep));
   }
 
   /** Throws KvConfigError unless q is [seqIds.length, Hq, D]. */
@@ -440,8 +561,8 @@ export class PagedKvCache {
     return this.planCall(seqIds, options).plan;
   }
 
-  /** Validates an attention call and plans it (see planAttention). */
-  private planCall(seqIds: number[], options: AttentionOptions): AttentionCall {
+  /** Validates an attention call and plans it (see planAttention); `decodeStep`: the call is a decode step (options.fuse). */
+  planCall(seqIds: number[], options: AttentionOptions, decodeStep = false): AttentionCall {
     this.checkAlive();
     if (seqIds.length === 0) throw new KvConfigError('attention needs at least one sequence');
     if (seqIds.length > this.ctx.limits.maxComputeWorkgroupsPerDimension) throw new KvConfigError(`at most ${this.ctx.limits.maxComputeWorkgroupsPerDimension} sequences per attention call`);
@@ -455,8 +576,22 @@ export class PagedKvCache {
     if (options.kernel !== undefined && !isDecodeKernelKind(options.kernel)) {
       throw new KvConfigError(`unknown decode kernel '${String(options.kernel)}'; known kernels: ${DECODE_KERNEL_KINDS.join(', ')}`);
     }
+    const shape = this.decodeShape();
+    // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
+    try {
+      const plan = planDecode(shape, seqIds.length, Math.max(...packed.contextLens), {
+        kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits, ...(decodeStep ? { decodeStep, fuse: options.fuse } : {}),
+      });
+      return { plan, packed, shape, scale };
+    } catch (e) {
+      throw new KvConfigError((e as Error).message);
+    }
+  }
+
+  /** The decode kernels' view of this cache on this device. */
+  private decodeShape(): Omit<DecodeShape, 'kernel' | 'tuning'> {
     const ctx = this.ctx;
-    const shape: Omit<DecodeShape, 'kernel' | 'tuning'> = {
+    return {
       layout: this.layout,
       numQueryHeads: this.config.numQueryHeads,
       hadamardBlock: this.config.hadamardBlock,
@@ -471,13 +606,6 @@ export class PagedKvCache {
       queryInt8: this.config.queryInt8,
       pool: this.pool,
     };
-    // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
-    try {
-      const plan = planDecode(shape, seqIds.length, Math.max(...packed.contextLens), { kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits });
-      return { plan, packed, shape, scale };
-    } catch (e) {
-      throw new KvConfigError((e as Error).message);
-    }
   }
 
   /** Binds attention over `seqIds` at their current lengths (see PreparedAttention). */

@@ -75,6 +75,7 @@ export function cacheWriteVariant(layout: CacheLayout, options: CacheWriteOption
           WGSL_LIBRARIES.f16,
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.quantCode,
+          WGSL_LIBRARIES.quantizeLane,
           WGSL_LIBRARIES.cacheWriteIo,
           writePoolWgsl(pool),
           unrollLoops(writeQuantWgsl, constants),

@@ -8,7 +8,7 @@
 import type { MatrixConfig, MatrixStep } from './paged-decode-matrix';
 import { describeMatrixConfig } from '../gpu/gpu-context';
 import { decodeKernel, decodeKernelKind, needsMerge, tuningForGrid, type DecodeShape } from './paged-decode';
-import { chooseSplits, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
+import { chooseSplits, fuseDecodeStep, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
 import type { ShaderVariant } from './pipeline-cache';
 
 export interface DecodePlanOptions {
@@ -18,6 +18,13 @@ export interface DecodePlanOptions {
   tuning?: Partial<DecodeTuning>;
   /** Force a split-K count (default: chooseSplits from the grid). */
   numSplits?: number;
+  /**
+   * Plan a whole decode step (one new token per sequence, appended, then attention over it): fused into
+   * the decode dispatch where fuseDecodeStep says so, unless `fuse` forces the choice.
+   */
+  decodeStep?: boolean;
+  /** With decodeStep: true fuses (an error where the shape cannot), false keeps the cache write separate. */
+  fuse?: boolean;
 }
 
 export interface DecodePlan {
@@ -31,6 +38,8 @@ export interface DecodePlan {
   splits: SplitPlan;
   /** The split-K merge kernel runs after the decode kernel. */
   merge: boolean;
+  /** A decode step whose cache write is fused into the decode kernel (no separate append dispatch). */
+  fusedStep: boolean;
   /** dispatchWorkgroups(x, y, z) of the decode kernel: splits, kv heads × head groups, sequences. */
   grid: [number, number, number];
   variant: ShaderVariant;
@@ -52,7 +61,10 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
   const { tuning, workgroupsBeforeSplit } = tuningForGrid({ ...shape, kernel: kind }, numSeqs, options.tuning);
   const splits = chooseSplits(workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
   const merge = needsMerge(splits, shape, kind);
-  const kernel = decodeKernel({ ...shape, kernel: kind, tuning });
+  if (options.fuse !== undefined && !options.decodeStep) throw new Error('fuse applies to a decode step (decodeStep: true)');
+  const fusedStep = Boolean(options.decodeStep) && (options.fuse ?? fuseDecodeStep(kind, shape, numSeqs));
+  if (fusedStep) decodeKernelKind({ ...shape, kernel: kind, fusedStep }); // throws with the reason when it cannot fuse
+  const kernel = decodeKernel({ ...shape, kernel: kind, tuning, fusedStep });
   const partialFloats = numSeqs * shape.numQueryHeads * splits.numSplits;
   return {
     kernel: kind,
@@ -61,6 +73,7 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
     headsPerWorkgroup: tuning.maxHeadsPerWorkgroup,
     splits,
     merge,
+    fusedStep,
     grid: [splits.numSplits, shape.layout.numKvHeads * kernel.headGroups, numSeqs],
     variant: kernel.variant,
     workgroupBytes: kernel.workgroupBytes,
@@ -73,6 +86,6 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
 export function describePlan(plan: DecodePlan): string {
   const matrix = plan.matrix ? ` (${plan.matrix.step} ${describeMatrixConfig(plan.matrix.config)})` : '';
   const splits = `${plan.splits.numSplits} split${plan.splits.numSplits === 1 ? '' : 's'} of ≤ ${plan.splits.tokensPerSplit} tokens`;
-  return `${plan.kernel}${matrix}, ${plan.headsPerWorkgroup} heads/wg, ${splits}${plan.merge ? ' + merge' : ''}`;
+  return `${plan.kernel}${matrix}${plan.fusedStep ? ' with the cache write fused' : ''}, ${plan.headsPerWorkgroup} heads/wg, ${splits}${plan.merge ? ' + merge' : ''}`;
 }
 

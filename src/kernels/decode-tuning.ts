@@ -177,6 +177,16 @@ export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg
 }
 
 
+/**
+ * Whether a decode step fuses its cache write into the decode dispatch (planDecode with decodeStep):
+ * where the fused kernel exists (the subgroup kernel, its formats, one-buffer pools). Measured on the
+ * H200: docs/tuning.md ("Fused decode step").
+ */
+export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: boolean; layout: CacheLayout; pool?: { numBuffers: number } }, _numSeqs: number): boolean {
+  const format = shape.layout.method;
+  return kind === 'subgroup' && shape.useSubgroups && (format === 'fp16' || format === 'int4' || format === 'int4-hadamard') && (shape.pool?.numBuffers ?? 1) === 1;
+}
+
 export interface SplitPlan {
   numSplits: number;
   tokensPerSplit: number;

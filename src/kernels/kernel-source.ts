@@ -10,16 +10,22 @@ import f16Wgsl from '../../shaders/lib/f16.wgsl?raw';
 import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
 import kvCodesWgsl from '../../shaders/lib/kv-codes.wgsl?raw';
 import quantCodeWgsl from '../../shaders/lib/quant-code.wgsl?raw';
+import quantizeLaneWgsl from '../../shaders/lib/quantize-lane.wgsl?raw';
 import { wgslU32Constants } from './pipeline-cache';
+import { selectLines, unrollLoops } from './wgsl-unroll';
 
 export const WGSL_LIBRARIES = {
   f16: f16Wgsl,
   hadamard: hadamardWgsl,
   quantCode: quantCodeWgsl,
+  /** one lane's 8 values → cache words (the cache-write kernel and the fused decode step; after f16, quantCode, MAX_CODE) */
+  quantizeLane: unrollLoops(quantizeLaneWgsl, {}),
   /** WriteParams + bindings of every cache-write kernel */
   cacheWriteIo: cacheWriteIoWgsl,
-  /** DecodeParams + bindings of both decode kernels (after `alias CacheChunk`) */
-  decodeIo: decodeIoWgsl,
+  /** DecodeParams + bindings of the decode kernels (after `alias CacheChunk`) */
+  decodeIo: selectLines(decodeIoWgsl, { FUSED_STEP: 0 }),
+  /** the same for the fused decode step (paged-decode-subgroup.wgsl, FUSED_STEP): the K/V pools writable */
+  decodeIoFusedStep: selectLines(decodeIoWgsl, { FUSED_STEP: 1 }),
   /** the result writer of the subgroup and matrix decode kernels (after decodeIo and hadamard) */
   decodeEpilogue: decodeEpilogueWgsl,
   /** code-word helpers of the quantized decode formats */

@@ -80,6 +80,12 @@ export interface DecodeShape {
   queryInt8?: boolean;
   /** How the K and V pools are spread over buffers (default one each; more: subgroup kernel only). */
   pool?: PoolSplit;
+  /**
+   * A fused decode step (subgroup kernel, one-buffer pools): the kernel also encodes each sequence's last
+   * token from new_k / new_v ([S, Hkv, D] f32) with the cache write's code, stores it in the cache and
+   * scores it from registers (paged-decode-subgroup.wgsl, FUSED_STEP).
+   */
+  fusedStep?: boolean;
 }
 
 /**
@@ -123,7 +129,7 @@ function laneFormat(shape: Pick<DecodeShape, 'layout'>) {
  * (INT4, FP16 with subgroups), else the workgroup-memory kernel. The matrix kernel is never the
  * automatic choice: slower than the subgroup kernel on the H200 (docs/tuning.md).
  */
-export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix' | 'queryInt8' | 'pool'>): DecodeKernelKind {
+export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgroups' | 'kernel' | 'matrix' | 'queryInt8' | 'pool' | 'fusedStep'>): DecodeKernelKind {
   const method = shape.layout.method;
   if ((shape.pool?.numBuffers ?? 1) > 1) {
     if (laneFormat(shape) === null) throw new Error(`a ${method} cache over several buffers is not read by any decode kernel yet (the subgroup kernel reads int4, int4-hadamard and fp16)`);
@@ -134,6 +140,11 @@ export function decodeKernelKind(shape: Pick<DecodeShape, 'layout' | 'useSubgrou
     if (laneFormat(shape) !== LANE_FORMATS.int4) throw new Error(`an int8 query scores INT4 caches (int4, int4-hadamard), not ${method}`);
     if (shape.kernel !== undefined && shape.kernel !== 'subgroup') throw new Error(`an int8 query runs on the subgroup decode kernel, not the ${shape.kernel} kernel`);
     if (!shape.useSubgroups) throw new Error('an int8 query runs on the subgroup decode kernel, which needs the subgroups feature');
+  }
+  if (shape.fusedStep) {
+    if (shape.kernel !== undefined && shape.kernel !== 'subgroup') throw new Error(`a fused decode step runs on the subgroup decode kernel, not the ${shape.kernel} kernel`);
+    if (!(shape.useSubgroups && laneFormat(shape))) throw new Error(`a fused decode step runs on the subgroup decode kernel, which reads int4, int4-hadamard and fp16 caches with the subgroups feature`);
+    if ((shape.pool?.numBuffers ?? 1) > 1) throw new Error('a fused decode step needs K/V pools of one buffer each (its new-token bindings follow the decode bindings)');
   }
   if (shape.kernel === 'matrix' && !matrixKernelSupports(method)) throw new Error(`the matrix decode kernel reads int4, int4-hadamard and fp16 caches, not ${method}`);
   if (shape.kernel === 'subgroup' && !(shape.useSubgroups && laneFormat(shape))) {
@@ -224,8 +235,16 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   // A step's tokens must share a page: halve the tuning's value until it divides the page size.
   let tokensPerStep = tuning.tokensPerStep || AUTO_TOKENS_PER_STEP;
   while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
+  const fused = Boolean(shape.fusedStep);
+  // the fused step's new K/V rows that rotate share rot_buf (and the query's rotation pass)
+  const newRotRows = fused ? (shape.rotateQ ? 1 : 0) + (shape.rotateOut ? 1 : 0) : 0;
   return {
     ...shared,
+    ROT_VECTORS: shared.HEADS_PER_WG + newRotRows,
+    FUSED_STEP: fused ? 1 : 0,
+    QUANTIZED: format === LANE_FORMATS.int4 ? 1 : 0,
+    NEW_ROW_LANES: layout.headDim / VALUES_PER_GROUP,
+    NEW_ROT_ROWS: newRotRows,
     LANES_PER_TOKEN: lanes,
     CHANNELS_PER_LANE: channelsPerLane,
     GROUPS_PER_LANE: groupsPerLane,
@@ -247,10 +266,11 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
 
 /** Workgroup memory of a subgroup-kernel variant, in bytes. */
 function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
-  // rot_buf, q sums, int8 query steps, length, counters, counts, subgroup maxima, merge rows and sums,
-  // head_sums, head_ml
-  const floats = c.HEADS_PER_WG * c.HEAD_DIM + c.HEADS_PER_WG + 2 * c.HEADS_PER_WG + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
-  return floats * 4;
+  // rot_buf, length, counters, counts, subgroup maxima, merge rows and sums, head_sums, head_ml
+  const floats = c.ROT_VECTORS * c.HEAD_DIM + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
+  // the fused step: new rows' words and scale/min words, per-lane minima and maxima
+  const fused = c.FUSED_STEP ? 2 * c.ROW_WORDS + 2 + 4 * c.NEW_ROW_LANES : 0;
+  return (floats + fused) * 4;
 }
 
 /**
@@ -369,7 +389,12 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
   const pool = shape.pool ?? ONE_BUFFER;
-  const key = [...sharedDecodeKey(`paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}`, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
+  const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}`;
+  const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
+  // the fused step encodes new tokens with the cache write's code (lib/quantize-lane.wgsl, f16.wgsl)
+  const fusedSources = !constants.FUSED_STEP ? [] : constants.QUANTIZED
+    ? [`const MAX_CODE: f32 = ${quantFormat(shape.layout.method, shape.layout.headDim)!.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.quantizeLane]
+    : [WGSL_LIBRARIES.f16];
   const variant: ShaderVariant = {
     key,
     code: () =>
@@ -378,8 +403,9 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
         constants,
         sources: [
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
-          WGSL_LIBRARIES.decodeIo,
+          constants.FUSED_STEP ? WGSL_LIBRARIES.decodeIoFusedStep : WGSL_LIBRARIES.decodeIo,
           pool.numBuffers > 1 ? readPoolWgsl(pool) : '',
+          ...fusedSources,
           WGSL_LIBRARIES.hadamard,
           WGSL_LIBRARIES.decodeEpilogue,
           LANE_FORMATS[format].source,
@@ -459,6 +485,9 @@ export interface DecodeBuffers {
   mergeParams: GPUBuffer;
   /** The pools' buffers 1.. (poolExtras order), for a pool over several buffers (subgroup kernel). */
   poolExtras?: GPUBuffer[];
+  /** A fused decode step's new tokens: [S, Hkv, D] f32 K and V (bindings 9 and 10). */
+  newK?: GPUBuffer;
+  newV?: GPUBuffer;
 }
 
 /** A bound decode plan (the plan itself says what runs). */
@@ -505,10 +534,16 @@ export async function bindDecode(ctx: GpuContext, plan: DecodePlan, shape: Decod
   const decodeGroup = bindBuffers(ctx.device, decode, [
     buffers.q, buffers.kCache, buffers.vCache, buffers.blockTables, buffers.contextLens,
     buffers.out, buffers.partialAcc, buffers.partialMl, buffers.decodeParams, ...(buffers.poolExtras ?? []),
-  ], 'paged decode');
+    ...(plan.fusedStep ? [requireBuffer(buffers.newK, 'new K'), requireBuffer(buffers.newV, 'new V')] : []),
+  ], plan.fusedStep ? 'fused decode step' : 'paged decode');
   const merge = plan.merge ? await getPipeline(ctx.device, mergeVariant(shape)) : null;
   const mergeGroup = merge ? bindBuffers(ctx.device, merge, [buffers.partialAcc, buffers.partialMl, buffers.out, buffers.mergeParams], 'paged decode merge') : null;
   return { decode, decodeGroup, merge, mergeGroup };
+}
+
+function requireBuffer(buffer: GPUBuffer | undefined, what: string): GPUBuffer {
+  if (!buffer) throw new Error(`a fused decode step needs its ${what} buffer`);
+  return buffer;
 }
 
 /** Records the decode dispatch (and the merge when the plan has one) of `plan` over bound buffers. */
