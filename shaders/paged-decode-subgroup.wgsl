@@ -37,8 +37,9 @@
 // write kernel's code (lib/quantize-lane.wgsl, the Hadamard rotation in the same pass as the query's):
 // the workgroup of head group 0 whose split holds the token stores them in the cache for later steps,
 // and every workgroup whose split holds it scores it from those words in registers, never from memory
-// (another workgroup's store may still be in flight). So the result is bit for bit that of the cache
-// write followed by the unfused kernel. Split-K partials are still merged by the merge kernel: WGSL
+// (another workgroup's store may still be in flight). So it computes what the cache write followed by
+// the unfused kernel computes, operation for operation (bit for bit on SwiftShader; a GPU compiler may
+// contract the two kernels' f32 arithmetic differently). Split-K partials are still merged by the merge kernel: WGSL
 // cannot order memory between workgroups (barriers are workgroup-scoped and atomics relaxed), so a
 // "last workgroup merges" counter would race (docs/design.md).
 //

@@ -3,16 +3,17 @@
  * the decode kernel encodes each sequence's new token with the cache write's code, stores it and scores
  * it from registers. Over a grid (first token of a sequence, new token at a page boundary, in the last
  * of several splits, GQA with several head groups per kv head, MQA, rotate_v, random signs, the int8
- * query, every subgroup-kernel format and head_dim): the two float64 checks of decode-checks.ts, and
- * bit for bit the output and the cache words of the separate cache write + attention, run twice.
+ * query, every subgroup-kernel format and head_dim): the two float64 checks of decode-checks.ts, the
+ * same bits run to run, and those of the separate cache write + attention (on software adapters; a
+ * GPU's compiler may round the two kernels differently, in the new tokens' words only).
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
-import { defaultHadamardBlock } from '../src/layout';
+import { defaultHadamardBlock, rowWordIndex, scaleMinWordIndex } from '../src/layout';
 import { SeededRandom } from '../src/reference/random';
 import { expectDecodeMatchesReferences } from './decode-checks';
 import { subgroupTestGpu, testGpu } from './gpu-harness';
-import { runKernelCase, type KernelCase } from './kernel-case';
+import { runKernelCase, type KernelCase, type KernelRun } from './kernel-case';
 
 const GRID: KernelCase[] = [
   // first token of a sequence (length 1), new tokens opening a page (9 = 8 + 1, 17 = 16 + 1)
@@ -37,6 +38,29 @@ function label(c: KernelCase): string {
   return `${k.method}${rot}${k.queryInt8 ? '-q8' : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 4 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'}`;
 }
 
+/** Word indices of the K/V rows and scale/min words of each sequence's last token (the step's new token). */
+function newTokenWords(run: KernelRun): Set<number> {
+  const { layout } = run.cache;
+  const words = new Set<number>();
+  for (const id of run.seqIds) {
+    const last = run.cache.contextLength(id) - 1;
+    const page = run.cache.allocator.blockTable(id)[Math.floor(last / layout.pageSize)];
+    for (let h = 0; h < layout.numKvHeads; h++) {
+      const start = rowWordIndex(layout, page, h, last % layout.pageSize);
+      for (let w = 0; w < layout.rowWords; w++) words.add(start + w);
+      if (layout.scaleMinWords > 0) words.add(scaleMinWordIndex(layout, page, h, last % layout.pageSize));
+    }
+  }
+  return words;
+}
+
+/** Indices where two word arrays differ. */
+function differingWords(a: Uint32Array, b: Uint32Array): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) out.push(i);
+  return out;
+}
+
 describe('fused decode step', () => {
   for (const c of GRID) {
     it(label(c), async () => {
@@ -44,13 +68,24 @@ describe('fused decode step', () => {
       const fused = await runKernelCase(ctx, { ...c, decodeStep: 'fused' });
       expect(fused.cache.planAttention(fused.seqIds, { numSplits: c.numSplits }).kernel).toBe('subgroup');
       expectDecodeMatchesReferences(fused, c);
+      // run to run: bit for bit
       const again = await runKernelCase(ctx, { ...c, decodeStep: 'fused' });
+      expect(Array.from(again.out)).toEqual(Array.from(fused.out));
+      expect(differingWords(again.cacheWords.k, fused.cacheWords.k)).toEqual([]);
+      expect(differingWords(again.cacheWords.v, fused.cacheWords.v)).toEqual([]);
+      // against the separate cache write + attention: the same code, so the same bits where f32 is
+      // evaluated as written (software adapters); a GPU compiler may contract or reassociate the two
+      // kernels differently (measured on an H200: 1 case of 13), which only the new tokens' words and
+      // the output's last bits can show
       const separate = await runKernelCase(ctx, { ...c, decodeStep: 'separate' });
-      for (const other of [again, separate]) {
-        expect(Array.from(other.out)).toEqual(Array.from(fused.out));
-        expect(Array.from(other.cacheWords.k)).toEqual(Array.from(fused.cacheWords.k));
-        expect(Array.from(other.cacheWords.v)).toEqual(Array.from(fused.cacheWords.v));
+      expectDecodeMatchesReferences(separate, c);
+      const mayDiffer = newTokenWords(fused);
+      for (const pool of ['k', 'v'] as const) {
+        const differ = differingWords(separate.cacheWords[pool], fused.cacheWords[pool]);
+        expect(differ.filter((i) => !mayDiffer.has(i)), `${pool} words other than the new tokens'`).toEqual([]);
+        if (ctx.adapterInfo.isFallbackAdapter) expect(differ, `${pool} words of the new tokens`).toEqual([]);
       }
+      if (ctx.adapterInfo.isFallbackAdapter) expect(Array.from(separate.out)).toEqual(Array.from(fused.out));
       for (const run of [fused, again, separate]) run.cache.destroy();
     });
   }

@@ -446,8 +446,9 @@ export class PagedKvCache {
   /**
    * One decode step: appends one token per sequence (k, v: [seqIds.length, Hkv, D] f32) and returns
    * attention over every sequence including it (q: [seqIds.length, Hq, D] f32 → the same shape). The
-   * cache write is fused into the decode kernel where the plan says so (prepareDecodeStep); the result
-   * is bit for bit that of append() followed by attention(). On a failure nothing stays reserved.
+   * cache write is fused into the decode kernel where the plan says so (prepareDecodeStep); it computes
+   * what append() followed by attention() computes, operation for operation (the same bits on software
+   * adapters; a GPU compiler may round the two kernels differently). On a failure nothing stays reserved.
    */
   async decodeStep(seqIds: number[], k: Float32Array, v: Float32Array, q: Float32Array, options: AttentionOptions = {}): Promise<Float32Array> {
     const counts = seqIds.map(() => 1);

@@ -54,7 +54,16 @@ export interface DecodeTuning {
    * configuration's M and K; 0 = automatic (DEFAULT_MATRIX_TILE_TOKENS).
    */
   tileTokens: number;
+  /**
+   * Matrix kernel: subgroups per workgroup, each running its own stream of token tiles (1, 2, 4 or 8;
+   * fewer where workgroup memory is short); 0 = the serial variant (one tile stream for the whole
+   * workgroup, shaders/paged-decode-matrix-serial.wgsl), kept to time both in one run.
+   */
+  matrixSubgroups: number;
 }
+
+/** Subgroups (token streams) per matrix-kernel workgroup unless the tuning says otherwise. */
+export const DEFAULT_MATRIX_SUBGROUPS = 2;
 
 /**
  * Workgroup-memory kernel (paged-decode-workgroup.wgsl), measured best on an NVIDIA H200 through Dawn/Vulkan
@@ -69,6 +78,7 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   lanesPerToken: 0,
   tokensPerStep: 0,
   tileTokens: 0,
+  matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   targetWorkgroups: 2048,
   minTokensPerSplit: 128,
 };
@@ -91,6 +101,7 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   lanesPerToken: 0,
   tokensPerStep: 0,
   tileTokens: 0,
+  matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   targetWorkgroups: 256,
   minTokensPerSplit: 384,
 };
@@ -107,6 +118,7 @@ export const DEFAULT_MATRIX_DECODE_TUNING: DecodeTuning = {
   lanesPerToken: 0,
   tokensPerStep: 0,
   tileTokens: 0,
+  matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   targetWorkgroups: 1024,
   minTokensPerSplit: 256,
 };
@@ -132,6 +144,7 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   if (!Number.isInteger(t.minTokensPerSplit) || t.minTokensPerSplit < 1) throw new Error(`minTokensPerSplit must be a positive integer, got ${t.minTokensPerSplit}`);
   if (![0, 1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 0 (automatic), 1, 2, 4 or 8, got ${t.tokensPerStep}`);
   if (![0, 8, 16, 32, 64].includes(t.tileTokens)) throw new Error(`tileTokens must be 0 (automatic), 8, 16, 32 or 64, got ${t.tileTokens}`);
+  if (![0, 1, 2, 4, 8].includes(t.matrixSubgroups)) throw new Error(`matrixSubgroups must be 0 (the serial matrix kernel), 1, 2, 4 or 8, got ${t.matrixSubgroups}`);
   return t;
 }
 
@@ -177,14 +190,21 @@ export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg
 }
 
 
+/** A decode step fuses its cache write while sequences × kv heads is at most this (fuseDecodeStep). */
+export const FUSE_STEP_MAX_ROWS = 32;
+
 /**
  * Whether a decode step fuses its cache write into the decode dispatch (planDecode with decodeStep):
- * where the fused kernel exists (the subgroup kernel, its formats, one-buffer pools). Measured on the
- * H200: docs/tuning.md ("Fused decode step").
+ * where the fused kernel exists (the subgroup kernel, its formats, one-buffer pools) and the grid is
+ * small. Measured on the H200 (Llama-3.1-8B heads, docs/tuning.md "Fused decode step"): at batch 1 the
+ * fused step saves one dependent dispatch (int4-hadamard 1 × 1k 16.5 → 14.8 µs, 1 × 4k 24.2 → 22.4 µs);
+ * at batch 64 it loses (fp16 64 × 4k 285 → 406 µs, int4 275 → 295 µs): the pools bound read_write
+ * lose the read-only load path, which only a latency-bound grid does not feel.
  */
-export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: boolean; layout: CacheLayout; pool?: { numBuffers: number } }, _numSeqs: number): boolean {
+export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: boolean; layout: CacheLayout; pool?: { numBuffers: number } }, numSeqs: number): boolean {
   const format = shape.layout.method;
-  return kind === 'subgroup' && shape.useSubgroups && (format === 'fp16' || format === 'int4' || format === 'int4-hadamard') && (shape.pool?.numBuffers ?? 1) === 1;
+  const hasKernel = kind === 'subgroup' && shape.useSubgroups && (format === 'fp16' || format === 'int4' || format === 'int4-hadamard') && (shape.pool?.numBuffers ?? 1) === 1;
+  return hasKernel && numSeqs * shape.layout.numKvHeads <= FUSE_STEP_MAX_ROWS;
 }
 
 export interface SplitPlan {
