@@ -49,6 +49,8 @@ const GRID: Case[] = [
   { config: { method: 'int4', headDim: 64, numQueryHeads: 1, numKvHeads: 1, pageSize: 16 }, contextLens: [3000, 77], seed: 18, subgroups: false },
   // the longest context the kernels promise (32k), next to a one-token sequence
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 2, numKvHeads: 1, pageSize: 64, hadamardBlock: 64, rotateV: true }, contextLens: [32768, 1], seed: 19, subgroups: true },
+  // more splits than the merge kernel's workgroup keeps weights for (200 > 128): the rest recomputed from their (max, sum)
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 2, numKvHeads: 1, pageSize: 16 }, contextLens: [25000, 300], seed: 20, subgroups: true, numSplits: 200 },
   // extra methods: token-wise INT8 (lib/kv-format-int8.wgsl), INT4 with a scale/min per 32 channels (lib/kv-format-int4-g32.wgsl)
   { config: { method: 'int8', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 8 }, contextLens: [1, 2, 129], seed: 31, subgroups: true },
   { config: { method: 'int8', headDim: 128, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [33, 7], seed: 32, subgroups: false, outlierScale: 15 },

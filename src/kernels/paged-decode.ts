@@ -452,7 +452,7 @@ export function mergeVariant(shape: DecodeShape): ShaderVariant {
   };
   return {
     key: `paged-decode-merge/d${constants.HEAD_DIM}/hq${constants.NUM_Q_HEADS}/b${block}/o${constants.ROTATE_OUT}s${constants.RANDOM_SIGNS}`,
-    code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, mergeWgsl] }),
+    code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, unrollLoops(mergeWgsl, constants)] }),
   };
 }
 
