@@ -24,6 +24,8 @@
 import type { GpuContext } from '../gpu/gpu-context';
 import { accuracyCommand } from './accuracy-command';
 import { benchCommand } from './bench-command';
+import { generateCommand } from './generate-command';
+import { perplexityCommand } from './perplexity-command';
 import { runCaseCommand } from './run-case';
 import { simulateCommand } from './simulate-command';
 
@@ -57,4 +59,6 @@ export const COMMANDS: Readonly<Record<string, CliCommand>> = {
   bench: benchCommand,
   accuracy: accuracyCommand,
   simulate: simulateCommand,
+  perplexity: perplexityCommand,
+  generate: generateCommand,
 };
