@@ -180,7 +180,7 @@ describe('idle gaps are skipped in one step', () => {
     const text = readFileSync(json, 'utf8');
     expect(text.length).toBeLessThan(100_000);
     const result = JSON.parse(text);
-    expect(result.version).toBe(2);
+    expect(result.version).toBe(3);
     expect(result.methods[0].runs[1].summary).toMatchObject({ steps: IDLE_GAP + 5, idleSteps: IDLE_GAP - 5, finished: 2 });
     expect(stdout).toMatch(/idle = steps with nothing running/);
     expect(stdout).toMatch(/^\d+\s+idle$/m);
@@ -198,8 +198,9 @@ describe('sizes are bounded before allocation', () => {
     const err = thrown(() => planSimulate(['--requests', '1000000000'], LIMITS));
     expect(performance.now() - started).toBeLessThan(1000);
     expect(err).toBeInstanceOf(SimulateLimitError);
-    // The suggestion leaves room for the 24 runs × 256 steps of records (256 B each): (2 GiB − 1.5 MiB) / 512 B.
-    expect(err.message).toBe('--requests 1000000000 needs ~477 GiB of host memory for request state; limit 2.00 GiB (test heap); try --requests ≤ 4191232');
+    // The suggestion leaves room for the 24 runs' summaries (3 repeats + the median again, 4 KiB each) and
+    // for the records held at once, (24 runs + 2 more repeats) × 256 steps (256 B each): (2 GiB − 384 KiB − 1.625 MiB) / 512 B.
+    expect(err.message).toBe('--requests 1000000000 needs ~477 GiB of host memory for request state; limit 2.00 GiB (test heap); try --requests ≤ 4190208');
     // With the machine's own limits, through the command: exit 2, no GPU, one line.
     const { code, stderr } = await runCommand(['--requests', '1000000000']);
     expect(code).toBe(2);
@@ -208,16 +209,27 @@ describe('sizes are bounded before allocation', () => {
     // The suggestion of a small heap is planned (and drawn) without complaint.
     const small = ['--steps', '1', '--max-concurrency', '1'];
     const fits = suggested(thrown(() => planSimulate(['--requests', '1000000000', ...small], SMALL)).message, '--requests');
-    expect(fits).toBe(131070);
+    expect(fits).toBe(130973); // (64 MiB − 3 runs × 4 summaries × 4 KiB − (3 + 2) records × 256 B) / 512 B
     expect(planSimulate(['--requests', String(fits), ...small], SMALL).sweep.requests).toHaveLength(fits);
     expect(() => planSimulate(['--requests', String(fits + 3), ...small], SMALL)).toThrow(SimulateLimitError);
+  });
+
+  it('with repeats, a plan that fits also fits the hard limit on records held at once', () => {
+    for (const repeats of ['1', '3', '7']) {
+      for (const flags of [['--steps', '0'], ['--steps', '5000', '--json', join(scratch, 'r.json')]]) {
+        const plan = planSimulate(['--regime', 'long', '--prefill-tokens-per-step', '512', '--repeats', repeats, ...flags], LIMITS);
+        expect(plan.sweep.repeats).toBe(Number(repeats));
+        expect(plan.size.heldRecords, `${repeats} ${flags.join(' ')}`).toBeLessThanOrEqual(plan.sweep.maxStepRecords!);
+      }
+    }
+    expect(planSimulate([], LIMITS).sweep.repeats).toBe(3);
   });
 
   it('step records past the heap are refused with a --steps that fits', () => {
     const flags = ['--regime', 'long', '--prefill-tokens-per-step', '512'];
     const err = thrown(() => planSimulate(['--steps', '0', ...flags], SMALL));
     expect(err).toBeInstanceOf(SimulateLimitError);
-    expect(err.message).toMatch(/^--steps 0 \(until done\): ~\d+ step records over 24 runs with 256 requests need ~[\d.]+ MiB of host memory; limit 64.0 MiB \(test heap\); try --steps ≤ \d+$/);
+    expect(err.message).toMatch(/^--steps 0 \(until done\): ~\d+ step records over 24 runs × 3 repeats with 256 requests need ~[\d.]+ MiB of host memory; limit 64.0 MiB \(test heap\); try --steps ≤ \d+$/);
     const steps = suggested(err.message, '--steps');
     expect(planSimulate(['--steps', String(steps), ...flags], SMALL).sweep.maxSteps).toBe(steps);
     expect(() => planSimulate(['--steps', String(steps + 1), ...flags], SMALL)).toThrow(SimulateLimitError);
@@ -245,6 +257,8 @@ describe('sizes are bounded before allocation', () => {
     const requests = generateRequests({ count: 100, seed: 1, prompt: { kind: 'fixed', value: 100 }, output: { kind: 'fixed', value: 50 } });
     const base = { requests, numPages: [1000, 4000], caps: [1, 8], pageSize: 16, prefillChunkTokens: 64, model: { headDim: 128, numQueryHeads: 32, numKvHeads: 8 }, json: true };
     expect(estimateSweepSize({ ...base, maxSteps: 10 }).stepRecords).toBe(40);
+    // With repeats, one run's records are held for each repeat until its median is known.
+    expect(estimateSweepSize({ ...base, maxSteps: 10, repeats: 3 })).toMatchObject({ stepRecords: 40, maxRunRecords: 10, heldRecords: 40 + 2 * 10 });
     const open = estimateSweepSize({ ...base, maxSteps: 0 });
     // Serial work: 100 × (2 chunks + 50 tokens); cap 1 takes all of it, cap 8 an eighth (plus the longest request).
     expect(open.maxRunRecords).toBe(100 * 52 + 1);

@@ -20,9 +20,10 @@ import {
   generateRequests, parseLengthDistribution, parseTrace, regimeRequests, RequestSpecError, scaledRegime, TraceParseError, type ServingRequest,
 } from '../src/serving/requests';
 import { ContinuousBatchingScheduler, reservePlan, type SchedulerConfig, type StepPlan } from '../src/serving/scheduler';
+import { medianRepeatIndex, runSpread, SPREAD_METRICS, spreadOf, type Spread } from '../src/serving/repeat-spread';
 import { formatSimulateReport, simulateReportJson } from '../src/serving/simulate-report';
 import { runSimulateSweep } from '../src/serving/simulate-sweep';
-import { ServingSimulator, type ModelShape } from '../src/serving/simulator';
+import { ServingSimulator, type ModelShape, type RunSummary } from '../src/serving/simulator';
 import { testGpu } from './gpu-harness';
 
 // ------------------------------------------------------------------------------------------------
@@ -334,14 +335,19 @@ interface Check {
   controlError: number;
 }
 
-async function interleavedRun(method: KvMethod) {
+/** `maxPagesPerBuffer` spreads the pools over several storage buffers (3 pages each: 3 buffers). */
+async function interleavedRun(method: KvMethod, maxPagesPerBuffer?: number) {
   const ctx = await testGpu();
-  const config: KvCacheConfig = { method, headDim: TINY.headDim, numQueryHeads: TINY.numQueryHeads, numKvHeads: TINY.numKvHeads, pageSize: 8, numPages: 9, pageShuffleSeed: 17, ...(method === 'int4-hadamard' ? { hadamardBlock: 32 } : {}) };
+  const config: KvCacheConfig = {
+    method, headDim: TINY.headDim, numQueryHeads: TINY.numQueryHeads, numKvHeads: TINY.numKvHeads, pageSize: 8, numPages: 9, pageShuffleSeed: 17,
+    ...(method === 'int4-hadamard' ? { hadamardBlock: 32 } : {}), ...(maxPagesPerBuffer !== undefined ? { maxPagesPerBuffer } : {}),
+  };
   const cache = await PagedKvCache.create(ctx, config);
   const { headDim: d, numKvHeads: hkv, numQueryHeads: hq, pageSize } = cache.config;
   const cfg: MethodConfig = { method, hadamardBlock: cache.config.hadamardBlock, rotateV: cache.config.rotateV, signs: cache.signs };
   const rows = new Map<number, { k: number[]; v: number[] }>(); // seqId → everything appended, [T, Hkv, D]
   const pageOwners = new Map<number, Set<number>>(); // physical page → sequences that held it
+  let maxSequenceBuffers = 0; // the most pool buffers one sequence's pages spanned at an attention call
   const checks: Check[] = [];
   const rng = new SeededRandom(99);
   let step = 0;
@@ -366,6 +372,10 @@ async function interleavedRun(method: KvMethod) {
         rows.set(seqId, r);
       },
       onAttention(slots, q, out) {
+        for (const slot of slots) {
+          const buffers = new Set(cache.allocator.blockTable(slot.seqId).map((page) => Math.floor(page / cache.pool.pagesPerBuffer)));
+          maxSequenceBuffers = Math.max(maxSequenceBuffers, buffers.size);
+        }
         slots.forEach((slot, i) => {
           const r = rows.get(slot.seqId);
           const tokens = cache.contextLength(slot.seqId);
@@ -397,7 +407,7 @@ async function interleavedRun(method: KvMethod) {
       await sim.step();
       step++;
     }
-    return { result: sim.result(), checks, pageOwners, cache };
+    return { result: sim.result(), checks, pageOwners, maxSequenceBuffers, cache };
   } finally {
     sim.release();
     cache.destroy();
@@ -405,9 +415,14 @@ async function interleavedRun(method: KvMethod) {
 }
 
 describe('simulator through the real kernels', () => {
-  for (const method of ['int4-hadamard', 'int4', 'fp16'] as const) {
-    it(`${method}: interleaved admissions, chunked prefills, decodes, preemptions and frees; every attention output matches the float64 reference`, async () => {
-      const { result, checks, pageOwners } = await interleavedRun(method);
+  const runs: { method: KvMethod; maxPagesPerBuffer?: number }[] = [{ method: 'int4-hadamard' }, { method: 'int4' }, { method: 'fp16' }, { method: 'int4-hadamard', maxPagesPerBuffer: 3 }, { method: 'fp16', maxPagesPerBuffer: 3 }];
+  for (const { method, maxPagesPerBuffer } of runs) {
+    const pools = maxPagesPerBuffer ? `, pools over 3 buffers of ${maxPagesPerBuffer} pages` : '';
+    it(`${method}${pools}: interleaved admissions, chunked prefills, decodes, preemptions and frees; every attention output matches the float64 reference`, async () => {
+      const { result, checks, pageOwners, maxSequenceBuffers, cache } = await interleavedRun(method, maxPagesPerBuffer);
+      // A split pool: attention read sequences whose pages lie in different buffers.
+      expect(cache.pool.numBuffers).toBe(maxPagesPerBuffer ? 3 : 1);
+      if (maxPagesPerBuffer) expect(maxSequenceBuffers).toBeGreaterThanOrEqual(2);
       const s = result.summary;
       // The run exercised what it is meant to.
       expect(s.refused).toBe(1); // the 70 + 20 request: 12 pages > 9
@@ -432,7 +447,7 @@ describe('simulator through the real kernels', () => {
     });
   }
 
-  it('a short simulate sweep over all methods gives finite numbers and a report', async () => {
+  it('a short simulate sweep over all methods, 3 repeats each: finite numbers, every repeat kept, a consistent spread, a report', async () => {
     const ctx = await testGpu();
     const requests = regimeRequests('short', { count: 8, scale: 1 / 32 }); // 8 in / 32 out
     const result = await runSimulateSweep(ctx, {
@@ -448,10 +463,22 @@ describe('simulator through the real kernels', () => {
       prefillChunkTokens: 8,
       reservePages: 0,
       warmupSteps: 1,
+      repeats: 3,
     });
-    expect(result.methods.map((m) => [m.method, m.numPages, m.fitsAtFullLength])).toEqual([['fp16', 12, 2], ['int4', 42, 8], ['int4-hadamard', 42, 8]]);
+    expect(result.repeats).toBe(3);
+    expect(result.methods.map((m) => [m.method, m.numPages, m.fitsAtFullLength, m.poolBuffers])).toEqual([['fp16', 12, 2, 1], ['int4', 42, 8, 1], ['int4-hadamard', 42, 8, 1]]);
     for (const m of result.methods) {
       for (const run of m.runs) {
+        // Every repeat is kept; they share the schedule (every count), only GPU times differ.
+        expect(run.repeats).toHaveLength(3);
+        const counts = (r: RunSummary) => [r.steps, r.decodeTokens, r.prefillTokens, r.preemptions, r.finished, r.refused, r.peakRunning, r.meanPageFraction, r.meanDecodeBatch];
+        for (const r of run.repeats) expect(counts(r), `${m.method} cap ${run.cap}`).toEqual(counts(run.summary));
+        expect(run.summary).toBe(run.repeats[run.medianRepeat]);
+        expect(run.spread).toEqual(runSpread(run.repeats));
+        expectConsistentSpread(run.spread, run.repeats, `${m.method} cap ${run.cap}`);
+        // The median repeat's decode tokens/s is the median (3 repeats), its step records are the kept ones.
+        expect(run.summary.decodeTokensPerSec).toBe(run.spread.decodeTokensPerSec.median);
+        expect(run.steps.reduce((n, r) => n + r.decodeNs, 0)).toBeCloseTo(run.summary.decodeNs, 3);
         const s = run.summary;
         for (const [key, value] of Object.entries(s)) if (typeof value === 'number' && key !== 'meanLatencySteps') expect(Number.isFinite(value), `${m.method} cap ${run.cap} ${key}`).toBe(true);
         expect(s.steps).toBe(20);
@@ -470,9 +497,68 @@ describe('simulator through the real kernels', () => {
     expect(text).toMatch(/ONE layer of tiny/);
     expect(text).toMatch(/cap\s+fp16\s+int4\s+int4-hadamard\s+hadamard\/int4\s+int4\/fp16/);
     expect(text).toMatch(/Page utilisation over time at cap 4/);
+    // The text table shows median [min–max] of decode tokens/s and of the median step, as measured.
+    expect(text).toMatch(/^repeats: 3 of every run/m);
+    expect(text).toMatch(/median \[min–max over 3 repeats\] \(mean decode batch\) vs concurrency cap/);
+    const row = text.split('\n').find((l) => /^4\s/.test(l))!;
+    const cells = [...row.matchAll(/([\d.]+k?) \[([\d.]+k?)–([\d.]+k?)\] \(([\d.]+)\)/g)];
+    expect(cells).toHaveLength(3);
+    const rate = (t: string) => Number(t.replace('k', '')) * (t.endsWith('k') ? 1e3 : 1);
+    cells.forEach((c, i) => {
+      const spread = result.methods[i].runs[1].spread.decodeTokensPerSec;
+      expect(rate(c[2])).toBeLessThanOrEqual(rate(c[1]));
+      expect(rate(c[1])).toBeLessThanOrEqual(rate(c[3]));
+      expect(Math.abs(rate(c[1]) - spread.median) / spread.median).toBeLessThan(0.01);
+    });
+    expect(text).toMatch(/median step µs/);
+    expect(text).toMatch(/^fp16\s+1\s+20\s.*\s[\d.]+ \[[\d.]+–[\d.]+\]\s+\d+$/m);
+    // The JSON holds every repeat's totals and the spread.
     const json = JSON.parse(simulateReportJson(result));
+    expect(json.version).toBe(3);
     expect(json.methods[2].runs[0].steps).toHaveLength(20);
+    expect(json.methods[2].runs[0].repeats).toHaveLength(3);
+    expect(json.methods[2].runs[0].repeats.map((r: RunSummary) => r.decodeNs)).toEqual(result.methods[2].runs[0].repeats.map((r) => r.decodeNs));
+    expect(Object.keys(json.methods[0].runs[1].spread)).toEqual([...SPREAD_METRICS]);
     expect(json.notes.join(' ')).toMatch(/ONE attention layer/);
+    expect(json.notes.join(' ')).toMatch(/ran 3 times over the same schedule/);
+  });
+});
+
+/** min ≤ q1 ≤ median ≤ q3 ≤ max for every figure, min and max being the repeats' own extremes. */
+function expectConsistentSpread(spread: Record<string, Spread>, repeats: readonly RunSummary[], what: string): void {
+  for (const key of SPREAD_METRICS) {
+    const s = spread[key];
+    const values = repeats.map((r) => r[key]);
+    expect([s.min, s.q1, s.median, s.q3, s.max].every(Number.isFinite), `${what} ${key}`).toBe(true);
+    expect(s.min, `${what} ${key}`).toBeLessThanOrEqual(s.q1);
+    expect(s.q1, `${what} ${key}`).toBeLessThanOrEqual(s.median);
+    expect(s.median, `${what} ${key}`).toBeLessThanOrEqual(s.q3);
+    expect(s.q3, `${what} ${key}`).toBeLessThanOrEqual(s.max);
+    expect(s.min).toBe(Math.min(...values));
+    expect(s.max).toBe(Math.max(...values));
+  }
+}
+
+describe('the spread over repeats (no GPU)', () => {
+  it('order statistics: numpy-style quartiles, the mean of the middle two for an even count', () => {
+    expect(spreadOf([5])).toEqual({ min: 5, q1: 5, median: 5, q3: 5, max: 5 });
+    expect(spreadOf([3, 1, 2])).toEqual({ min: 1, q1: 1.5, median: 2, q3: 2.5, max: 3 });
+    expect(spreadOf([4, 1, 3, 2])).toEqual({ min: 1, q1: 1.75, median: 2.5, q3: 3.25, max: 4 });
+    expect(() => spreadOf([])).toThrow(RangeError);
+    const rng = new SeededRandom(3);
+    for (let n = 1; n < 40; n++) {
+      const values = Array.from({ length: n }, () => rng.normal());
+      const s = spreadOf(values);
+      expect(s.min <= s.q1 && s.q1 <= s.median && s.median <= s.q3 && s.q3 <= s.max).toBe(true);
+    }
+  });
+
+  it('the median repeat: the middle one by decode tokens/s, the lower middle for an even count', () => {
+    const at = (...rates: number[]) => medianRepeatIndex(rates.map((decodeTokensPerSec) => ({ decodeTokensPerSec }) as RunSummary));
+    expect(at(30, 10, 20)).toBe(2);
+    expect(at(7)).toBe(0);
+    expect(at(4, 1, 3, 2)).toBe(3); // sorted 1 2 3 4: the lower middle is 2, repeat 3
+    expect(at(5, 5, 5)).toBe(1);
   });
 });
 
@@ -505,6 +591,9 @@ describe('simulate command arguments', () => {
       [['--trace', 'x.csv', '--regime', 'long'], /--trace gives the whole stream/],
       [['--trace', '/nonexistent/trace.csv'], /cannot read --trace/],
       [['--timing', 'fast'], /--timing "fast"/],
+      [['--repeats', '0'], /--repeats "0": expected an integer ≥ 1 and ≤ 100/],
+      [['--repeats', '101'], /--repeats "101": expected an integer ≥ 1 and ≤ 100/],
+      [['--repeats', '2.5'], /--repeats "2\.5": expected an integer/],
     ];
     for (const [args, message] of cases) {
       const { code, stderr } = await runQuiet(args);

@@ -8,7 +8,11 @@
  * What a reader can check: tick labels are real numbers (1e-4, 0.01, 0.5: log axes label decades, or
  * 1-2-5 steps over a short span); categorical charts print each value by its bar or dot; the legend
  * follows the cursor with the hovered values; the paragraph `#<box id>-values` under a chart lists
- * every value; the chart box is an image whose aria-label holds the title and the same values.
+ * every value; the chart box is an image whose aria-label holds the title and the same values. A series
+ * may carry a spread around each value (min–max over repeats): drawn as a faint band and whiskers with
+ * caps (dodged a few pixels per series so that whiskers at one x stay apart), and read "value (lo–hi)"
+ * in the legend, the values list and the aria-label; the drawn whiskers are listed in the box's
+ * `data-spread-whiskers` (canvas pixels) for tests.
  * Charts follow their container's width (ResizeObserver) and the page's text colour.
  */
 import uPlot from 'uplot';
@@ -32,6 +36,8 @@ export interface ChartSeries {
   pointLabels?: (string | null)[];
   /** Fixed colour (default: the palette in order). */
   color?: string;
+  /** A range around each value (e.g. min–max over repeats), [values.length] each; null: none at that x. */
+  spread?: { lo: (number | null)[]; hi: (number | null)[] };
 }
 
 export interface ChartSpec {
@@ -61,6 +67,8 @@ export interface ChartSpec {
   xText?: (x: number) => string;
   /** How y values read (default: 4 significant digits). */
   yText?: (y: number) => string;
+  /** What the series' spreads are, for the aria-label and values list ("min–max over 3 repeats"). */
+  spreadLabel?: string;
 }
 
 /** Tick spacings of a dense x axis: whole numbers (steps), 1-2-5 per decade. */
@@ -73,6 +81,34 @@ const VALUE_FONT_PX = 11;
 const DOT_SIZE = 11;
 /** At most this many values in a chart's aria-label and values list per series (timelines are summarised). */
 const MAX_LISTED_VALUES = 24;
+/** Spread whiskers: half the cap's width, the line width, and the dodge between series at one x (CSS pixels). */
+const WHISKER_CAP_PX = 4;
+const WHISKER_WIDTH_PX = 1.5;
+const WHISKER_DODGE_PX = 5;
+/** Opacity of a spread's band (hex alpha appended to the series colour). */
+const BAND_ALPHA = '2e';
+
+/** "12.3 (11.9–12.5)": a value and its spread at index i, or the value alone. */
+function withSpread(s: ChartSeries, i: number, v: number, yText: (y: number) => string): string {
+  const lo = s.spread?.lo[i];
+  const hi = s.spread?.hi[i];
+  return lo !== null && lo !== undefined && hi !== null && hi !== undefined ? `${yText(v)} (${yText(lo)}–${yText(hi)})` : yText(v);
+}
+
+/** Smallest and largest finite spread bound of all series (null when none). */
+function spreadExtent(spec: ChartSpec): [number, number] | null {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const s of spec.series) {
+    for (const v of [...(s.spread?.lo ?? []), ...(s.spread?.hi ?? [])]) {
+      if (v !== null && Number.isFinite(v)) {
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+    }
+  }
+  return lo <= hi ? [lo, hi] : null;
+}
 
 interface Mounted {
   plot: uPlot;
@@ -95,6 +131,7 @@ export function clearChart(container: HTMLElement): void {
   }
   container.replaceChildren();
   container.removeAttribute('aria-label');
+  delete container.dataset.spreadWhiskers;
   const values = document.getElementById(`${container.id}-values`);
   if (values) values.textContent = '';
 }
@@ -107,7 +144,7 @@ export function chartValues(spec: ChartSpec): string[] {
     return spec.barLabels.map((label, i) => `${label}: ${spec.series[0].values[i] === null ? '—' : yText(spec.series[0].values[i]!)}`);
   }
   return spec.series.filter((s) => !s.reference || s.values.some((v) => v !== null)).map((s) => {
-    const points = s.values.flatMap((v, i) => (v === null ? [] : [`${spec.barLabels ? spec.barLabels[i] : xText(spec.xs[i])} → ${yText(v)}`]));
+    const points = s.values.flatMap((v, i) => (v === null ? [] : [`${spec.barLabels ? spec.barLabels[i] : xText(spec.xs[i])} → ${withSpread(s, i, v, yText)}`]));
     if (s.reference) return `${s.label}: ${points.length ? yText(s.values.find((v) => v !== null)!) : '—'}`;
     const listed = points.length > MAX_LISTED_VALUES
       ? `${points.length} points from ${points[0]} to ${points[points.length - 1]}`
@@ -116,12 +153,27 @@ export function chartValues(spec: ChartSpec): string[] {
   });
 }
 
-/** y range with room for the data: log: padded whole-ish decades; linear categories: from zero. */
+/** y range with room for the data (spreads included): log: padded whole-ish decades; linear categories: from zero. */
 function yRange(spec: ChartSpec, yLog: boolean, categorical: boolean): uPlot.Scale['range'] {
-  if (yLog) return (_u, min, max) => (min === null || max === null || !(min > 0) ? [min, max] : logRange(min, max));
+  const extent = spreadExtent(spec);
+  const widen = (min: number | null, max: number | null): [number | null, number | null] =>
+    extent ? [Math.min(min ?? extent[0], extent[0]), Math.max(max ?? extent[1], extent[1])] : [min, max];
+  if (yLog) {
+    return (_u, dataMin, dataMax) => {
+      const [min, max] = widen(dataMin, dataMax);
+      return min === null || max === null || !(min > 0) ? [min, max] : logRange(min, max);
+    };
+  }
   const floor = spec.yMin ?? (categorical ? 0 : undefined);
-  if (floor === undefined) return undefined;
-  return (_u, min, max): uPlot.Range.MinMax => {
+  if (floor === undefined) {
+    if (!extent) return undefined;
+    return (_u, dataMin, dataMax) => {
+      const [min, max] = widen(dataMin, dataMax);
+      return uPlot.rangeNum(min as number, max as number, 0.1, true);
+    };
+  }
+  return (_u, dataMin, dataMax): uPlot.Range.MinMax => {
+    const [min, max] = widen(dataMin, dataMax);
     const lo = Math.min(floor, min ?? floor);
     const hi = Math.max(max ?? floor + 1, lo);
     return [lo, hi === lo ? lo + 1 : hi + (hi - lo) * 0.12];
@@ -174,6 +226,68 @@ function labelHook(spec: ChartSpec, ink: string, yText: (y: number) => string): 
   };
 }
 
+/**
+ * Draws each series' spread: a faint band between its bounds along x (line series), then at each x a
+ * whisker from lo to hi with caps, dodged per series; lists the whiskers in `data-spread-whiskers`.
+ */
+function spreadHook(spec: ChartSpec, container: HTMLElement, colors: string[]): (u: uPlot) => void {
+  return (u) => {
+    const ctx = u.ctx;
+    const dpr = uPlot.pxRatio;
+    const withSpreads = spec.series.map((s, si) => ({ s, si })).filter(({ s }) => s.spread);
+    const whiskers: { series: number; x: number; top: number; bottom: number }[] = [];
+    ctx.save();
+    // Clipped to the plot's height only: a dodged whisker at the first or last x may stand a few
+    // pixels into the axis gutter, as the point markers do.
+    ctx.beginPath();
+    ctx.rect(0, u.bbox.top, u.ctx.canvas.width, u.bbox.height);
+    ctx.clip();
+    withSpreads.forEach(({ s, si }, k) => {
+      const { lo, hi } = s.spread!;
+      const color = colors[si];
+      const at = (i: number) => lo[i] !== null && hi[i] !== null && Number.isFinite(lo[i]) && Number.isFinite(hi[i]);
+      if (!s.dots && spec.barLabels === undefined) {
+        // The band: along the hi bounds, back along the lo bounds, for each run of consecutive points.
+        ctx.fillStyle = `${color}${BAND_ALPHA}`;
+        let run: number[] = [];
+        const flush = () => {
+          if (run.length > 1) {
+            ctx.beginPath();
+            run.forEach((i, j) => (j === 0 ? ctx.moveTo : ctx.lineTo).call(ctx, u.valToPos(u.data[0][i], 'x', true), u.valToPos(hi[i]!, 'y', true)));
+            [...run].reverse().forEach((i) => ctx.lineTo(u.valToPos(u.data[0][i], 'x', true), u.valToPos(lo[i]!, 'y', true)));
+            ctx.closePath();
+            ctx.fill();
+          }
+          run = [];
+        };
+        s.values.forEach((_, i) => (at(i) ? run.push(i) : flush()));
+        flush();
+      }
+      const dodge = (k - (withSpreads.length - 1) / 2) * WHISKER_DODGE_PX * dpr;
+      const cap = WHISKER_CAP_PX * dpr;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = WHISKER_WIDTH_PX * dpr;
+      s.values.forEach((v, i) => {
+        if (v === null || !at(i)) return;
+        const x = Math.round(u.valToPos(u.data[0][i], 'x', true) + dodge);
+        const top = u.valToPos(hi[i]!, 'y', true);
+        const bottom = u.valToPos(lo[i]!, 'y', true);
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, bottom);
+        ctx.moveTo(x - cap, top);
+        ctx.lineTo(x + cap, top);
+        ctx.moveTo(x - cap, bottom);
+        ctx.lineTo(x + cap, bottom);
+        ctx.stroke();
+        whiskers.push({ series: si, x, top: Math.round(top), bottom: Math.round(bottom) });
+      });
+    });
+    ctx.restore();
+    container.dataset.spreadWhiskers = JSON.stringify(whiskers);
+  };
+}
+
 /** Draws `spec` into `container`, replacing its previous chart. */
 export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
   clearChart(container);
@@ -182,7 +296,7 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
   const categorical = spec.barLabels !== undefined;
   const n = categorical ? spec.barLabels!.length : spec.xs.length;
   const xs = categorical ? spec.barLabels!.map((_, i) => i) : spec.xs;
-  const positive = spec.series.every((s) => s.values.every((v) => v === null || v > 0));
+  const positive = spec.series.every((s) => [...s.values, ...(s.spread?.lo ?? []), ...(s.spread?.hi ?? [])].every((v) => v === null || v > 0));
   const yLog = Boolean(spec.yLog) && positive;
   const narrow = plotWidth(container) < 480;
   const yText = spec.yText ?? ((y: number) => formatNumber(y, 3));
@@ -192,10 +306,11 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
     label: spec.xLegend ?? spec.xLabel,
     value: (_u, v) => (v === null || v === undefined ? '' : categorical ? (spec.barLabels![v] ?? '') : xText(v)),
   }];
+  const colors = spec.series.map((s, i) => s.color ?? PALETTE[i % PALETTE.length]);
   spec.series.forEach((s, i) => {
-    const color = s.color ?? PALETTE[i % PALETTE.length];
-    // Empty until the cursor is over the chart: the legend then reads the hovered values.
-    const value = (_u: uPlot, v: number | null) => (v === null || v === undefined ? '' : yText(v));
+    const color = colors[i];
+    // Empty until the cursor is over the chart: the legend then reads the hovered values (and spreads).
+    const value = (_u: uPlot, v: number | null, _si: number, idx: number | null) => (v === null || v === undefined ? '' : idx === null ? yText(v) : withSpread(s, idx, v, yText));
     if (categorical && !yLog && !s.reference) {
       series.push({
         label: s.label, value, stroke: color, fill: `${color}b3`, width: 1,
@@ -264,6 +379,7 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
     axes: [xAxis, yAxis],
     hooks: {
       draw: [
+        ...(spec.series.some((s) => s.spread) ? [spreadHook(spec, container, colors)] : []),
         labelHook(spec, ink, yText),
         // The drawn y range, for readers and tests: every value lies inside it.
         (u) => {
@@ -279,9 +395,9 @@ export function renderChart(container: HTMLElement, spec: ChartSpec): uPlot {
 
   const values = chartValues(spec);
   container.setAttribute('role', 'img');
-  container.setAttribute('aria-label', `${spec.title}. ${values.join('; ')}.`);
+  container.setAttribute('aria-label', `${spec.title}.${spec.spreadLabel ? ` Values with their ${spec.spreadLabel} in parentheses.` : ''} ${values.join('; ')}.`);
   const list = document.getElementById(`${container.id}-values`);
-  if (list) list.textContent = values.join(' · ');
+  if (list) list.textContent = (spec.spreadLabel ? `In parentheses: ${spec.spreadLabel}. ` : '') + values.join(' · ');
 
   let lastWidth = plotWidth(container);
   const observer = new ResizeObserver(() => {

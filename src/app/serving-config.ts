@@ -5,11 +5,13 @@
  *
  * URL keys (all optional; a bad value falls back to the default with a warning):
  *   sim-regime=short|long  sim-scale=1/64  sim-budget=0.25 (MiB per layer)  sim-caps=1,2,4,8
- *   sim-steps=20 (0: until every request is done)  sim-methods=fp16,int4,int4-hadamard
+ *   sim-steps=20 (0: until every request is done)  sim-repeats=3 (runs of every method × cap)
+ *   sim-methods=fp16,int4,int4-hadamard
  * The model shape, page size and seed are the run section's (preset, page, seed).
  */
 import { MODEL_PRESETS } from '../bench/decode-step-bench';
 import { defaultHadamardBlock, KV_METHODS, type KvMethod } from '../layout';
+import { DEFAULT_SIMULATE_REPEATS, MAX_SIMULATE_REPEATS } from '../serving/repeat-spread';
 import { isRegimeName, REGIMES, regimeRequests, scaledRegime, type RegimeName } from '../serving/requests';
 import type { SimulateSweepOptions } from '../serving/simulate-sweep';
 import { concurrencyThatFits, DEFAULT_PREFILL_CHUNK_TOKENS, pagesForServingBudget, type ModelShape } from '../serving/simulator';
@@ -19,11 +21,16 @@ import type { AppConfig } from './config';
 export const SERVING_METHODS: readonly KvMethod[] = KV_METHODS;
 /** Length scales offered: 1, 1/2, …, 1/256 (both lengths of a regime are multiplied by it). */
 export const SERVING_SCALES: readonly number[] = Array.from({ length: 9 }, (_, i) => 2 ** -i);
-/** Bounds of the inputs: a budget the browser may refuse is explained when it fails; these stop typos. */
-export const MAX_BUDGET_MIB = 16384;
+/**
+ * Bounds of the inputs: these stop typos; a budget past what this GPU binds (its pools spread over as
+ * many storage buffers as it allows) is refused before the run with the budget that fits.
+ */
+export const MAX_BUDGET_MIB = 2 ** 20;
 export const MAX_CAP = 4096;
 export const MAX_CAPS = 16;
 export const MAX_SERVING_STEPS = 100_000;
+/** Runs of every (method, cap) at most on the page (the CLI allows MAX_SIMULATE_REPEATS). */
+export const MAX_SERVING_REPEATS = Math.min(20, MAX_SIMULATE_REPEATS);
 export interface ServingConfig {
   regime: RegimeName;
   /** Multiplies the regime's prompt and output lengths (one of SERVING_SCALES). */
@@ -34,6 +41,8 @@ export interface ServingConfig {
   caps: number[];
   /** Steps per run (0: until every request finished or was refused). */
   steps: number;
+  /** Runs of every (method, cap): the plots show the spread over them. */
+  repeats: number;
   methods: KvMethod[];
 }
 
@@ -48,6 +57,7 @@ export const DEFAULT_SERVING_CONFIG: Readonly<ServingConfig> = Object.freeze<Ser
   budgetMib: 0.25,
   caps: [1, 2, 4, 8],
   steps: 20,
+  repeats: DEFAULT_SIMULATE_REPEATS,
   methods: [...SERVING_METHODS],
 });
 
@@ -84,6 +94,13 @@ export function parseSteps(text: string): number | null {
   return value <= MAX_SERVING_STEPS ? value : null;
 }
 
+/** Repeats of every run: an integer 1…MAX_SERVING_REPEATS, or null. */
+export function parseRepeats(text: string): number | null {
+  if (!/^\d+$/.test(text.trim())) return null;
+  const value = Number(text);
+  return value >= 1 && value <= MAX_SERVING_REPEATS ? value : null;
+}
+
 export interface ParsedServingConfig {
   config: ServingConfig;
   /** One line per ignored parameter. */
@@ -107,6 +124,7 @@ export function servingConfigFromQuery(query: string): ParsedServingConfig {
   take('sim-budget', parseBudgetMib, (v) => (config.budgetMib = v), `MiB per layer, a number in (0, ${MAX_BUDGET_MIB}]`);
   take('sim-caps', parseCaps, (v) => (config.caps = v), `a comma-separated list of at most ${MAX_CAPS} integers in [1, ${MAX_CAP}]`);
   take('sim-steps', parseSteps, (v) => (config.steps = v), `an integer in [0, ${MAX_SERVING_STEPS}] (0: until every request is done)`);
+  take('sim-repeats', parseRepeats, (v) => (config.repeats = v), `an integer in [1, ${MAX_SERVING_REPEATS}]`);
   take('sim-methods', (t) => {
     const list = t === '' ? [] : t.split(',');
     return list.length > 0 && list.every((m) => (SERVING_METHODS as readonly string[]).includes(m)) ? SERVING_METHODS.filter((m) => list.includes(m)) : null;
@@ -122,6 +140,7 @@ export function servingConfigToQuery(config: ServingConfig): string {
     'sim-budget': String(config.budgetMib),
     'sim-caps': config.caps.join(','),
     'sim-steps': String(config.steps),
+    'sim-repeats': String(config.repeats),
     'sim-methods': config.methods.join(','),
   });
   return `&${params.toString().replaceAll('%2C', ',').replaceAll('%2F', '/')}`;
@@ -169,8 +188,8 @@ export function servingFits(app: AppConfig, config: ServingConfig): { method: Kv
 
 /**
  * The library sweep of a configuration, as `simulate --regime R --scale S --budget-mib B
- * --max-concurrency CAPS --steps N --methods M --page-size P --seed X` builds it: 2 × the largest cap
- * identical requests, all arriving at step 0.
+ * --max-concurrency CAPS --steps N --repeats R --methods M --page-size P --seed X` builds it: 2 × the
+ * largest cap identical requests, all arriving at step 0.
  */
 export function servingSweepOptions(app: AppConfig, config: ServingConfig): SimulateSweepOptions {
   const model = servingModel(app);
@@ -180,6 +199,7 @@ export function servingSweepOptions(app: AppConfig, config: ServingConfig): Simu
     budgetBytes: servingBudgetBytes(config),
     caps: config.caps,
     maxSteps: config.steps,
+    repeats: config.repeats,
     requests: regimeRequests(config.regime, { count: 2 * Math.max(...config.caps), scale: config.scale, seed: app.seed }),
     workload: servingWorkload(config),
     pageSize: app.pageSize,

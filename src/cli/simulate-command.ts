@@ -6,8 +6,10 @@
  * Every input is checked before any work (planSimulate, no GPU): each number is an integer or number
  * in its range, the --json file can be written, the trace is bounded and parsed, and the sweep's
  * host memory (request state, step records, JSON text, K/V values per step; simulate-limits.ts) is
- * estimated against the V8 heap and the free memory, refused with "needs X, limit Y, try Z". Any bad
- * input exits 2 with one line.
+ * estimated against the V8 heap and the free memory, refused with "needs X, limit Y, try Z". Once the
+ * device is open, the pools are planned against its bindings (src/serving/serving-cache.ts; a software
+ * adapter's also against half the free host memory, its buffers being host memory). Any bad input
+ * exits 2 with one line.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -19,9 +21,10 @@ import {
   TraceParseError, type ArrivalProcess, type LengthDistribution, type RegimeName, type ServingRequest,
 } from '../serving/requests';
 import { SchedulerError } from '../serving/scheduler';
+import { DEFAULT_SIMULATE_REPEATS, MAX_SIMULATE_REPEATS } from '../serving/repeat-spread';
 import {
-  formatSize, JSON_HEAP_BYTES_PER_CHAR, MAX_STRING_CHARS, maxRequestsFor, maxStepRecordsFor, REQUEST_HEAP_BYTES, SimulateLimitError, STEP_RECORD_HEAP_BYTES,
-  STEP_RECORD_JSON_CHARS, stepBufferBytesFor, type HostLimits, type SweepSize,
+  formatSize, MAX_STRING_CHARS, maxRequestsFor, maxStepRecordsFor, REQUEST_HEAP_BYTES, SimulateLimitError, STEP_RECORD_JSON_CHARS, stepBufferBytesFor,
+  stepRecordBytes, summaryBytesFor, summaryJsonCharsFor, type HostLimits, type SweepSize,
 } from '../serving/simulate-limits';
 import { formatSimulateReport, simulateReportJson } from '../serving/simulate-report';
 import { runSimulateSweep, sweepSize, type SimulateSweepOptions } from '../serving/simulate-sweep';
@@ -42,16 +45,19 @@ const DEFAULTS = {
   pageSize: DEFAULT_PAGE_SIZE,
   hadamardBlock: DEFAULT_HADAMARD_BLOCK,
   seed: 1,
+  repeats: DEFAULT_SIMULATE_REPEATS,
 };
 
 export const SIMULATE_USAGE = `Usage: simulate [--regime short|long] [--budget-mib N] [--methods fp16,int4,int4-hadamard]
-                [--max-concurrency 1,2,4,...] [--steps N] [--json out.json] [more flags below]
+                [--max-concurrency 1,2,4,...] [--steps N] [--repeats N] [--json out.json] [more flags below]
 
 Continuous batching over the paged KV cache, through the real kernels: for each method ONE paged
 cache of one attention layer, as many pages as --budget-mib buys; for each concurrency cap a run that
 admits waiting requests while pages suffice, prefills prompts in chunks through the fused write
 kernel, decodes every running sequence each step (append one token + paged attention), preempts the
 youngest request when decoding runs out of pages (recomputed later) and frees finished requests.
+Every (method, cap) runs --repeats times over the same schedule and K/V/q values; the report gives
+the median repeat's figures with their min–max over the repeats (every repeat's totals in the JSON).
 Reports decode output tokens/s against the cap for each method, how many requests fit the budget,
 and page utilisation over time.
 
@@ -74,11 +80,19 @@ Workload (one of):
   --seed N                   seed of lengths, arrivals and K/V/q values (default ${DEFAULTS.seed})
 
 Memory and scheduling:
-  --budget-mib N             KV-cache MiB of the simulated layer, K+V+scales (default ${DEFAULTS.budgetMib})
+  --budget-mib N             KV-cache MiB of the simulated layer, K+V+scales (default ${DEFAULTS.budgetMib}); tens of
+                             GiB fit where the device binds them: a pool larger than one storage binding
+                             is spread over as many buffers as the decode kernel can bind (subgroups
+                             feature needed); past that, or past the device's memory, it is refused
+                             with the budget that fits
+  --max-pages-per-buffer N   at most N pages per storage buffer of a pool (default: one binding's worth;
+                             a small N spreads the pools over several buffers, as a large budget does)
   --methods LIST             comma list of ${KV_METHODS.join(', ')} (default all)
   --max-concurrency LIST     comma list of concurrency caps (default ${DEFAULTS.caps.join(',')})
   --steps N                  steps per run; 0 = until every request finished (default ${DEFAULTS.steps});
                              an idle gap (nothing running or waiting) is skipped in one step
+  --repeats N                runs of every (method, cap), 1 to ${MAX_SIMULATE_REPEATS} (default ${DEFAULTS.repeats}): the spread of
+                             the timed figures over them is reported
   --chunk N                  prefill chunk: prompt tokens per sequence per step (default ${DEFAULTS.chunk})
   --prefill-tokens-per-step N  prompt tokens per step over all sequences (default: no limit)
   --reserve-pages N          free pages a new request must leave for the running ones (default 0)
@@ -95,10 +109,13 @@ Output:
   --quiet                    no progress lines on stderr
 
 Limits: every number is checked against its range, and the sweep's host memory (request state, step
-records, the JSON text, K/V values per step) is estimated before any work; too much is refused with
-what it needs, the limit (half the V8 heap, half the free memory) and a value that fits.
+records of every repeat, the JSON text, K/V values per step) is estimated before any work; too much is
+refused with what it needs, the limit (half the V8 heap, half the free memory) and a value that fits.
+Once the device is open, every method's pools are planned against its storage bindings (and, on a
+software adapter, half the free host memory) before anything is allocated, refused the same way.
 
-Exit codes: 0 done; 2 bad flags, trace, a budget that holds no page or a sweep too large; 1 GPU failure.`;
+Exit codes: 0 done; 2 bad flags, trace, a budget that holds no page or does not fit the device, or a
+sweep too large; 1 GPU failure.`;
 
 /** A problem with the command line, reported with exit code 2. */
 export class SimulateUsageError extends Error {}
@@ -221,14 +238,16 @@ function readTrace(path: string, limits: HostLimits): ServingRequest[] {
 
 /**
  * Refuses a generated stream of `count` requests before it is drawn, when its state would not fit.
- * The suggestion leaves room for the step records when the steps are limited (then known exactly:
- * `runs` × `maxSteps` records of `recordBytes`).
+ * The suggestion leaves room for the runs' summaries and the step records when the steps are limited
+ * (then known exactly: (`runs` + `repeats` − 1) × `maxSteps` records held at once).
  */
-function checkRequestCount(count: number, flag: string, limits: HostLimits, records: { runs: number; maxSteps: number; recordBytes: number }): void {
+function checkRequestCount(count: number, flag: string, limits: HostLimits, records: { runs: number; repeats: number; maxSteps: number; json: boolean }): void {
   const byMemory = maxRequestsFor(limits);
   if (count <= Math.min(MAX_REQUESTS, byMemory)) return;
   if (count > byMemory) {
-    const perStep = records.runs * records.recordBytes;
+    // Records held at once per step of --steps: every run's, and the other repeats' of the run in progress.
+    const perStep = (records.runs + records.repeats - 1) * stepRecordBytes(records.json);
+    limits = { ...limits, heapBytes: limits.heapBytes - summaryBytesFor(records.runs, records.repeats, records.json) };
     const fits = Math.min(MAX_REQUESTS, maxRequestsFor({ ...limits, heapBytes: limits.heapBytes - records.maxSteps * perStep }));
     throw new SimulateLimitError(
       `${flag} needs ~${formatSize(count * REQUEST_HEAP_BYTES)} of host memory for request state; limit ${formatSize(limits.heapBytes)} (${limits.heapSource}); ` +
@@ -253,18 +272,21 @@ function checkSweepFits(size: SweepSize, o: SimulateSweepOptions, limits: HostLi
     );
   }
   const stepsNow = o.maxSteps > 0 ? `--steps ${o.maxSteps}` : '--steps 0 (until done)';
+  const repeats = o.repeats ?? DEFAULT_SIMULATE_REPEATS;
+  // Records held at once per step of --steps: every run's, and the other repeats' of the run in progress.
+  const heldPerStep = size.runs + repeats - 1;
+  const records = `~${size.heldRecords} step records over ${size.runs} runs${repeats > 1 ? ` × ${repeats} repeats` : ''}`;
   if (json && size.jsonChars > MAX_STRING_CHARS) {
-    const fits = Math.max(1, Math.floor(MAX_STRING_CHARS / STEP_RECORD_JSON_CHARS / size.runs));
+    const fits = Math.max(1, Math.floor((MAX_STRING_CHARS - summaryJsonCharsFor(size.runs, repeats)) / STEP_RECORD_JSON_CHARS / heldPerStep));
     throw new SimulateLimitError(
-      `--json with ${stepsNow}: ~${size.stepRecords} step records over ${size.runs} runs need ~${size.jsonChars} characters of JSON; limit ${MAX_STRING_CHARS} (the longest string V8 makes); ` +
-        `try --steps ≤ ${fits}, fewer --max-concurrency caps or --methods, or no --json`,
+      `--json with ${stepsNow}: ${records} need ~${size.jsonChars} characters of JSON; limit ${MAX_STRING_CHARS} (the longest string V8 makes); ` +
+        `try --steps ≤ ${fits}, fewer --max-concurrency caps, --methods or --repeats, or no --json`,
     );
   }
   if (size.heapBytes > limits.heapBytes) {
-    const perRecord = STEP_RECORD_HEAP_BYTES + (json ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0);
-    const fits = Math.floor((limits.heapBytes - size.requestHeapBytes) / perRecord / size.runs);
+    const fits = Math.floor((limits.heapBytes - size.requestHeapBytes - size.summaryHeapBytes) / stepRecordBytes(json) / heldPerStep);
     throw new SimulateLimitError(
-      `${stepsNow}: ~${size.stepRecords} step records over ${size.runs} runs${json ? ' and their JSON' : ''} with ${o.requests.length} requests need ~${formatSize(size.heapBytes)} of host memory; ` +
+      `${stepsNow}: ${records}${json ? ' and their JSON' : ''} with ${o.requests.length} requests need ~${formatSize(size.heapBytes)} of host memory; ` +
         `limit ${formatSize(limits.heapBytes)} (${limits.heapSource}); try ${fits >= 1 ? `--steps ≤ ${fits}` : `--requests ≤ ${Math.floor(limits.heapBytes / 2 / REQUEST_HEAP_BYTES)}`}`,
     );
   }
@@ -299,6 +321,8 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
       'reserve-pages': { type: 'string' },
       'page-size': { type: 'string' },
       'hadamard-block': { type: 'string' },
+      repeats: { type: 'string' },
+      'max-pages-per-buffer': { type: 'string' },
       preset: { type: 'string' },
       'head-dim': { type: 'string' },
       'query-heads': { type: 'string' },
@@ -348,7 +372,10 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
   const prefillChunkTokens = intFlag('--chunk', values.chunk, DEFAULTS.chunk, 1, MAX_REQUEST_TOKENS);
   const prefillTokensPerStep = values['prefill-tokens-per-step'] === undefined ? undefined : intFlag('--prefill-tokens-per-step', values['prefill-tokens-per-step'], 0, 1, MAX_PREFILL_TOKENS_PER_STEP);
   const reservePages = intFlag('--reserve-pages', values['reserve-pages'], 0, 0, MAX_POOL_PAGES);
-  // The cache shape and the pages of each pool, without a device (KvConfigError names what fits).
+  const repeats = intFlag('--repeats', values.repeats, DEFAULTS.repeats, 1, MAX_SIMULATE_REPEATS);
+  const maxPagesPerBuffer = values['max-pages-per-buffer'] === undefined ? undefined : intFlag('--max-pages-per-buffer', values['max-pages-per-buffer'], 0, 1, MAX_POOL_PAGES);
+  // The cache shape and the pages of each pool, without a device (KvConfigError names what fits; the
+  // device's bindings and memory are checked once it is open: runSimulateSweep).
   for (const method of methods) checkServingBudget({ model, method, budgetBytes, pageSize, hadamardBlock });
 
   let requests: ServingRequest[];
@@ -358,8 +385,7 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
     workload = `trace ${printable(clipText(values.trace, 200))}`;
   } else {
     const count = intFlag('--requests', values.requests, 2 * caps[caps.length - 1], 1, Number.MAX_SAFE_INTEGER);
-    const recordBytes = STEP_RECORD_HEAP_BYTES + (values.json !== undefined ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0);
-    checkRequestCount(count, values.requests === undefined ? `${count} requests (2 × the largest cap)` : `--requests ${count}`, limits, { runs: methods.length * caps.length, maxSteps, recordBytes });
+    checkRequestCount(count, values.requests === undefined ? `${count} requests (2 × the largest cap)` : `--requests ${count}`, limits, { runs: methods.length * caps.length, repeats, maxSteps, json: values.json !== undefined });
     const regime = scaledRegime(regimeName, scale);
     const prompt = values['prompt-len'] !== undefined ? scaleDistribution(parseLengthDistribution(values['prompt-len'], '--prompt-len'), scale) : { kind: 'fixed' as const, value: regime.promptLen };
     const output = values['output-len'] !== undefined ? scaleDistribution(parseLengthDistribution(values['output-len'], '--output-len'), scale) : { kind: 'fixed' as const, value: regime.outputLen };
@@ -388,7 +414,9 @@ export function planSimulate(args: string[], limits: HostLimits = hostLimits()):
     reservePages,
     dataSeed: seed,
     timing,
-    maxStepRecords: maxStepRecordsFor(limits, requests.length, json),
+    repeats,
+    ...(maxPagesPerBuffer !== undefined ? { maxPagesPerBuffer } : {}),
+    maxStepRecords: maxStepRecordsFor(limits, requests.length, json, methods.length * caps.length, repeats),
   };
   const size = sweepSize(sweep, json);
   checkSweepFits(size, sweep, limits, json);
@@ -411,9 +439,12 @@ export const simulateCommand: CliCommand = {
   usage: SIMULATE_USAGE,
   async run(args, env) {
     try {
-      const plan = planSimulate(args);
+      const limits = hostLimits();
+      const plan = planSimulate(args, limits);
       const ctx = await env.gpu();
-      const result = await runSimulateSweep(ctx, plan.sweep, plan.quiet ? undefined : (line) => process.stderr.write(`simulate: ${line}\n`));
+      // A software adapter's buffers are host memory: its pools get the typed arrays' share of it.
+      const sweep = ctx.adapterInfo.isFallbackAdapter ? { ...plan.sweep, poolMemory: { bytes: limits.bufferBytes, source: `${limits.bufferSource}: a software adapter's buffers are host memory` } } : plan.sweep;
+      const result = await runSimulateSweep(ctx, sweep, plan.quiet ? undefined : (line) => process.stderr.write(`simulate: ${line}\n`));
       process.stdout.write(`${formatSimulateReport(result)}\n`);
       if (plan.json !== undefined) {
         writeFileAtomic(plan.json, simulateReportJson(result));

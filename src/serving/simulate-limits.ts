@@ -6,7 +6,9 @@
  * free memory) are the caller's to read (src/cli/simulate-command.ts reads node:v8 and node:os).
  *
  * The byte counts per item were measured on Node 20 (V8 11) and rounded up generously: they are
- * estimates, "~" in messages. Where an estimate can undershoot (the step count of a run that stops
+ * estimates, "~" in messages. With repeats, a run's step records are held for every repeat until its
+ * median is known (then one repeat's are kept): the estimate counts those held records as kept ones,
+ * JSON share included, so the hard limit below (records held at once) is never tighter than the plan. Where an estimate can undershoot (the step count of a run that stops
  * only when every request is done, with preemptions), the simulator also enforces a hard record limit
  * while it runs (SimulatorOptions.maxRecords).
  */
@@ -29,6 +31,12 @@ export const REQUEST_HEAP_BYTES = 512;
 export const STEP_RECORD_HEAP_BYTES = 256;
 /** Characters of one step record in the JSON result (~650 measured at its indentation). */
 export const STEP_RECORD_JSON_CHARS = 1000;
+/** JS-heap bytes of one repeat's RunSummary (~30 numbers and up to 10 refusal reasons, ~1 KiB measured). */
+export const RUN_SUMMARY_HEAP_BYTES = 4096;
+/** Characters of one RunSummary in the JSON result (~900 without refusal reasons, ~3k with ten). */
+export const RUN_SUMMARY_JSON_CHARS = 3000;
+/** Characters of one run's spread (7 figures × 5 order statistics) in the JSON result. */
+export const RUN_SPREAD_JSON_CHARS = 1500;
 /** Heap bytes per JSON character: the text holds non-Latin-1 characters (≈, ×), so V8 stores two bytes each. */
 export const JSON_HEAP_BYTES_PER_CHAR = 2;
 /** Longest string V8 makes on 64-bit hosts (2^29 − 24 characters): the JSON result is one string. */
@@ -63,6 +71,8 @@ export interface SweepSizeInput {
   prefillTokensPerStep?: number;
   /** Steps per run; 0: until every request is done. */
   maxSteps: number;
+  /** Runs of every (method, cap) (default 1). */
+  repeats?: number;
   model: { headDim: number; numQueryHeads: number; numKvHeads: number };
   /** Whether the result is also made into JSON text. */
   json: boolean;
@@ -73,13 +83,18 @@ export interface SweepSize {
   runs: number;
   /** Step records of all runs together: exact bound when maxSteps > 0 (a record covers ≥ 1 step), else an estimate. */
   stepRecords: number;
-  /** Step records of the longest run. */
+  /** Step records of the longest run (one repeat). */
   maxRunRecords: number;
+  /** Step records held at once at most: the kept ones plus the other repeats' of the run in progress. */
+  heldRecords: number;
   requestHeapBytes: number;
+  /** Heap of every repeat's summary and every run's spread, their JSON included when `json`. */
+  summaryHeapBytes: number;
+  /** Heap of the held step records (JSON text not included). */
   recordHeapBytes: number;
-  /** Characters of the JSON result (0 without JSON). */
+  /** Characters of the JSON result at most (0 without JSON; held records counted as if written). */
   jsonChars: number;
-  /** Everything on the JS heap together (requests, records, JSON text). */
+  /** Everything on the JS heap together (requests, summaries, records, JSON text). */
   heapBytes: number;
   /** Prompt tokens one step writes at most, all sequences together (one chunk of each running prompt). */
   maxPrefillTokensPerStep: number;
@@ -133,6 +148,8 @@ export function estimateSweepSize(o: SweepSizeInput): SweepSize {
     }
   }
   const runs = o.numPages.length * o.caps.length;
+  const repeats = o.repeats ?? 1;
+  const heldRecords = stepRecords + (repeats - 1) * maxRunRecords;
   const maxPool = o.numPages.reduce((m, p) => Math.max(m, p), 0);
   const maxCap = o.caps.reduce((m, c) => Math.max(m, c), 0);
   // Every running sequence holds at least one page, so the pool bounds the batch as much as the cap.
@@ -142,21 +159,34 @@ export function estimateSweepSize(o: SweepSizeInput): SweepSize {
   const maxPrefillTokensPerStep = Math.min(o.prefillTokensPerStep ?? Infinity, maxDecodeBatch * Math.min(o.prefillChunkTokens, maxPrompt), maxPool * o.pageSize);
   const stepBufferBytes = stepBufferBytesFor(o.model, maxPrefillTokensPerStep, maxDecodeBatch);
   const requestHeapBytes = n * REQUEST_HEAP_BYTES;
-  const recordHeapBytes = stepRecords * STEP_RECORD_HEAP_BYTES;
-  const jsonChars = o.json ? stepRecords * STEP_RECORD_JSON_CHARS : 0;
+  const summaryHeapBytes = summaryBytesFor(runs, repeats, o.json);
+  const recordHeapBytes = heldRecords * STEP_RECORD_HEAP_BYTES;
+  const jsonChars = o.json ? heldRecords * STEP_RECORD_JSON_CHARS + summaryJsonCharsFor(runs, repeats) : 0;
   return {
     runs,
     stepRecords,
     maxRunRecords,
+    heldRecords,
     requestHeapBytes,
+    summaryHeapBytes,
     recordHeapBytes,
     jsonChars,
-    heapBytes: requestHeapBytes + recordHeapBytes + jsonChars * JSON_HEAP_BYTES_PER_CHAR,
+    heapBytes: requestHeapBytes + summaryHeapBytes + recordHeapBytes + heldRecords * (o.json ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0),
     maxPrefillTokensPerStep,
     maxDecodeBatch,
     maxPagesPerSequence: Math.min(maxPages, Math.max(1, maxPool)),
     stepBufferBytes,
   };
+}
+
+/** JSON characters of the runs' summaries (each repeat's, and the median's again as `summary`) and spreads. */
+export function summaryJsonCharsFor(runs: number, repeats: number): number {
+  return runs * ((repeats + 1) * RUN_SUMMARY_JSON_CHARS + RUN_SPREAD_JSON_CHARS);
+}
+
+/** Heap bytes of the runs' summaries and spreads, their JSON text included when `json`. */
+export function summaryBytesFor(runs: number, repeats: number, json: boolean): number {
+  return runs * (repeats + 1) * RUN_SUMMARY_HEAP_BYTES + (json ? summaryJsonCharsFor(runs, repeats) * JSON_HEAP_BYTES_PER_CHAR : 0);
 }
 
 /** Host bytes of the values one step generates and uploads: K/V of its prompt tokens, K/V/q/output of its decode batch. */
@@ -165,15 +195,20 @@ export function stepBufferBytesFor(model: SweepSizeInput['model'], prefillTokens
   return HOST_COPIES_PER_UPLOAD * BYTES_PER_F32 * d * (2 * hkv * prefillTokens + decodeBatch * (2 * hkv + 2 * hq));
 }
 
+/** Heap bytes one held step record is planned at: the record, and its JSON text when `json`. */
+export function stepRecordBytes(json: boolean): number {
+  return STEP_RECORD_HEAP_BYTES + (json ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0);
+}
+
 /**
- * Step records the limits hold over the whole sweep once the requests are in memory: the hard limit
- * the simulator enforces while it runs (JSON text included when `json`).
+ * Step records the limits let the sweep hold at once, once the requests (and the `runs` × `repeats`
+ * summaries) are in memory: the hard limit the sweep enforces while it runs (JSON text included when
+ * `json`).
  */
-export function maxStepRecordsFor(limits: HostLimits, requests: number, json: boolean): number {
-  const heapLeft = Math.max(0, limits.heapBytes - requests * REQUEST_HEAP_BYTES);
-  const perRecord = STEP_RECORD_HEAP_BYTES + (json ? STEP_RECORD_JSON_CHARS * JSON_HEAP_BYTES_PER_CHAR : 0);
-  const byHeap = Math.floor(heapLeft / perRecord);
-  return json ? Math.min(byHeap, Math.floor(MAX_STRING_CHARS / STEP_RECORD_JSON_CHARS)) : byHeap;
+export function maxStepRecordsFor(limits: HostLimits, requests: number, json: boolean, runs = 0, repeats = 1): number {
+  const heapLeft = Math.max(0, limits.heapBytes - requests * REQUEST_HEAP_BYTES - summaryBytesFor(runs, repeats, json));
+  const byHeap = Math.floor(heapLeft / stepRecordBytes(json));
+  return json ? Math.min(byHeap, Math.floor(Math.max(0, MAX_STRING_CHARS - summaryJsonCharsFor(runs, repeats)) / STEP_RECORD_JSON_CHARS)) : byHeap;
 }
 
 /** Bytes in binary units with two digits ("1.50 GiB"), for limit messages. */

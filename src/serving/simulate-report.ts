@@ -1,14 +1,16 @@
 /**
  * Text tables and JSON of a `simulate` result (src/serving/simulate-sweep.ts). Pure formatting; no GPU.
  *
- * Tables: the pool each method gets from the budget and how many requests fit; decode output tokens/s
- * against the concurrency cap with the ratios the paper's claim is about (int4-hadamard / int4 ≈ 1 at
- * every cap; int4 / fp16 > 1 where KV memory binds); per-run totals; page utilisation over time at the
- * largest cap.
+ * Tables: the pool each method gets from the budget (and the buffers it spans) and how many requests
+ * fit; decode output tokens/s against the concurrency cap, median [min–max] over the repeats, with the
+ * ratios the paper's claim is about (int4-hadamard / int4 ≈ 1 at every cap; int4 / fp16 > 1 where KV
+ * memory binds; ratios of medians); per-run totals (the median repeat's, step time with its spread);
+ * page utilisation over time at the largest cap.
  */
 import { formatBytes } from '../kernels/gpu-buffers';
 import type { KvMethod } from '../layout';
 import type { SimulateMethodResult, SimulateResult, SimulateRun } from './simulate-sweep';
+import type { Spread } from './repeat-spread';
 import type { StepRecord } from './simulator';
 
 /** Rows of the utilisation timeline. */
@@ -53,8 +55,13 @@ export function recordAtStep(records: readonly StepRecord[], step: number): Step
 }
 
 function ratio(a: SimulateRun | undefined, b: SimulateRun | undefined): string {
-  if (!a || !b || !(b.summary.decodeTokensPerSec > 0)) return '-';
-  return `${(a.summary.decodeTokensPerSec / b.summary.decodeTokensPerSec).toFixed(2)}×`;
+  if (!a || !b || !(b.spread.decodeTokensPerSec.median > 0)) return '-';
+  return `${(a.spread.decodeTokensPerSec.median / b.spread.decodeTokensPerSec.median).toFixed(2)}×`;
+}
+
+/** "12.3k [11.9k–12.5k]": a median and its range over the repeats (the median alone for one repeat). */
+export function formatSpread(s: Spread, format: (v: number) => string, repeats: number): string {
+  return repeats > 1 ? `${format(s.median)} [${format(s.min)}–${format(s.max)}]` : format(s.median);
 }
 
 /** The whole report as text. */
@@ -71,15 +78,23 @@ export function formatSimulateReport(r: SimulateResult): string {
       `prefill chunk ${r.scheduler.prefillChunkTokens} tokens/sequence${r.scheduler.prefillTokensPerStep !== undefined ? `, ≤ ${r.scheduler.prefillTokensPerStep} tokens/step` : ''}; ` +
       `reserve ${r.scheduler.reservePages ?? 0} pages; ${r.maxSteps > 0 ? `≤ ${r.maxSteps} steps per run` : 'runs until every request is done'}`,
   );
+  out.push(
+    r.repeats > 1
+      ? `repeats: ${r.repeats} of every run (same schedule and data); timed figures are medians, [min–max] over the repeats (quartiles and every repeat in the JSON)`
+      : 'repeats: 1 (no spread measured; --repeats 3 or more shows it)',
+  );
   out.push('');
   out.push(
     ...table(
-      ['method', 'pages', 'bytes/token', 'pool', 'fits at full length'],
-      r.methods.map((x) => [x.method, String(x.numPages), String(x.bytesPerToken), formatBytes(x.poolBytes), String(x.fitsAtFullLength)]),
+      ['method', 'pages', 'bytes/token', 'pool', 'buffers/pool', 'fits at full length'],
+      r.methods.map((x) => [
+        x.method, String(x.numPages), String(x.bytesPerToken), formatBytes(x.poolBytes),
+        x.poolBuffers > 1 ? `${x.poolBuffers} × ≤ ${x.pagesPerBuffer} pages` : '1', String(x.fitsAtFullLength),
+      ]),
     ),
   );
   out.push('');
-  out.push(`Decode output tokens/s of one layer (mean decode batch) vs concurrency cap; ÷${m.numLayers} for the whole model`);
+  out.push(`Decode output tokens/s of one layer${r.repeats > 1 ? `, median [min–max over ${r.repeats} repeats]` : ''} (mean decode batch) vs concurrency cap; ÷${m.numLayers} for the whole model`);
   const ratioColumns: [string, KvMethod, KvMethod][] = [];
   if (byMethod.has('int4-hadamard') && byMethod.has('int4')) ratioColumns.push(['hadamard/int4', 'int4-hadamard', 'int4']);
   if (byMethod.has('int4') && byMethod.has('fp16')) ratioColumns.push(['int4/fp16', 'int4', 'fp16']);
@@ -91,7 +106,7 @@ export function formatSimulateReport(r: SimulateResult): string {
         String(cap),
         ...r.methods.map((x) => {
           const run = runAt(x, cap);
-          return run ? `${formatRate(run.summary.decodeTokensPerSec)} (${run.summary.meanDecodeBatch.toFixed(1)})` : '-';
+          return run ? `${formatSpread(run.spread.decodeTokensPerSec, formatRate, r.repeats)} (${run.summary.meanDecodeBatch.toFixed(1)})` : '-';
         }),
         ...ratioColumns.map(([, a, b]) => ratio(runAt(byMethod.get(a), cap), runAt(byMethod.get(b), cap))),
       ]),
@@ -99,14 +114,14 @@ export function formatSimulateReport(r: SimulateResult): string {
   );
   out.push('');
   const anyIdle = r.methods.some((x) => x.runs.some((run) => run.summary.idleSteps > 0));
-  out.push('Runs (pages: mean / peak fraction of the pool in use; slots: tokens / allocated slots; GPU ms summed over the run;');
-  out.push('      append = decode tokens\' cache writes; median step = append + attention of one decode step; e2e = output tokens / all GPU time' +
+  out.push(`Runs (${r.repeats > 1 ? 'GPU figures are medians over the repeats; ' : ''}pages: mean / peak fraction of the pool in use; slots: tokens / allocated slots; GPU ms summed over the run;`);
+  out.push(`      append = decode tokens' cache writes; median step = append + attention of one decode step${r.repeats > 1 ? ' [min–max over the repeats]' : ''}; e2e = output tokens / all GPU time` +
     (anyIdle ? ';\n      idle = steps with nothing running, e.g. waiting for an arrival: skipped, no GPU work)' : ')'));
   out.push(
     ...table(
       ['method', 'cap', 'steps', ...(anyIdle ? ['idle'] : []), 'finished', 'refused', 'preempted', 'peak running', 'pages', 'slots', 'prefill ms', 'append ms', 'attention ms', 'median step µs', 'e2e tok/s'],
       r.methods.flatMap((x) =>
-        x.runs.map(({ cap, summary: s }) => [
+        x.runs.map(({ cap, summary: s, spread }) => [
           x.method,
           String(cap),
           String(s.steps),
@@ -117,11 +132,11 @@ export function formatSimulateReport(r: SimulateResult): string {
           String(s.peakRunning),
           `${pct(s.meanPageFraction)} / ${pct(s.peakPageFraction)}`,
           pct(s.meanSlotUtilisation),
-          (s.prefillNs / 1e6).toFixed(2),
-          (s.decodeAppendNs / 1e6).toFixed(2),
-          (s.attentionNs / 1e6).toFixed(2),
-          (s.medianDecodeStepNs / 1e3).toFixed(1),
-          formatRate(s.outputTokensPerSec),
+          (spread.prefillNs.median / 1e6).toFixed(2),
+          (spread.decodeAppendNs.median / 1e6).toFixed(2),
+          (spread.attentionNs.median / 1e6).toFixed(2),
+          formatSpread(spread.medianDecodeStepNs, (ns) => (ns / 1e3).toFixed(1), r.repeats),
+          formatRate(spread.outputTokensPerSec.median),
         ]),
       ),
     ),

@@ -29,18 +29,18 @@
  *   const result = await sim.run({ maxSteps: 200 });
  *   sim.release(); cache.destroy();
  */
-import { MAX_POOL_PAGES } from '../cache/page-allocator';
 import type { AttentionWorkspace } from '../cache/attention-workspace';
 import { MODEL_PRESETS } from '../models';
-import { PagedKvCache, KvConfigError, resolveKvCacheConfig, type PreparedAttention } from '../cache/paged-kv-cache';
-import type { GpuContext } from '../gpu/gpu-context';
-import { formatBytes, writeFloats } from '../kernels/gpu-buffers';
-import { BYTES_PER_WORD, cacheLayout, DEFAULT_PAGE_SIZE, type KvMethod } from '../layout';
+import type { PagedKvCache, PreparedAttention } from '../cache/paged-kv-cache';
+import { writeFloats } from '../kernels/gpu-buffers';
 import { SeededRandom } from '../reference/random';
 import type { ServingRequest } from './requests';
 import { ContinuousBatchingScheduler, type DecodeSlot, type RequestState, type SchedulerConfig, type StepPlan } from './scheduler';
 import { SimulateLimitError } from './simulate-limits';
 import { StepTimer, type StepTimingMethod } from './step-timer';
+
+// The cache a budget buys (pages, pools over buffers) has its own module; these names stay importable here.
+export { checkServingBudget, createServingCache, pagesForServingBudget, servingPageBytes, type ServingCacheOptions } from './serving-cache';
 
 /** The attention shape of one layer of a model, and how many layers the model has. */
 export interface ModelShape {
@@ -54,82 +54,8 @@ export interface ModelShape {
 /** Prompt tokens a sequence may prefill per step (the CLI's and the page's default chunk). */
 export const DEFAULT_PREFILL_CHUNK_TOKENS = 512;
 
-/** Llama-3.1-8B: 32 layers, 32 query heads, 8 kv heads, head_dim 128. */
 /** The default model of the simulator: Llama-3.1-8B from the shared table (src/models.ts). */
 export const LLAMA_3_1_8B: ModelShape = (({ name, headDim, numQueryHeads, numKvHeads, numLayers }) => ({ name, headDim, numQueryHeads, numKvHeads, numLayers }))(MODEL_PRESETS['llama-3.1-8b']);
-
-export interface ServingCacheOptions {
-  model: ModelShape;
-  method: KvMethod;
-  /** KV-cache bytes of the simulated layer (K and V, scale/min included). */
-  budgetBytes: number;
-  /** Tokens per page (default 16). */
-  pageSize?: number;
-  /** Hadamard block for int4-hadamard (default defaultHadamardBlock(headDim)). */
-  hadamardBlock?: number;
-  rotateV?: boolean;
-  /** Physical page order seed (default 1: pages come out shuffled, as the kernels must tolerate). */
-  pageShuffleSeed?: number;
-}
-
-/** Pages that `budgetBytes` buys for this layer and method. */
-export function pagesForServingBudget(o: Omit<ServingCacheOptions, 'pageShuffleSeed'>): number {
-  return PagedKvCache.pagesForBudget(cacheConfigBase(o), o.budgetBytes);
-}
-
-function cacheConfigBase(o: Omit<ServingCacheOptions, 'pageShuffleSeed'>) {
-  return {
-    method: o.method,
-    headDim: o.model.headDim,
-    numQueryHeads: o.model.numQueryHeads,
-    numKvHeads: o.model.numKvHeads,
-    pageSize: o.pageSize,
-    ...(o.method === 'int4-hadamard' ? { hadamardBlock: o.hadamardBlock, rotateV: o.rotateV } : {}),
-  };
-}
-
-/** Bytes one page takes in the K and V buffers together (validates the shape: KvConfigError). */
-export function servingPageBytes(o: Omit<ServingCacheOptions, 'pageShuffleSeed' | 'budgetBytes'>): number {
-  const layout = cacheLayout(resolveKvCacheConfig({ ...cacheConfigBase({ ...o, budgetBytes: 0 }), numPages: 1 }));
-  return 2 * layout.pageWords * BYTES_PER_WORD;
-}
-
-/**
- * The pages `o.budgetBytes` buys, checked without a device: at least one, at most MAX_POOL_PAGES.
- * @throws KvConfigError naming the budget that would work (or the shape the cache refuses)
- */
-export function checkServingBudget(o: Omit<ServingCacheOptions, 'pageShuffleSeed'>): number {
-  const pageBytes = servingPageBytes(o);
-  const numPages = pagesForServingBudget(o);
-  if (numPages < 1) {
-    throw new KvConfigError(`a KV budget of ${o.budgetBytes} bytes holds no ${o.method} page of ${o.pageSize ?? DEFAULT_PAGE_SIZE} tokens for ${o.model.name} (one layer; a page takes ${pageBytes} bytes); raise the budget`);
-  }
-  if (numPages > MAX_POOL_PAGES) {
-    throw new KvConfigError(
-      `a KV budget of ${formatBytes(o.budgetBytes)} buys ${numPages} ${o.method} pages, more than the ${MAX_POOL_PAGES} a pool may have; try a budget ≤ ${formatBytes(MAX_POOL_PAGES * pageBytes)}`,
-    );
-  }
-  return numPages;
-}
-
-/**
- * A PagedKvCache holding as many pages as the budget buys. Refused with a KvConfigError before any
- * allocation when not even one page fits, when the pool would pass MAX_POOL_PAGES, or when its K (or
- * V) buffer would pass this device's buffer limits; each message says which budget would fit.
- */
-export async function createServingCache(ctx: GpuContext, o: ServingCacheOptions): Promise<PagedKvCache> {
-  const numPages = checkServingBudget(o);
-  const pageBytes = servingPageBytes(o);
-  const limit = Math.min(ctx.limits.maxBufferSize, ctx.limits.maxStorageBufferBindingSize);
-  const bufferBytes = (numPages * pageBytes) / 2;
-  if (bufferBytes > limit) {
-    throw new KvConfigError(
-      `a KV budget of ${formatBytes(o.budgetBytes)} needs a ${o.method} K buffer of ${formatBytes(bufferBytes)} (and as much for V), ` +
-        `more than this device's buffer limit of ${formatBytes(limit)}; try a budget ≤ ${formatBytes(Math.floor((2 * limit) / pageBytes) * pageBytes)}`,
-    );
-  }
-  return PagedKvCache.create(ctx, { ...cacheConfigBase(o), numPages, pageShuffleSeed: o.pageShuffleSeed ?? 1 });
-}
 
 /** Largest number of requests whose whole context (prompt + output) fits the pool at once. */
 export function concurrencyThatFits(numPages: number, pageSize: number, promptLen: number, outputLen: number): number {
@@ -176,6 +102,12 @@ export interface SimulatorOptions extends SchedulerConfig {
   /** GPU timing (default 'auto': timestamps when present). */
   timing?: StepTimingMethod | 'auto';
   observer?: SimulatorObserver;
+  /**
+   * Pipeline variants some earlier run over this cache already ran (and so compiled): shared by the
+   * runs of a sweep over one cache, so a repeat or another cap does not warm again what was warmed.
+   * Default: a set of this simulator's own.
+   */
+  warmedVariants?: Set<string>;
 }
 
 /** Options of ServingSimulator.run. */
@@ -291,7 +223,7 @@ export class ServingSimulator {
   readonly scheduler: ContinuousBatchingScheduler;
   private readonly timer: StepTimer;
   /** Pipeline variants (append, attention + merge) some step has run, so no timed step is their first use. */
-  private readonly warmedVariants = new Set<string>();
+  private readonly warmedVariants: Set<string>;
   /** Attention buffers and bindings reused step to step (no allocation per decode step once warm). */
   private readonly workspace: AttentionWorkspace;
   private warmups = 0;
@@ -306,6 +238,7 @@ export class ServingSimulator {
     readonly options: SimulatorOptions,
   ) {
     this.scheduler = new ContinuousBatchingScheduler(cache.allocator, requests, options);
+    this.warmedVariants = options.warmedVariants ?? new Set();
     this.data = new RandomPool(options.dataSeed ?? 1, options.dataPoolSize);
     this.timer = new StepTimer(cache.ctx, options.timing ?? 'auto');
     this.workspace = cache.createAttentionWorkspace();

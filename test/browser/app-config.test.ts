@@ -105,12 +105,12 @@ describe('what a configuration runs', () => {
 });
 
 describe('the serving section: URL and what it runs', () => {
-  const serving: ServingConfig = { regime: 'long', scale: 1 / 128, budgetMib: 2.5, caps: [1, 4, 16], steps: 0, methods: ['fp16', 'int4-hadamard'] };
+  const serving: ServingConfig = { regime: 'long', scale: 1 / 128, budgetMib: 2.5, caps: [1, 4, 16], steps: 0, repeats: 5, methods: ['fp16', 'int4-hadamard'] };
 
   it('round-trips the defaults and a custom configuration, next to the run section\'s keys', () => {
     expect(servingConfigFromQuery(servingConfigToQuery(DEFAULT_SERVING_CONFIG))).toEqual({ config: DEFAULT_SERVING_CONFIG, warnings: [] });
     expect(servingConfigFromQuery(servingConfigToQuery(serving))).toEqual({ config: serving, warnings: [] });
-    expect(servingConfigToQuery(serving)).toBe('&sim-regime=long&sim-scale=1/128&sim-budget=2.5&sim-caps=1,4,16&sim-steps=0&sim-methods=fp16,int4-hadamard');
+    expect(servingConfigToQuery(serving)).toBe('&sim-regime=long&sim-scale=1/128&sim-budget=2.5&sim-caps=1,4,16&sim-steps=0&sim-repeats=5&sim-methods=fp16,int4-hadamard');
     const both = `${configToQuery(custom)}${servingConfigToQuery(serving)}`;
     expect(configFromQuery(both)).toEqual({ config: custom, warnings: [] });
     expect(servingConfigFromQuery(both).config).toEqual(serving);
@@ -118,19 +118,20 @@ describe('the serving section: URL and what it runs', () => {
   });
 
   it('bad values fall back to the defaults, one warning each', () => {
-    const { config, warnings } = servingConfigFromQuery('?sim-regime=medium&sim-scale=1/3&sim-budget=0&sim-caps=0,2&sim-steps=-1&sim-methods=');
+    const { config, warnings } = servingConfigFromQuery('?sim-regime=medium&sim-scale=1/3&sim-budget=0&sim-caps=0,2&sim-steps=-1&sim-repeats=0&sim-methods=');
     expect(config).toEqual(DEFAULT_SERVING_CONFIG);
-    expect(warnings).toHaveLength(6);
+    expect(warnings).toHaveLength(7);
+    expect(warnings.find((w) => w.includes('sim-repeats'))).toMatch(/sim-repeats="0": expected an integer in \[1, 20\]/);
     expect(warnings[0]).toMatch(/sim-regime="medium".*short or long/);
   });
 
   it('the sweep is what `simulate` would run, and INT4 fits more requests than FP16 in the default budget', () => {
     const options = servingSweepOptions(DEFAULT_CONFIG, DEFAULT_SERVING_CONFIG);
     expect(() => checkSweepOptions(options)).not.toThrow();
-    expect(options).toMatchObject({ model: { name: 'Llama-3.1-8B', numLayers: 32 }, budgetBytes: 2 ** 18, caps: [1, 2, 4, 8], maxSteps: 20, pageSize: 16, hadamardBlock: 128 });
+    expect(options).toMatchObject({ model: { name: 'Llama-3.1-8B', numLayers: 32 }, budgetBytes: 2 ** 18, caps: [1, 2, 4, 8], maxSteps: 20, repeats: 3, pageSize: 16, hadamardBlock: 128 });
     expect(options.requests).toHaveLength(16);
     expect(options.requests.every((r) => r.promptLen === 4 && r.outputLen === 16 && r.arrivalStep === 0)).toBe(true);
-    expect(servingSweepOptions({ ...DEFAULT_CONFIG, preset: 'tiny-d64' }, serving)).toMatchObject({ hadamardBlock: 64, methods: ['fp16', 'int4-hadamard'], maxSteps: 0 });
+    expect(servingSweepOptions({ ...DEFAULT_CONFIG, preset: 'tiny-d64' }, serving)).toMatchObject({ hadamardBlock: 64, methods: ['fp16', 'int4-hadamard'], maxSteps: 0, repeats: 5 });
     const fits = Object.fromEntries(servingFits(DEFAULT_CONFIG, DEFAULT_SERVING_CONFIG).map((f) => [f.method, f.fits]));
     expect(fits.int4).toBeGreaterThan(fits.fp16);
     expect(fits['int4-hadamard']).toBe(fits.int4);

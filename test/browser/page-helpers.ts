@@ -38,16 +38,16 @@ export function readyPageForSuite(query = '', viewport?: { width: number; height
 }
 
 /**
- * Clicks a run button and waits for the progress line of its section (the serving section has its
- * own) to say the run ended; returns that line.
+ * Clicks a run button and waits (at most `timeoutMs`, default RUN_TIMEOUT_MS) for the progress line of
+ * its section (the serving section has its own) to say the run ended; returns that line.
  */
-export async function clickRunAndWait(page: Page, buttonId: 'run-both' | 'run-accuracy' | 'run-bench' | 'sim-run'): Promise<string> {
+export async function clickRunAndWait(page: Page, buttonId: 'run-both' | 'run-accuracy' | 'run-bench' | 'sim-run', timeoutMs = RUN_TIMEOUT_MS): Promise<string> {
   const textId = buttonId === 'sim-run' ? 'sim-progress-text' : 'progress-text';
   await page.click(`#${buttonId}`);
   await page.waitForFunction(
     (id) => /^(Done in|Cancelled|The run stopped)/.test(document.getElementById(id)?.textContent ?? ''),
     textId,
-    { timeout: RUN_TIMEOUT_MS, polling: 200 },
+    { timeout: timeoutMs, polling: 200 },
   );
   return (await page.textContent(`#${textId}`)) ?? '';
 }
