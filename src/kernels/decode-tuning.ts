@@ -197,15 +197,16 @@ export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg
 
 
 /** A decode step fuses its cache write while sequences × kv heads is at most this (fuseDecodeStep). */
-export const FUSE_STEP_MAX_ROWS = 32;
+export const FUSE_STEP_MAX_ROWS = 16;
 
 /**
  * Whether a decode step fuses its cache write into the decode dispatch (planDecode with decodeStep):
  * where the fused kernel exists (the subgroup kernel, its formats, one-buffer pools) and the grid is
- * small. Measured on the H200 (Llama-3.1-8B heads, docs/tuning.md "Fused decode step"): at batch 1 the
- * fused step saves one dependent dispatch (int4-hadamard 1 × 1k 16.5 → 14.8 µs, 1 × 4k 24.2 → 22.4 µs);
- * at batch 64 it loses (fp16 64 × 4k 285 → 406 µs, int4 275 → 295 µs): the pools bound read_write
- * lose the read-only load path, which only a latency-bound grid does not feel.
+ * small. Measured on the H200 (Llama-3.1-8B heads, 8 kv heads, docs/tuning.md "Fused decode step"): at
+ * batch 1 and 2 the fused step saves a dependent dispatch (int4-hadamard 1 × 1k 16.5 → 14.8 µs, 1 × 4k
+ * 24.2 → 22.4 µs; fp16 2 × 4k 26.0 → 25.4); from batch 4 it loses (fp16 4 × 4k 37.2 → 39.2, 8 × 4k
+ * 57.6 → 74.0, 64 × 4k 285 → 406 µs): the pools bound read_write lose the read-only load path, which
+ * only a latency-bound grid does not feel.
  */
 export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: boolean; layout: CacheLayout; pool?: { numBuffers: number } }, numSeqs: number): boolean {
   const format = shape.layout.method;
