@@ -229,9 +229,19 @@ export class PagedKvCache {
     this.allocator = new PageAllocator(config.numPages, config.pageSize, config.pageShuffleSeed === undefined ? {} : { shuffleSeed: config.pageShuffleSeed });
     this.signs = config.hadamardSignSeed === null ? null : randomSigns(config.headDim, config.hadamardSignSeed);
     this.signBitWords = signBits(this.signs, MAX_HEAD_DIM);
-    const buffers = (kv: 'K' | 'V') => Array.from({ length: this.pool.numBuffers }, (_, i) => storageBuffer(ctx, this.pool.numBuffers === 1 ? `${kv} cache` : `${kv} cache ${i}`, poolBufferBytes(this.layout, this.pool, i)));
-    this.kPool = buffers('K');
-    this.vPool = buffers('V');
+    const made: GPUBuffer[] = [];  // every pool buffer so far, destroyed if a later one fails
+    const buffers = (kv: 'K' | 'V') => Array.from({ length: this.pool.numBuffers }, (_, i) => {
+      const buffer = storageBuffer(ctx, this.pool.numBuffers === 1 ? `${kv} cache` : `${kv} cache ${i}`, poolBufferBytes(this.layout, this.pool, i));
+      made.push(buffer);
+      return buffer;
+    });
+    try {
+      this.kPool = buffers('K');
+      this.vPool = buffers('V');
+    } catch (err) {
+      made.forEach((b) => b.destroy());
+      throw err;
+    }
   }
 
   /** K pool buffer 0 (the whole K pool unless it is spread over several buffers). */
@@ -268,7 +278,14 @@ export class PagedKvCache {
   /** Validates `config` against the method rules and the device limits, then allocates the pools. */
   static async create(ctx: GpuContext, config: KvCacheConfig): Promise<PagedKvCache> {
     const resolved = resolveKvCacheConfig(config);
-    return withGpuErrors(ctx.device, 'creating the KV cache', () => new PagedKvCache(ctx, resolved));
+    let cache: PagedKvCache | null = null;
+    try {
+      return await withGpuErrors(ctx.device, 'creating the KV cache', () => (cache = new PagedKvCache(ctx, resolved)));
+    } catch (err) {
+      // an allocation the GPU refused (out of memory) is reported after the buffers exist: free them now
+      (cache as PagedKvCache | null)?.destroy();
+      throw err;
+    }
   }
 
   /** Pages that fit in `budgetBytes` for a config (K and V, scale/min included). */
