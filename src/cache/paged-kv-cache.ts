@@ -12,7 +12,7 @@
  */
 import { GpuError, withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import {
-  BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod, isKvMethod,
+  BYTES_PER_WORD, cacheLayout, defaultHadamardBlock, DEFAULT_PAGE_SIZE, HADAMARD_BLOCKS, isCacheKvMethod,
   ALL_KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, poolBufferBytes, poolSplit, type CacheLayout, type KvMethod, type PoolSplit,
 } from '../layout';
 import { randomSigns, signBits } from '../reference/hadamard';
@@ -23,7 +23,7 @@ import { DECODE_KERNEL_KINDS, fuseDecodeStep, isDecodeKernelKind, type DecodeKer
 import { planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { AttentionWorkspace } from './attention-workspace';
-import { DECODE_STORAGE_BINDINGS, poolExtras, storageBindings } from '../kernels/cache-pool';
+import { DECODE_STORAGE_BINDINGS, maxPoolBuffers, poolExtras, readsSplitPool, storageBindings } from '../kernels/cache-pool';
 import { KvCacheFullError, MAX_POOL_PAGES, PageAllocator, type PackedBlockTables } from './page-allocator';
 
 /** Largest head_dim the kernels support (sign bits and workgroup memory are sized for it). */
@@ -263,13 +263,12 @@ export class PagedKvCache {
       checkBufferFits(ctx, what, this.layout.bufferBytes);
       return split;
     }
-    const kernel = isKvMethod(config.method) && config.method !== 'int4-g32' && config.useSubgroups && ctx.features.subgroups;
-    if (!kernel) {
+    if (!readsSplitPool(config.method, config.useSubgroups && ctx.features.subgroups)) {
       throw new KvConfigError(`${what} needs ${split.numBuffers} storage buffers of at most ${formatBytes(binding)}; a pool over several buffers is read by the subgroup decode kernel (int4, int4-hadamard, fp16 with the subgroups feature) only; at most ${Math.floor(binding / (this.layout.pageWords * BYTES_PER_WORD))} pages fit one buffer`);
     }
     const bindings = storageBindings(DECODE_STORAGE_BINDINGS, split);
     if (bindings > ctx.limits.maxStorageBuffersPerShaderStage) {
-      const maxBuffers = Math.floor((ctx.limits.maxStorageBuffersPerShaderStage - DECODE_STORAGE_BINDINGS) / 2) + 1;
+      const maxBuffers = maxPoolBuffers(ctx.limits);
       throw new KvConfigError(`${what} needs ${split.numBuffers} storage buffers per pool (decode binds ${bindings}); this device binds at most ${ctx.limits.maxStorageBuffersPerShaderStage} per shader stage: at most ${maxBuffers * split.pagesPerBuffer} pages fit`);
     }
     return split;

@@ -6,7 +6,7 @@
  * k_pool_chunk / v_pool_chunk(page, chunk_in_page). Extra bindings follow the kernel's own (WRITE_EXTRA_BINDING,
  * DECODE_EXTRA_BINDING): K buffers 1..N−1, then V buffers 1..N−1, in poolExtras() order.
  */
-import type { PoolSplit } from '../layout';
+import { isKvMethod, type PoolSplit } from '../layout';
 
 /** First binding after the cache-write kernels' own (lib/cache-write-io.wgsl: 0..5). */
 export const WRITE_EXTRA_BINDING = 6;
@@ -15,6 +15,19 @@ export const DECODE_EXTRA_BINDING = 9;
 
 /** Storage bindings of the decode kernels with one buffer per pool (q, K, V, block tables, lengths, out, partials). */
 export const DECODE_STORAGE_BINDINGS = 8;
+
+/**
+ * Whether a decode kernel reads `method`'s pools spread over several buffers: the subgroup kernel does,
+ * for the paper's methods (fp16, int4, int4-hadamard; not int8 or int4-g32), where subgroups exist.
+ */
+export function readsSplitPool(method: string, subgroups: boolean): boolean {
+  return isKvMethod(method) && subgroups;
+}
+
+/** Buffers one pool may span: the decode kernel's own storage bindings, then two per extra buffer. */
+export function maxPoolBuffers(limits: { maxStorageBuffersPerShaderStage: number }): number {
+  return Math.max(1, Math.floor((limits.maxStorageBuffersPerShaderStage - DECODE_STORAGE_BINDINGS) / 2) + 1);
+}
 
 export const ONE_BUFFER: PoolSplit = { numBuffers: 1, pagesPerBuffer: 0xffffffff };
 

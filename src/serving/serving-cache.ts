@@ -19,7 +19,7 @@
 import { MAX_POOL_PAGES } from '../cache/page-allocator';
 import { KvConfigError, PagedKvCache, resolveKvCacheConfig } from '../cache/paged-kv-cache';
 import { GpuError, type GpuContext } from '../gpu/gpu-context';
-import { DECODE_STORAGE_BINDINGS } from '../kernels/cache-pool';
+import { DECODE_STORAGE_BINDINGS, maxPoolBuffers, readsSplitPool } from '../kernels/cache-pool';
 import { formatBytes } from '../kernels/gpu-buffers';
 import { BYTES_PER_WORD, cacheLayout, DEFAULT_PAGE_SIZE, isKvMethod, poolSplit, type KvMethod, type PoolSplit } from '../layout';
 import type { ModelShape } from './simulator';
@@ -134,19 +134,8 @@ export function checkServingBudget(o: Omit<ServingCacheOptions, 'pageShuffleSeed
   return numPages;
 }
 
-/**
- * Whether a decode kernel of this device reads a pool over several buffers for `method`: the subgroup
- * kernel does, for the paper's methods (fp16, int4, int4-hadamard; not int8 or int4-g32). The same rule
- * as PagedKvCache's pool check (test/serving-pools.test.ts holds both to it on a real device).
- */
-export function readsSplitPool(method: KvMethod, subgroups: boolean): boolean {
-  return isKvMethod(method) && subgroups;
-}
-
-/** Buffers one pool may span: the decode kernel's own storage bindings, then two per extra buffer. */
-export function maxPoolBuffers(limits: Pick<PoolDeviceLimits, 'maxStorageBuffersPerShaderStage'>): number {
-  return Math.max(1, Math.floor((limits.maxStorageBuffersPerShaderStage - DECODE_STORAGE_BINDINGS) / 2) + 1);
-}
+// the split-pool rule is the cache's own (src/kernels/cache-pool.ts), re-exported for the simulator's users
+export { maxPoolBuffers, readsSplitPool };
 
 /**
  * The pools a budget buys on a device, without allocating: pages, the split of each pool over buffers,
