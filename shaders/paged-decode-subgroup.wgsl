@@ -16,8 +16,8 @@
 //      (rotated when K is) into registers, pre-scaled for the format's lane order;
 //   1. each token slot (the lanes of one token) runs its own online softmax over steps of
 //      TOKENS_PER_STEP consecutive tokens of one page (one block-table read per step), with no
-//      barrier and no workgroup memory in the loop; a step's loads are issued one step ahead (two with
-//      PREFETCH_2). The
+//      barrier and no workgroup memory in the loop; a step's loads are issued one step ahead (two
+//      steps ahead measured no faster: docs/tuning.md). The
 //      running maximum only moves when a score passes it by RESCALE_SLACK (exact: sums and
 //      accumulators always refer to the same maximum, only rounding differs), so the rescale
 //      branch is rare;
@@ -399,28 +399,14 @@ fn main(@builtin(local_invocation_index) lid: u32,
   // Software pipeline: the loads of step n + 1 and the page of step n + 2 are issued before step n
   // is computed.
   let stride = slots * TOKENS_PER_STEP;
-// #if PREFETCH_2
-  // two steps in flight (PREFETCH_2: small grids, where each step waits for memory's latency)
-  var next2 = load_step(step_page(seq, chunk_start + stride + slot_offset, chunk_end), chunk_start + stride + slot_offset, chunk_end, kv_head, lane);
-  var page_after = step_page(seq, chunk_start + 2u * stride + slot_offset, chunk_end);
-// #else
   var page_after = step_page(seq, chunk_start + stride + slot_offset, chunk_end);
-// #endif
   for (var step_start = chunk_start; step_start < chunk_end; step_start += stride) {
     let first_t = step_start + slot_offset;
     let cur = next;
-// #if PREFETCH_2
-    next = next2;
-    if (step_start + 2u * stride < chunk_end) {
-      next2 = load_step(page_after, first_t + 2u * stride, chunk_end, kv_head, lane);
-      page_after = step_page(seq, first_t + 3u * stride, chunk_end);
-    }
-// #else
     if (step_start + stride < chunk_end) {
       next = load_step(page_after, first_t + stride, chunk_end, kv_head, lane);
       page_after = step_page(seq, first_t + 2u * stride, chunk_end);
     }
-// #endif
     var live: array<bool, TOKENS_PER_STEP>;
     for (var u = 0u; u < TOKENS_PER_STEP; u++) {  // unroll
       live[u] = first_t + u < chunk_end;

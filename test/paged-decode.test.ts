@@ -51,9 +51,6 @@ const GRID: Case[] = [
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 2, numKvHeads: 1, pageSize: 64, hadamardBlock: 64, rotateV: true }, contextLens: [32768, 1], seed: 19, subgroups: true },
   // more splits than the merge kernel's workgroup keeps weights for (200 > 128): the rest recomputed from their (max, sum)
   { config: { method: 'int4', headDim: 64, numQueryHeads: 2, numKvHeads: 1, pageSize: 16 }, contextLens: [25000, 300], seed: 20, subgroups: true, numSplits: 200 },
-  // two steps of loads in flight (prefetchSteps 2), short and long chunks
-  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, rotateV: true }, contextLens: [1, 700, 37], seed: 23, subgroups: true, tuning: { prefetchSteps: 2 } },
-  { config: { method: 'fp16', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8 }, contextLens: [3000, 5], seed: 22, subgroups: true, numSplits: 3, tuning: { prefetchSteps: 2 } },
   // extra methods: token-wise INT8 (lib/kv-format-int8.wgsl), INT4 with a scale/min per 32 channels (lib/kv-format-int4-g32.wgsl)
   { config: { method: 'int8', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 8 }, contextLens: [1, 2, 129], seed: 31, subgroups: true },
   { config: { method: 'int8', headDim: 128, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [33, 7], seed: 32, subgroups: false, outlierScale: 15 },

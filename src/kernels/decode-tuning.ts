@@ -49,8 +49,6 @@ export interface DecodeTuning {
    * 4 or 8, halved until it divides the page size; 0 = automatic (autoTokensPerStep()).
    */
   tokensPerStep: number;
-  /** Subgroup kernel: steps whose loads are in flight ahead of the one computed, 1 or 2 (0 = automatic: 1). */
-  prefetchSteps: number;
   /**
    * Matrix kernel: tokens per tile (one staging round and four barriers), a multiple of the matrix
    * configuration's M and K; 0 = automatic (DEFAULT_MATRIX_TILE_TOKENS).
@@ -79,7 +77,6 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
-  prefetchSteps: 0,
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   targetWorkgroups: 2048,
@@ -103,7 +100,6 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
-  prefetchSteps: 0,
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   targetWorkgroups: 256,
@@ -121,7 +117,6 @@ export const DEFAULT_MATRIX_DECODE_TUNING: DecodeTuning = {
   vPrefetch: 8,
   lanesPerToken: 0,
   tokensPerStep: 0,
-  prefetchSteps: 0,
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   targetWorkgroups: 1024,
@@ -147,7 +142,6 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   }
   if (!Number.isInteger(t.targetWorkgroups) || t.targetWorkgroups < 1) throw new Error(`targetWorkgroups must be a positive integer, got ${t.targetWorkgroups}`);
   if (!Number.isInteger(t.minTokensPerSplit) || t.minTokensPerSplit < 1) throw new Error(`minTokensPerSplit must be a positive integer, got ${t.minTokensPerSplit}`);
-  if (![0, 1, 2].includes(t.prefetchSteps)) throw new Error(`prefetchSteps must be 0 (automatic), 1 or 2, got ${t.prefetchSteps}`);
   if (![0, 1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 0 (automatic), 1, 2, 4 or 8, got ${t.tokensPerStep}`);
   if (![0, 8, 16, 32, 64].includes(t.tileTokens)) throw new Error(`tileTokens must be 0 (automatic), 8, 16, 32 or 64, got ${t.tileTokens}`);
   if (![0, 1, 2, 4, 8].includes(t.matrixSubgroups)) throw new Error(`matrixSubgroups must be 0 (the serial matrix kernel), 1, 2, 4 or 8, got ${t.matrixSubgroups}`);

@@ -255,7 +255,6 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     ACC_VECS: 2 * groupsPerLane * shared.HEADS_PER_WG,
     TOKENS_PER_STEP: tokensPerStep,
     QUERY_INT8: shape.queryInt8 ? 1 : 0,
-    PREFETCH_2: tuning.prefetchSteps === 2 ? 1 : 0,
     POOL_SPLIT: (shape.pool?.numBuffers ?? 1) > 1 ? 1 : 0,
     STEP_SCORES: tokensPerStep * shared.HEADS_PER_WG,
     STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
@@ -391,7 +390,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
   const pool = shape.pool ?? ONE_BUFFER;
   const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}`;
-  const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}${constants.PREFETCH_2 ? 'f2' : ''}`].join('/') + poolKey(pool);
+  const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
   // the fused step encodes new tokens with the cache write's code (lib/quantize-lane.wgsl, f16.wgsl)
   const fusedSources = !constants.FUSED_STEP ? [] : constants.QUANTIZED
     ? [`const MAX_CODE: f32 = ${quantFormat(shape.layout.method, shape.layout.headDim)!.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.quantizeLane]
