@@ -7,6 +7,7 @@ import { KvCacheFullError } from '../cache/page-allocator';
 import { KvConfigError } from '../cache/paged-kv-cache';
 import { GpuError, type GpuContext } from '../gpu/gpu-context';
 import { TensorFileError } from '../io/safetensors';
+import { ModelFileError } from '../model/model-config';
 import { RequestSpecError } from '../serving/requests';
 import { SchedulerError } from '../serving/scheduler';
 import { el } from './dom';
@@ -75,6 +76,17 @@ export function explainError(e: unknown, ctx: GpuContext | null): ExplainedError
       recover: false,
     };
   }
+  if (e instanceof ModelFileError) {
+    return {
+      title: "The trained model's files cannot be used",
+      message,
+      help: [
+        'The page fetches model/config.json, model/tokenizer.json, model/run/reference.json, model/run/model.safetensors and model/corpus/heldout.txt.gz from its own server (npm run build copies them into dist/assets).',
+        'A file that is missing, too big or does not match the others means this build does not match the repository: rebuild it (npm run build), or serve it with npm run dev.',
+      ],
+      recover: false,
+    };
+  }
   if (e instanceof TensorFileError) {
     return {
       title: 'This file cannot be used',
@@ -89,12 +101,13 @@ export function explainError(e: unknown, ctx: GpuContext | null): ExplainedError
   return { title: 'Something went wrong', message, help: ['The browser console may say more.'], recover: false };
 }
 
-/** Which form a failed run was configured by: the run section's or the serving section's. */
-export type ErrorScope = 'run' | 'serving';
+/** Which form a failed run was configured by: the run section's, the serving section's or the model section's. */
+export type ErrorScope = 'run' | 'serving' | 'model';
 
 /** Settings a message may name, by the words that name them (checked in order). */
 const FIELD_WORDS: Record<ErrorScope, [RegExp, string][]> = {
   run: [[/hadamard block|\bblock\b|head_?dim/i, 'block'], [/concurrency|sequences|\bbatch\b/i, 'seqs'], [/context|tokens/i, 'context'], [/page size|\bpage\b/i, 'page-size']],
+  model: [[/prompt/i, 'model-prompt'], [/generated|tokens to generate/i, 'model-tokens']],
   serving: [[/budget/i, 'sim-budget'], [/\bcaps?\b|concurrency/i, 'sim-caps'], [/scale|regime|prompt|output/i, 'sim-scale'], [/steps/i, 'sim-steps'], [/page size/i, 'page-size']],
 };
 
@@ -111,7 +124,7 @@ export function fieldsForError(e: unknown, scope: ErrorScope): string[] {
   const message = e instanceof Error ? e.message : String(e);
   const fields = FIELD_WORDS[scope].filter(([words]) => words.test(message)).map(([, id]) => id);
   // Too big, with no setting named: the size settings are what shrink it.
-  if (fields.length === 0 && (e instanceof KvCacheFullError || e instanceof GpuError)) return scope === 'run' ? ['context', 'seqs'] : ['sim-budget'];
+  if (fields.length === 0 && (e instanceof KvCacheFullError || e instanceof GpuError)) return scope === 'run' ? ['context', 'seqs'] : scope === 'serving' ? ['sim-budget'] : [];
   return [...new Set(fields)];
 }
 

@@ -1,9 +1,9 @@
 /**
  * The demo page's entry: opens the GPU, wires the controls (kept in the URL) to the accuracy,
- * throughput and serving runs (one at a time), fills the headline card and the result sections as
+ * throughput, serving and model runs (one at a time), fills the headline card and the result sections as
  * rows arrive, and explains failures. No numeric logic lives in src/app beyond the two figures of
  * figures.ts: the page calls the same library functions as the CLI (runAccuracy, runDecodeBench,
- * runSimulateSweep, the chart series).
+ * runSimulateSweep, generateGreedy, runPerplexity, the chart series).
  */
 import type { AccuracyReport } from '../accuracy/accuracy-lab';
 import type { KvData } from '../accuracy/kv-file';
@@ -16,18 +16,24 @@ import { Controls } from './controls';
 import { byId, el } from './dom';
 import { clearError, explainError, fieldsForError, isAbort, showError, type ErrorScope } from './errors';
 import { FileSource } from './file-source';
+import { ModelControls, runModelGeneration, runModelPerplexity } from './model-panel';
 import { selfCheck, showGpu, showNoGpu } from './gpu-panel';
 import { finishHeadline, headlineAccuracy, headlineBench, startHeadline, type HeadlinePlan } from './headline';
 import { servingConfigFromQuery, servingConfigToQuery } from './serving-config';
 import { runServingPanel, ServingControls, showServing } from './serving-panel';
 import { clearFlags, fieldLabel, flagFields, showBlocked, type Problem } from './validation';
 
-type RunKind = 'accuracy' | 'bench' | 'both' | 'serving';
+type RunKind = 'accuracy' | 'bench' | 'both' | 'serving' | 'model' | 'model-ppl';
+type MainKind = 'accuracy' | 'bench' | 'both';
+
+const isMainKind = (kind: RunKind): kind is MainKind => kind === 'accuracy' || kind === 'bench' || kind === 'both';
+const isModelKind = (kind: RunKind) => kind === 'model' || kind === 'model-ppl';
 
 /** Where a run reports: the progress row and Cancel button of its own section. */
 const TARGETS = {
   main: { bar: 'progress', text: 'progress-text', cancel: 'cancel' },
   serving: { bar: 'sim-progress', text: 'sim-progress-text', cancel: 'sim-cancel' },
+  model: { bar: 'model-progress', text: 'model-progress-text', cancel: 'model-cancel' },
 } as const;
 type Target = (typeof TARGETS)[keyof typeof TARGETS];
 
@@ -43,8 +49,13 @@ let target: Target = TARGETS.main;
 let errorIsAboutSettings = false;
 
 const errorPanel = byId('error-panel');
-const runButtons = { 'run-accuracy': 'accuracy', 'run-bench': 'bench', 'run-both': 'both', 'sim-run': 'serving' } as const;
+const runButtons = { 'run-accuracy': 'accuracy', 'run-bench': 'bench', 'run-both': 'both', 'sim-run': 'serving', 'model-run': 'model', 'model-ppl': 'model-ppl' } as const;
 
+// First: the other forms' change handlers read its problems.
+const modelControls = new ModelControls(() => {
+  clearStaleError();
+  updateRunButtons();
+});
 const parsed = configFromQuery(location.search);
 const parsedServing = servingConfigFromQuery(location.search);
 // The serving plan depends on the run section's model and page size; the URL holds both forms.
@@ -66,6 +77,9 @@ function report(error: unknown, scope: ErrorScope): void {
   const fields = fieldsForError(error, scope);
   if (fields.length && explained.title === 'This configuration is not supported') {
     explained.help = [`Change the highlighted setting (${fields.map(fieldLabel).join(', ')}) and run again.`];
+  }
+  if (scope === 'model' && explained.title === 'Too big for this GPU') {
+    explained.help = ["The model's weights and its small KV cache must fit this adapter's buffer limits (listed under “Your GPU”); fewer tokens to generate shrink only the cache. Try a browser or device with a larger storage-buffer limit."];
   }
   showError(errorPanel, explained, () => void recover());
   errorIsAboutSettings = error instanceof TensorFileError || fields.length > 0;
@@ -106,6 +120,8 @@ function blockers(): Record<RunKind, Problem[]> {
     accuracy: main,
     bench: main.filter((p) => p.blocks !== 'accuracy'),
     serving: [...serving.problems, ...main.filter(servingUses)],
+    model: modelControls.problems,
+    'model-ppl': [],
   };
 }
 
@@ -119,6 +135,7 @@ function updateRunButtons(): void {
   }
   showBlocked('run-blocked', blocked.both);
   showBlocked('sim-blocked', blocked.serving);
+  showBlocked('model-blocked', blocked.model);
 }
 
 function setBusy(busy: boolean): void {
@@ -126,6 +143,7 @@ function setBusy(busy: boolean): void {
   for (const t of Object.values(TARGETS)) byId<HTMLButtonElement>(t.cancel).hidden = !busy || t !== target;
   controls.setDisabled(busy);
   serving.setDisabled(busy);
+  modelControls.setDisabled(busy);
 }
 
 function progress(value: number | null, max: number, text: string): void {
@@ -162,7 +180,7 @@ function keepPartialResults(): void {
   if (lastBench && !lastBench.report) showBench(lastBench, true);
 }
 
-async function runMain(kind: Exclude<RunKind, 'serving'>, gpu: GpuContext, config: AppConfig, signal: AbortSignal): Promise<void> {
+async function runMain(kind: MainKind, gpu: GpuContext, config: AppConfig, signal: AbortSignal): Promise<void> {
   startHeadline(headlinePlan(kind, config), gpu);
   // A run replaces the results of the last one: its sections reappear as this run fills them.
   byId('accuracy-results').hidden = true;
@@ -203,29 +221,33 @@ async function run(kind: RunKind): Promise<void> {
   clearFlags();
   const controller = new AbortController();
   running = controller;
-  target = kind === 'serving' ? TARGETS.serving : TARGETS.main;
+  target = kind === 'serving' ? TARGETS.serving : isModelKind(kind) ? TARGETS.model : TARGETS.main;
   // The clicked button is disabled during the run: keep keyboard focus on something useful.
   const trigger = document.activeElement instanceof HTMLButtonElement ? document.activeElement : null;
   setBusy(true);
   if (trigger) byId(target.cancel).focus();
   const config = controls.config;
+  const modelSettings = modelControls.settings;
   controls.writeUrl();
   const started = performance.now();
   try {
     if (kind === 'serving') showServing(await runServingPanel(ctx, config, serving.config, controller.signal, progress));
+    else if (kind === 'model') await runModelGeneration(ctx, modelSettings, modelControls, controller.signal, progress);
+    else if (kind === 'model-ppl') await runModelPerplexity(ctx, modelControls, controller.signal, progress);
     else await runMain(kind, ctx, config, controller.signal);
-    if (kind !== 'serving') finishHeadline('done');
+    if (isMainKind(kind)) finishHeadline('done');
     progress(1, 1, `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
   } catch (e) {
-    if (kind !== 'serving') {
+    if (isMainKind(kind)) {
       keepPartialResults();
       finishHeadline(isAbort(e) ? 'cancelled' : 'failed');
     }
     if (isAbort(e)) {
-      progress(0, 1, kind === 'serving' ? 'Cancelled. A sweep shows its results when every run is done.' : 'Cancelled. The rows that finished stay below.');
+      const kept = kind === 'serving' ? 'A sweep shows its results when every run is done.' : isModelKind(kind) ? 'The methods that finished stay below.' : 'The rows that finished stay below.';
+      progress(0, 1, `Cancelled. ${kept}`);
     } else {
       progress(0, 1, 'The run stopped with an error (see above).');
-      report(e, kind === 'serving' ? 'serving' : 'run');
+      report(e, kind === 'serving' ? 'serving' : isModelKind(kind) ? 'model' : 'run');
     }
   } finally {
     running = null;
@@ -239,7 +261,7 @@ for (const [id, kind] of Object.entries(runButtons)) byId(id).addEventListener('
 for (const t of Object.values(TARGETS)) {
   byId(t.cancel).addEventListener('click', () => {
     running?.abort();
-    byId(t.text).textContent = t === TARGETS.serving ? 'Cancelling after the current run (method × cap)…' : 'Cancelling after the current step…';
+    byId(t.text).textContent = t === TARGETS.serving ? 'Cancelling after the current run (method × cap)…' : t === TARGETS.model ? 'Cancelling after the current token…' : 'Cancelling after the current step…';
   });
 }
 initAccuracyMetricSelect(() => lastAccuracy && drawAccuracyCharts(lastAccuracy));

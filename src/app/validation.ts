@@ -6,7 +6,7 @@
 import { byId, el } from './dom';
 
 /** Which run buttons a problem disables. */
-export type ProblemScope = 'main' | 'accuracy' | 'serving';
+export type ProblemScope = 'main' | 'accuracy' | 'serving' | 'model';
 
 /** Why a run cannot start, and the field (element id) to fix. */
 export interface Problem {

@@ -30,7 +30,18 @@ export interface GenerationResult {
 /** Steps of a short untimed run that compiles every pipeline of the method first (so no timed step compiles). */
 const WARMUP_STEPS = 2;
 
-export async function generateGreedy(model: GpuModel, promptIds: readonly number[], numTokens: number, method: MethodSpec, options: { pageSize?: number; warmup?: boolean } = {}): Promise<GenerationResult> {
+export interface GenerateOptions {
+  /** Tokens per cache page. */
+  pageSize?: number;
+  /** Run the untimed warm-up first (default true). */
+  warmup?: boolean;
+  /** Checked before every step: an aborted signal stops the run with its reason (an AbortError). */
+  signal?: AbortSignal;
+  /** After each timed step is submitted: steps so far of `total` (prompt tokens + numTokens − 1). */
+  onStep?: (done: number, total: number) => void;
+}
+
+export async function generateGreedy(model: GpuModel, promptIds: readonly number[], numTokens: number, method: MethodSpec, options: GenerateOptions = {}): Promise<GenerationResult> {
   const c = model.config;
   if (promptIds.length < 1) throw new KvConfigError('generate: the prompt needs at least one token');
   if (!Number.isInteger(numTokens) || numTokens < 1) throw new KvConfigError(`generate: the number of tokens must be an integer ≥ 1, got ${numTokens}`);
@@ -38,6 +49,7 @@ export async function generateGreedy(model: GpuModel, promptIds: readonly number
   if (steps > c.contextLength) {
     throw new KvConfigError(`generate: ${promptIds.length} prompt tokens + ${numTokens} generated need ${steps} positions; the model's context is ${c.contextLength} (at most ${c.contextLength - promptIds.length + 1} tokens after this prompt)`);
   }
+  options.signal?.throwIfAborted();
   if (options.warmup ?? true) {
     const warm = await ModelDecoder.create(model, { method, batch: 1, maxSteps: WARMUP_STEPS, pageSize: options.pageSize });
     try {
@@ -50,11 +62,20 @@ export async function generateGreedy(model: GpuModel, promptIds: readonly number
   }
   const decoder = await ModelDecoder.create(model, { method, batch: 1, maxSteps: steps, pageSize: options.pageSize });
   try {
+    const { signal, onStep } = options;
     const t0 = performance.now();
-    for (const id of promptIds) await decoder.step({ ids: [id] });
+    for (const id of promptIds) {
+      signal?.throwIfAborted();
+      await decoder.step({ ids: [id] });
+      onStep?.(decoder.stepsDone, steps);
+    }
     await decoder.finish();
     const t1 = performance.now();
-    while (decoder.stepsDone < steps) await decoder.step();
+    while (decoder.stepsDone < steps) {
+      signal?.throwIfAborted();
+      await decoder.step();
+      onStep?.(decoder.stepsDone, steps);
+    }
     await decoder.finish();
     const t2 = performance.now();
     const argmax = await decoder.readArgmax();

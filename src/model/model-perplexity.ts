@@ -52,6 +52,10 @@ export interface PerplexityOptions {
   pageSize?: number;
   /** After each batch: targets scored so far of `total`. */
   onProgress?: (done: number, total: number) => void;
+  /** After each step of a batch is submitted: its steps so far of `length` (a finer progress for one long window). */
+  onStep?: (done: number, length: number) => void;
+  /** Checked before every step: an aborted signal stops the run with its reason (an AbortError). */
+  signal?: AbortSignal;
 }
 
 /** The perplexity of `stream` over `windows` with the KV cache of `method`. */
@@ -75,7 +79,9 @@ export async function runPerplexity(model: GpuModel, stream: Int32Array, windows
       const decoder = await ModelDecoder.create(model, { method, batch: group.length, maxSteps: length, pageSize: options.pageSize });
       try {
         for (let t = 0; t < length; t++) {
+          options.signal?.throwIfAborted();
           await decoder.step({ ids: group.map((s) => stream[s + t]), targets: group.map((s) => stream[s + t + 1]) });
+          options.onStep?.(t + 1, length);
         }
         for (const x of await decoder.readNll()) nllSum += x;
       } finally {

@@ -174,3 +174,18 @@ export function tokenStream(tok: BpeTokenizer, docs: readonly string[]): Int32Ar
   }
   return Int32Array.from(ids);
 }
+
+/**
+ * The first documents' stream, `<bos> doc <eos>` each, until it holds at least `minTokens` ids (or the
+ * documents run out): a prefix of tokenStream(tok, docs), since every document is encoded on its own,
+ * for a slice of the stream without encoding the rest.
+ */
+export function tokenStreamPrefix(tok: BpeTokenizer, docs: readonly string[], minTokens: number): Int32Array {
+  const ids: number[] = [];
+  for (let i = 0; i < docs.length && ids.length < minTokens; i++) {
+    ids.push(tok.bosId);
+    for (const id of tok.encode(docs[i])) ids.push(id);
+    ids.push(tok.eosId);
+  }
+  return Int32Array.from(ids);
+}
