@@ -4,42 +4,19 @@
  * SwiftShader), `generate` (the table, each method's continuation, the JSON), and
  * bad command lines and model folders refused before any work (exit 2, one line, no stack, no device).
  */
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT, useCliBundle } from './cli-bundle';
 
-const ROOT = resolve(__dirname, '..');
 /** FP16 KV perplexity vs PyTorch fp32 (exact K/V) on the quick slice, relative: the issue's bound (measured +0.01 %). */
 const PERPLEXITY_REL_TOL = 0.005;
-let cli = '';
-let work = '';
-
-function run(args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
-  if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), 'model-cli-test-'));
-  // A private bundle (other suites rebuild dist-cli/); under the project so that `webgpu` resolves.
-  const outDir = join(ROOT, 'node_modules/.cache/model-cli-test', String(process.pid));
-  mkdirSync(outDir, { recursive: true });
-  const build = spawnSync('npx', ['vite', 'build', '-c', 'vite.cli.config.ts', '--logLevel', 'warn', '--outDir', outDir], { cwd: ROOT, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`building the CLI failed:\n${build.stdout}\n${build.stderr}`);
-  cli = join(outDir, 'cli.mjs');
-}, 120_000);
-
-afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
-  if (cli) rmSync(join(cli, '..'), { recursive: true, force: true });
-});
+const bundle = useCliBundle('model-cli-test', 300_000);
+const run = bundle.run;
 
 describe('model commands: refused before any work (exit 2, one line, no stack, no device)', () => {
   const noWeights = () => {
-    const dir = join(work, 'run-without-weights');
+    const dir = join(bundle.work, 'run-without-weights');
     mkdirSync(dir, { recursive: true });
     copyFileSync(join(ROOT, 'model/run/reference.json'), join(dir, 'reference.json'));
     return dir;
@@ -48,8 +25,8 @@ describe('model commands: refused before any work (exit 2, one line, no stack, n
     ['perplexity --methods of no method', () => ['perplexity', '--quick', '--methods', 'int3'], /perplexity: --methods: unknown method 'int3'; known: fp16, int4/],
     ['perplexity --batch 0', () => ['perplexity', '--batch', '0'], /--batch "0": expected an integer in \[1, 65535\]/],
     ['perplexity --page-size 4', () => ['perplexity', '--page-size', '4'], /--page-size 4: expected an integer in \[8, 128\]/],
-    ['perplexity --json into a missing folder', () => ['perplexity', '--json', join(work, 'missing', 'p.json')], /--json .*: folder .*missing does not exist/],
-    ['perplexity --run of an empty folder', () => ['perplexity', '--run', work], /reference\.json not found \(the run's PyTorch reference\)/],
+    ['perplexity --json into a missing folder', () => ['perplexity', '--json', join(bundle.work, 'missing', 'p.json')], /--json .*: folder .*missing does not exist/],
+    ['perplexity --run of an empty folder', () => ['perplexity', '--run', bundle.work], /reference\.json not found \(the run's PyTorch reference\)/],
     ['perplexity --run without the weights', () => ['perplexity', '--run', noWeights()], /model\.safetensors not found: the trained weights/],
     ['generate without --prompt', () => ['generate'], /generate: --prompt TEXT is required/],
     ['generate past the context length', () => ['generate', '--prompt', 'x', '--tokens', '600'], /--prompt has 2 tokens \(with <bos>\) and --tokens 600: together more than the model's context of 512; at most 511 tokens/],
@@ -57,21 +34,21 @@ describe('model commands: refused before any work (exit 2, one line, no stack, n
   ];
   for (const [name, args, message] of cases) {
     it(name, () => {
-      const before = readdirSync(work).length;
+      const before = readdirSync(bundle.work).length;
       const r = run(args());
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr.trim().split('\n').filter((l) => !l.startsWith('Warning:'))).toHaveLength(1);
       expect(r.stderr).not.toMatch(/^\s+at /m);
       expect(r.stderr).not.toMatch(/^adapter:/m);
-      expect(readdirSync(work).length).toBeLessThanOrEqual(before + 1); // at most the folder the case made
+      expect(readdirSync(bundle.work).length).toBeLessThanOrEqual(before + 1); // at most the folder the case made
     });
   }
 });
 
 describe('the commands on the trained model', () => {
   it('perplexity --quick: a row per method beside PyTorch, and {"tokens", "referencePerplexity", "methods": {id: {"perplexity"}}}', () => {
-    const out = join(work, 'ppl.json');
+    const out = join(bundle.work, 'ppl.json');
     const r = run(['perplexity', '--quick', '--methods', 'fp16', '--json', out]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^quick slice: 256 targets; PyTorch fp32 \(exact K\/V\) perplexity \d+\.\d{4}$/m);
@@ -87,7 +64,7 @@ describe('the commands on the trained model', () => {
   }, 300_000);
 
   it('continues a prompt per method: a table, each continuation, and the JSON', () => {
-    const out = join(work, 'gen.json');
+    const out = join(bundle.work, 'gen.json');
     const r = run(['generate', '--prompt', '=head1 NAME\n\n', '--tokens', '6', '--methods', 'int4-hadamard', '--json', out]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^method\s+tokens\/s\s+prefill tokens\/s\s+first token ≠ fp16$/m);
