@@ -31,7 +31,7 @@
  */
 import type { AttentionWorkspace } from '../cache/attention-workspace';
 import { MODEL_PRESETS } from '../models';
-import type { PagedKvCache, PreparedAttention } from '../cache/paged-kv-cache';
+import type { PagedKvCache, PreparedAttention, PreparedDecodeStep } from '../cache/paged-kv-cache';
 import { writeFloats } from '../kernels/gpu-buffers';
 import { SeededRandom } from '../reference/random';
 import type { ServingRequest } from './requests';
@@ -158,10 +158,12 @@ export interface StepRecord {
   prefillNs: number;
   /** GPU time of the decode step: decodeAppendNs + attentionNs (0 when there was none). */
   decodeNs: number;
-  /** GPU time of the decode tokens' cache write (its own pass). */
+  /** GPU time of the decode tokens' cache write (its own pass; 0 when the step was fused). */
   decodeAppendNs: number;
-  /** GPU time of the paged decode attention (its own pass, after the write). */
+  /** GPU time of the paged decode attention (its own pass, after the write; with the write when fused). */
   attentionNs: number;
+  /** The decode step ran fused: the cache write inside the decode kernel (PagedKvCache.decodeStep's plan). */
+  fusedStep: boolean;
   /** Host wall-clock of the whole step: planning, buffer setup, upload, GPU, readback. */
   hostMs: number;
 }
@@ -262,7 +264,7 @@ export class ServingSimulator {
     const idle = Math.min(this.scheduler.idleSteps(), maxIdleSteps);
     if (idle >= 1) return this.skipIdle(idle, startMs);
     const plan = this.scheduler.planStep();
-    const { prefillNs, decodeAppendNs, attentionNs } = await this.execute(plan);
+    const { prefillNs, decodeAppendNs, attentionNs, fusedStep } = await this.execute(plan);
     const util = this.cache.allocator.utilisation();
     const running = this.scheduler.runningRequests().length;
     const decoding = plan.decode.length;
@@ -289,6 +291,7 @@ export class ServingSimulator {
       prefillNs,
       decodeNs: decodeAppendNs + attentionNs,
       decodeAppendNs,
+      fusedStep,
       attentionNs,
       hostMs: performance.now() - startMs,
     };
@@ -324,13 +327,14 @@ export class ServingSimulator {
       decodeNs: 0,
       decodeAppendNs: 0,
       attentionNs: 0,
+      fusedStep: false,
       hostMs: performance.now() - startMs,
     };
     this.records.push(record);
     return record;
   }
 
-  private async execute(plan: StepPlan): Promise<{ prefillNs: number; decodeAppendNs: number; attentionNs: number }> {
+  private async execute(plan: StepPlan): Promise<{ prefillNs: number; decodeAppendNs: number; attentionNs: number; fusedStep: boolean }> {
     const cache = this.cache;
     const { numKvHeads: hkv, numQueryHeads: hq, headDim: d } = cache.config;
     const device = cache.ctx.device;
@@ -358,14 +362,26 @@ export class ServingSimulator {
       let q: Float32Array | null = null;
       if (plan.decode.length) {
         const seqIds = plan.decode.map((s) => s.seqId);
-        decodeAppend = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
-        attention = await this.workspace.prepare(seqIds);
+        // The decode step as the plan runs it: fused into the decode kernel on small grids (its time is
+        // then the "attention" pass's, and the append pass is empty), else the cache write, then attention.
+        let kInput: GPUBuffer;
+        let vInput: GPUBuffer;
+        if (cache.fusesDecodeStep(seqIds.length, {})) {
+          attention = await cache.prepareDecodeStep(seqIds, {}, this.workspace);
+          kInput = (attention as PreparedDecodeStep).kInput;
+          vInput = (attention as PreparedDecodeStep).vInput;
+        } else {
+          decodeAppend = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
+          attention = await this.workspace.prepare(seqIds);
+          kInput = decodeAppend.kInput;
+          vInput = decodeAppend.vInput;
+        }
         const rows = seqIds.length * hkv * d;
         const k = this.data.take(rows);
         const v = this.data.take(rows);
         q = this.data.take(seqIds.length * hq * d);
-        writeFloats(device, decodeAppend.kInput, k);
-        writeFloats(device, decodeAppend.vInput, v);
+        writeFloats(device, kInput, k);
+        writeFloats(device, vInput, v);
         writeFloats(device, attention.queryBuffer, q);
         if (observer?.onAppend) {
           plan.decode.forEach((s, i) => observer.onAppend?.(s.requestId, s.seqId, k.subarray(i * hkv * d, (i + 1) * hkv * d), v.subarray(i * hkv * d, (i + 1) * hkv * d)));
@@ -379,6 +395,7 @@ export class ServingSimulator {
       // A step whose pipelines run for the first time runs once untimed first (rewriting the same
       // slots with the same rows and reading them again changes nothing).
       const variants = [p || a ? 'cache write' : null, att ? `${att.plan.variant.key}|merge ${att.plan.merge}` : null].filter((k): k is string => k !== null);
+      // (a fused step's variant key names it: the same cache write code, compiled into the decode kernel)
       if (variants.some((k) => !this.warmedVariants.has(k))) {
         await this.timer.warmUp(`serving step ${plan.step}`, passes);
         variants.forEach((k) => this.warmedVariants.add(k));
@@ -386,7 +403,7 @@ export class ServingSimulator {
       }
       const [prefillNs, decodeAppendNs, attentionNs] = await this.timer.run(`serving step ${plan.step}`, passes);
       if (att && q && observer?.onAttention) observer.onAttention(plan.decode, q, await att.read());
-      return { prefillNs, decodeAppendNs, attentionNs };
+      return { prefillNs, decodeAppendNs, attentionNs, fusedStep: decodeAppend === null && attention !== null };
     } finally {
       prefill?.destroy();
       decodeAppend?.destroy();
