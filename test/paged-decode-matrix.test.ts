@@ -7,15 +7,19 @@
  *    suite says so in its output. The same grid passes there (run on an H200 through the device kit:
  *    docs/tuning.md).
  * The software step multiplies the same tiles with the same hi/lo split, so its agreement tests the
- * kernel's staging, softmax, rescaling, split-K and epilogue; only the MMA itself differs.
+ * kernel's staging, softmax, rescaling, split-K and epilogue; only the MMA itself differs. The grid runs
+ * the stream kernel (paged-decode-matrix.wgsl, each subgroup its own tiles); VARIANT_GRID adds other
+ * stream counts and tile sizes, and the serial kernel (matrixSubgroups 0) while it stays selectable.
+ * The hardware step's WGSL, which no CI adapter can run, is at least checked by Dawn's WGSL front end
+ * (types, uniformity, the matrix builtins) on Dawn's null backend, which offers the matrix feature.
  */
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
 import type { GpuContext } from '../src/gpu/gpu-context';
 import { LAVAPIPE_ICD_CANDIDATES } from '../src/gpu/node-gpu';
-import { decodeKernel, decodeKernelKind, matrixStep } from '../src/kernels/paged-decode';
-import { usableMatrixConfigs, type MatrixConfig } from '../src/kernels/paged-decode-matrix';
+import { decodeKernel, decodeKernelKind, matrixStep, type DecodeShape } from '../src/kernels/paged-decode';
+import { matrixDecodeWorkgroupBytes, usableMatrixConfigs, type MatrixConfig, type MatrixDecodeConstants } from '../src/kernels/paged-decode-matrix';
 import { cacheLayout } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
 import { attentionTolerance, expectDecodeMatchesReferences } from './decode-checks';
@@ -44,25 +48,46 @@ const GRID: KernelCase[] = [
   { config: { method: 'int4-hadamard', headDim: 160, numQueryHeads: 20, numKvHeads: 5, pageSize: 16 }, contextLens: [3, 45], seed: 111 },
 ];
 
-function label(c: KernelCase): string {
+/** A grid case, and a part of the variant key it must run (e.g. '/s2/': two streams). */
+type MatrixCase = KernelCase & { variant?: string };
+
+/**
+ * Stream counts (the most that fit: f32 tiles on SwiftShader hold fewer), 32-token tiles, a long
+ * context with outlier keys (the reference maxima and P' factors move: Oᵀ rescaled mid-stream),
+ * streams left empty by short sequences, and the serial kernel (matrixSubgroups 0).
+ */
+const VARIANT_GRID: MatrixCase[] = [
+  { config: { method: 'int4', headDim: 32, numQueryHeads: 8, numKvHeads: 2, pageSize: 8 }, contextLens: [1, 70, 257], seed: 121, tuning: { matrixSubgroups: 4 }, variant: '/s4/' },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, rotateV: true }, contextLens: [5, 150], seed: 122, tuning: { matrixSubgroups: 1, tileTokens: 32 }, variant: '/s1/m16x8x16t32' },
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [2000, 3], seed: 123, outlierScale: 15, numSplits: 1, tuning: { matrixSubgroups: 2 }, variant: '/s2/' },
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 32 }, contextLens: [9, 300], seed: 124, numSplits: 2, tuning: { matrixSubgroups: 8 } },
+  { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 530], seed: 125, tuning: { matrixSubgroups: 0 }, variant: '/serial/' },
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 8 }, contextLens: [40, 3], seed: 126, tuning: { matrixSubgroups: 0 }, variant: '/serial/' },
+];
+
+function label(c: MatrixCase): string {
   const k = c.config;
-  return `${k.method}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'}`;
+  const t = c.tuning;
+  const tuning = t ? ` subgroups=${t.matrixSubgroups ?? 'auto'}${t.tileTokens ? ` tile=${t.tileTokens}` : ''}` : '';
+  return `${k.method}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'}${tuning}`;
 }
 
-/** lavapipe compiles the unrolled kernel slowly (~10–40 s per variant): a third of the grid there. */
-const LAVAPIPE_GRID = [GRID[0], GRID[3], GRID[5], GRID[8]];
+/** lavapipe compiles the kernel slowly (~10–40 s per variant): a third of the grid there (two streams at D 128 with f16 tiles). */
+const LAVAPIPE_GRID: MatrixCase[] = [{ ...GRID[0], variant: '/s2/' }, GRID[3], GRID[5], GRID[8], VARIANT_GRID[0]];
 
 /** Runs `grid` with the matrix kernel on `ctx`, expecting `step` and tiles of `tileScalar`. */
-function gridSuite(name: string, open: () => Promise<GpuContext>, step: 'hardware' | 'software', tileScalar: 'f16' | 'f32', grid = GRID) {
+function gridSuite(name: string, open: () => Promise<GpuContext>, step: 'hardware' | 'software', tileScalar: 'f16' | 'f32', grid: MatrixCase[] = GRID) {
   describe(`matrix decode kernel, ${name}`, () => {
     for (const c of grid) {
       it(label(c), async () => {
         const ctx = await open();
         const run = await runKernelCase(ctx, { ...c, kernel: 'matrix' });
         try {
-          const prepared = await run.cache.prepareAttention(run.seqIds, { kernel: 'matrix' });
+          const prepared = await run.cache.prepareAttention(run.seqIds, { kernel: 'matrix', tuning: c.tuning, numSplits: c.numSplits });
           expect(prepared.kernel).toBe('matrix');
           expect(prepared.kernelDetail).toContain(`-${step}-${tileScalar}/`);
+          // the stream kernel unless the case asks for the serial one (every test adapter has subgroups of one size)
+          expect(prepared.kernelDetail).toContain(c.variant ?? '/s');
           prepared.destroy();
           expectDecodeMatchesReferences(run, c);
         } finally {
@@ -73,7 +98,7 @@ function gridSuite(name: string, open: () => Promise<GpuContext>, step: 'hardwar
   });
 }
 
-gridSuite('software step, f32 tiles (SwiftShader)', () => testGpu({ adapter: 'swiftshader' }), 'software', 'f32');
+gridSuite('software step, f32 tiles (SwiftShader)', () => testGpu({ adapter: 'swiftshader' }), 'software', 'f32', [...GRID, ...VARIANT_GRID]);
 
 const lavapipeInstalled = LAVAPIPE_ICD_CANDIDATES.some((path) => existsSync(path));
 if (lavapipeInstalled) {
@@ -119,6 +144,26 @@ describe('matrix decode kernel: choices and refusals', () => {
     expect(decodeKernel(shape('fp16')).variant.key).toMatch(/^paged-decode-matrix-fp16-software-f32\//);
   });
 
+  it('runs one token stream per subgroup where subgroups have one size, as many as fit; else the serial kernel', () => {
+    const hardware = { ...shape('int4', { configs: H200_CONFIGS, shaderF16: true }), subgroupMinSize: 32 };
+    const key = (extra: Partial<DecodeShape>) => decodeKernel({ ...hardware, ...extra }).variant.key;
+    expect(key({})).toMatch(/\/wg64g4\/s2\/m16x8x16t16$/); // DEFAULT_MATRIX_SUBGROUPS subgroups of 32
+    expect(key({ tuning: { matrixSubgroups: 4, tileTokens: 32 } })).toMatch(/\/wg128g4\/s4\/m16x8x16t32$/);
+    expect(key({ tuning: { matrixSubgroups: 0 } })).toMatch(/\/wg32g4\/serial\//);
+    expect(key({ subgroupMinSize: 8 })).toMatch(/\/serial\//); // a varying subgroup size
+    expect(key({ useSubgroups: false })).toMatch(/\/serial\//);
+    const fitted = decodeKernel({ ...hardware, maxWorkgroupStorageBytes: 32768, tuning: { matrixSubgroups: 8 } });
+    expect(fitted.variant.key).toMatch(/\/s2\//);
+    expect(fitted.workgroupBytes).toBeLessThanOrEqual(32768);
+  });
+
+  it('counts its workgroup memory as WGSL does (each variable rounded up to 16 bytes)', () => {
+    // the stream kernel at H200 shapes: 2 × (K, V tiles of 16 × 136 f16) + S + P' hi/lo + one Oᵀ region
+    // + rot_buf + small arrays; Dawn reported 25904 bytes for this variant (null backend)
+    const c = { HEAD_DIM: 128, HEADS_PER_WG: 4, MAT_N: 8, TILE_TOKENS: 16, TILE_STRIDE: 136, MATRIX_STREAMS: 2, O_REGIONS: 1 } as unknown as MatrixDecodeConstants;
+    expect(matrixDecodeWorkgroupBytes(c, 2, 'hardware')).toBe(25904);
+  });
+
   it('is chosen only when asked for (slower than the subgroup kernel on the H200; docs/tuning.md)', () => {
     const auto = { ...shape('int4', { configs: H200_CONFIGS, shaderF16: true }), kernel: undefined };
     expect(decodeKernelKind(auto)).toBe('subgroup');
@@ -148,5 +193,43 @@ describe('matrix decode kernel: choices and refusals', () => {
     run.out[21] += 0.01; // a hundredth of an INT4 step of one V element, in one output
     expect(maxAbsError(run.out, overCache).value).toBeGreaterThan(tol);
     run.cache.destroy();
+  });
+});
+
+/** Dawn-node frees an instance when its JS object is collected, even with devices alive: keep it. */
+let nullInstance: GPU | null = null;
+
+describe('matrix decode kernel, hardware step WGSL on Dawn\'s null backend (front end only, no GPU)', () => {
+  it('compiles without errors for every format, at head_dims, head counts and stream counts that change its shape', async () => {
+    const dawn = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+    Object.assign(globalThis, dawn.globals);
+    nullInstance ??= dawn.create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']);
+    const adapter = await nullInstance.requestAdapter();
+    const features = ['subgroups', 'shader-f16', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[];
+    if (!adapter || !features.every((f) => adapter.features.has(f))) throw new Error('Dawn\'s null backend no longer offers subgroup matrices: this check needs another way to run');
+    const device = await adapter.requestDevice({ requiredFeatures: features });
+    try {
+      const failures: string[] = [];
+      // [head_dim, query heads, kv heads, subgroups]: 16×8×16 with 1 and 2 streams, 16×16×16 (12 heads)
+      // with 4, the serial kernel
+      const shapes = [[64, 32, 8, 1], [128, 32, 8, 2], [256, 12, 1, 4], [128, 32, 8, 0]];
+      for (const method of ['int4', 'int4-hadamard', 'fp16'] as const) {
+        for (const [headDim, numQueryHeads, numKvHeads, matrixSubgroups] of shapes) {
+          const rotates = method === 'int4-hadamard';
+          const kernel = decodeKernel({
+            layout: cacheLayout({ method, headDim, numKvHeads, pageSize: 16, numPages: 4 }), numQueryHeads, hadamardBlock: 64,
+            rotateQ: rotates, rotateOut: rotates, randomSigns: rotates, useSubgroups: true, subgroupMinSize: 32, subgroupMaxSize: 32,
+            matrix: { configs: H200_CONFIGS, shaderF16: true }, kernel: 'matrix', tuning: { matrixSubgroups },
+          });
+          expect(kernel.matrix?.step).toBe('hardware');
+          const module = device.createShaderModule({ code: kernel.variant.code() });
+          const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
+          if (errors.length) failures.push(`${kernel.variant.key}: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
+        }
+      }
+      expect(failures).toEqual([]);
+    } finally {
+      device.destroy();
+    }
   });
 });

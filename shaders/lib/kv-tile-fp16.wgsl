@@ -1,4 +1,4 @@
-// FP16 cache format for paged-decode-matrix.wgsl (layout in src/layout.ts): a row chunk is one
+// FP16 cache format for paged-decode-matrix-serial.wgsl (the serial variant) (layout in src/layout.ts): a row chunk is one
 // vec4<u32> of 8 halves, pack2x16float pairs in order (even element low). Staged as TileScalar values,
 // exactly (half_pair, lib/tile-scalar-*.wgsl: a bit cast with f16 tiles), in channel order.
 

@@ -1,4 +1,4 @@
-// INT4 cache format for paged-decode-matrix.wgsl (layout in src/layout.ts): a row chunk is one
+// INT4 cache format for paged-decode-matrix-serial.wgsl (the serial variant) (layout in src/layout.ts): a row chunk is one
 // vec4<u32> of 32 codes in NIBBLE ORDER (word w: elements 8w..8w+3 in the low nibbles of its bytes,
 // 8w+4..8w+7 in the high nibbles). Codes 0..15 are staged as TileScalar values, exactly, two at a time
 // (code_pair, lib/tile-scalar-*.wgsl: a mask and an OR per pair, no conversions), in TILE ORDER: the

@@ -1,67 +1,94 @@
 // Matrix step of paged-decode-matrix.wgsl on the adapter's subgroup matrices (tensor cores; needs
-// `enable f16; enable chromium_experimental_subgroup_matrix;`, TileScalar = f16). The queries' right
-// matrices live in registers: a MatrixState in the kernel's function scope (the only address space
-// matrices may live in), passed by pointer. The output accumulator Oᵀ lives in o_tile (f32) and is
-// loaded and stored around each tile's MMAs (the rescale then works on o_tile directly). Every call is
-// made from workgroup-uniform control flow with constant offsets (the feature's rules).
+// `enable f16; enable chromium_experimental_subgroup_matrix;`, TileScalar = f16). Each subgroup works
+// on its own stream's tiles (offsets from `stream`, the same in all of its lanes) and keeps, in a
+// MatrixState in the kernel's function scope (the only address space matrices may live in):
+//   - the queries' right matrices Q̃ᵀ hi/lo (loaded once: matrix_init), and
+//   - its output accumulator Oᵀ (O_BLOCKS result matrices of MAT_M tile positions × MAT_N heads),
+//     held across all tiles; it goes through o_mem (one region, O_REGIONS = 1, used by one stream at
+//     a time) only to be rescaled (rare) and at the end.
+// Every call comes from control flow that is uniform within the subgroup (the kernel has no branch on
+// lanes around them); the workgroup-uniformity diagnostic is off because the offsets derive from the
+// stream index.
 
 alias CacheLeft = subgroup_matrix_left<f16, MAT_K, MAT_M>;   // MAT_M rows × MAT_K columns
 alias HeadsRight = subgroup_matrix_right<f16, MAT_N, MAT_K>; // MAT_K rows × MAT_N columns
 alias Accumulator = subgroup_matrix_result<f32, MAT_N, MAT_M>;
 
-var<workgroup> q_hi: array<f16, MAT_N * HEAD_DIM>;  // [head, tile position] hi part of Q̃ (padding heads 0)
-var<workgroup> q_lo: array<f16, MAT_N * HEAD_DIM>;  // [head, tile position] lo part
 struct MatrixState {
-  q_hi_right: array<HeadsRight, Q_BLOCKS>,  // Q̃ᵀ channel blocks, hi part
-  q_lo_right: array<HeadsRight, Q_BLOCKS>,
+  q_hi: array<HeadsRight, Q_BLOCKS>,  // Q̃ᵀ channel blocks, hi part
+  q_lo: array<HeadsRight, Q_BLOCKS>,
+  o: array<Accumulator, O_BLOCKS>,    // Oᵀ, MAT_M tile positions per block
 }
 
-// Q̃ as hi/lo f16 into q_hi / q_lo in the cache tiles' channel order (rot_buf and q_factor complete).
+// Where stream `stream`'s Oᵀ can be read after matrix_spill: [tile position, head] from this element.
+fn o_region(stream: u32) -> u32 {
+  return 0u;
+}
+
+// Q̃ as hi/lo f16 into kv_tiles ([head, tile position], hi at 0, lo at MAT_N·HEAD_DIM; the padding
+// heads stay zero: workgroup memory starts zeroed), in the cache tiles' channel order. All invocations
+// of the workgroup, after rot_buf and q_factor are complete; the K tiles are staged over it later.
 fn matrix_stage_queries(lid: u32) {
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    let h = i / HEAD_DIM;
-    let p = i % HEAD_DIM;
-    let parts = split_hi_lo(scaled_query(h, tile_channel(p)));
-    q_hi[i] = tile_round(parts.x);
-    q_lo[i] = tile_round(parts.y);
+    let parts = split_hi_lo(scaled_query(i / HEAD_DIM, tile_channel(i % HEAD_DIM)));
+    kv_tiles[i] = tile_round(parts.x);
+    kv_tiles[MAT_N * HEAD_DIM + i] = tile_round(parts.y);
   }
 }
 
-// After matrix_stage_queries, behind a barrier.
-fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {
+// After matrix_stage_queries, behind a barrier; kv_tiles may be overwritten after the next barrier.
+fn matrix_init(state: ptr<function, MatrixState>) {
   for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
-    // q_*[head, channel]: element (channel r, head c) at c·HEAD_DIM + r, column-major
-    (*state).q_hi_right[kb] = subgroupMatrixLoad<HeadsRight>(&q_hi, kb * MAT_K, true, HEAD_DIM);
-    (*state).q_lo_right[kb] = subgroupMatrixLoad<HeadsRight>(&q_lo, kb * MAT_K, true, HEAD_DIM);
+    // [head, channel]: element (channel r, head c) at c·HEAD_DIM + r, column-major
+    (*state).q_hi[kb] = subgroupMatrixLoad<HeadsRight>(&kv_tiles, kb * MAT_K, true, HEAD_DIM);
+    (*state).q_lo[kb] = subgroupMatrixLoad<HeadsRight>(&kv_tiles, MAT_N * HEAD_DIM + kb * MAT_K, true, HEAD_DIM);
   }
-}  // o_tile starts zeroed (workgroup memory is zero-initialised)
+  for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
+    (*state).o[ob] = Accumulator();
+  }
+}
 
-// s_tile ← Sᵀ = C·Q̃ᵀ (hi and lo parts into one accumulator) over the staged K tile.
-fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
+// s_mem[stream] ← Sᵀ = C·Q̃ᵀ (hi and lo parts into one accumulator) over the stream's staged K tile.
+fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
+  let k_base = stream * 2u * TILE_ELEMENTS;
+  let s_base = stream * TILE_TOKENS * MAT_N;
   for (var mb = 0u; mb < SCORE_BLOCKS; mb++) {  // unroll
     var acc = Accumulator();
     for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
-      let codes = subgroupMatrixLoad<CacheLeft>(&k_tile, mb * MAT_M * TILE_STRIDE + kb * MAT_K, false, TILE_STRIDE);
-      acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_hi_right[kb], acc);
-      acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_lo_right[kb], acc);
+      let codes = subgroupMatrixLoad<CacheLeft>(&kv_tiles, k_base + mb * MAT_M * TILE_STRIDE + kb * MAT_K, false, TILE_STRIDE);
+      acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_hi[kb], acc);
+      acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_lo[kb], acc);
     }
-    subgroupMatrixStore(&s_tile, mb * MAT_M * MAT_N, acc, false, MAT_N);
+    subgroupMatrixStore(&s_mem, s_base + mb * MAT_M * MAT_N, acc, false, MAT_N);
   }
 }
 
-// o_tile += Vᵀ·P' over the staged V tile (Vᵀ: element (channel r, token c) at c·TILE_STRIDE + r).
-fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
+// Oᵀ += Vᵀ·P' over the stream's staged V tile (Vᵀ: element (position r, token c) at c·TILE_STRIDE + r)
+// and its P' hi/lo ([token, head]); each P' block is loaded once for all O blocks.
+fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
+  let v_base = (stream * 2u + 1u) * TILE_ELEMENTS;
+  let p_base = stream * TILE_TOKENS * MAT_N;
+  for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
+    let weights_hi = subgroupMatrixLoad<HeadsRight>(&p_hi, p_base + vs * MAT_K * MAT_N, false, MAT_N);
+    let weights_lo = subgroupMatrixLoad<HeadsRight>(&p_lo, p_base + vs * MAT_K * MAT_N, false, MAT_N);
+    for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
+      let values = subgroupMatrixLoad<CacheLeft>(&kv_tiles, v_base + vs * MAT_K * TILE_STRIDE + ob * MAT_M, true, TILE_STRIDE);
+      (*state).o[ob] = subgroupMatrixMultiplyAccumulate(values, weights_hi, (*state).o[ob]);
+      (*state).o[ob] = subgroupMatrixMultiplyAccumulate(values, weights_lo, (*state).o[ob]);
+    }
+  }
+}
+
+// Oᵀ → o_mem (region o_region(stream)).
+fn matrix_spill(state: ptr<function, MatrixState>, stream: u32) {
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    var acc = subgroupMatrixLoad<Accumulator>(&o_tile, ob * MAT_M * MAT_N, false, MAT_N);
-    for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
-      let values = subgroupMatrixLoad<CacheLeft>(&v_tile, vs * MAT_K * TILE_STRIDE + ob * MAT_M, true, TILE_STRIDE);
-      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight>(&p_hi, vs * MAT_K * MAT_N, false, MAT_N), acc);
-      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight>(&p_lo, vs * MAT_K * MAT_N, false, MAT_N), acc);
-    }
-    subgroupMatrixStore(&o_tile, ob * MAT_M * MAT_N, acc, false, MAT_N);
+    subgroupMatrixStore(&o_mem, ob * MAT_M * MAT_N, (*state).o[ob], false, MAT_N);
   }
 }
 
-// Oᵀ already lives in o_tile.
-fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {}
-fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {}
+// Oᵀ ← o_mem (after the lanes rescaled it, behind a barrier).
+fn matrix_fill(state: ptr<function, MatrixState>, stream: u32) {
+  for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
+    (*state).o[ob] = subgroupMatrixLoad<Accumulator>(&o_mem, ob * MAT_M * MAT_N, false, MAT_N);
+  }
+}

@@ -1,4 +1,4 @@
-// Tile scalars of paged-decode-matrix.wgsl as f16 (needs `enable f16;`): what the tensor-core step
+// Tile scalars of the matrix decode kernels (paged-decode-matrix.wgsl, paged-decode-matrix-serial.wgsl) as f16 (needs `enable f16;`): what the tensor-core step
 // multiplies, and the software step where the adapter has shader-f16. No conversion instruction in
 // the staging path (they are slow on many GPUs): halves are bit-cast, codes placed in the mantissa.
 

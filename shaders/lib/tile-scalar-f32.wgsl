@@ -1,4 +1,4 @@
-// Tile scalars of paged-decode-matrix.wgsl as f32 holding f16 values: the software step on adapters
+// Tile scalars of the matrix decode kernels (paged-decode-matrix.wgsl, paged-decode-matrix-serial.wgsl) as f32 holding f16 values: the software step on adapters
 // without shader-f16 (SwiftShader). Same staging as lib/tile-scalar-f16.wgsl, same values.
 
 alias TileScalar = f32;
