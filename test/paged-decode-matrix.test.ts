@@ -147,7 +147,7 @@ describe('matrix decode kernel: choices and refusals', () => {
   it('runs one token stream per subgroup where subgroups have one size, as many as fit; else the serial kernel', () => {
     const hardware = { ...shape('int4', { configs: H200_CONFIGS, shaderF16: true }), subgroupMinSize: 32 };
     const key = (extra: Partial<DecodeShape>) => decodeKernel({ ...hardware, ...extra }).variant.key;
-    expect(key({})).toMatch(/\/wg64g4\/s2\/m16x8x16t16$/); // DEFAULT_MATRIX_SUBGROUPS subgroups of 32
+    expect(key({})).toMatch(/\/wg128g4\/s4\/m16x8x16t16$/); // DEFAULT_MATRIX_SUBGROUPS subgroups of 32
     expect(key({ tuning: { matrixSubgroups: 4, tileTokens: 32 } })).toMatch(/\/wg128g4\/s4\/m16x8x16t32$/);
     expect(key({ tuning: { matrixSubgroups: 0 } })).toMatch(/\/wg32g4\/serial\//);
     expect(key({ subgroupMinSize: 8 })).toMatch(/\/serial\//); // a varying subgroup size
