@@ -168,6 +168,9 @@ describe('the first screen, at a desktop and a phone width', () => {
   it('Cancel keeps the rows that finished, and the headline says what is missing (phone width)', async () => {
     const { page } = suite.served;
     await page.setViewportSize(PHONE);
+    // a longer context than the default, so that the run is still going when Cancel is clicked (with warm
+    // pipelines the default workload can finish in under a second)
+    await page.fill('#context', '4096');
     await page.click('#run-accuracy');
     await page.waitForFunction(() => document.querySelectorAll('#acc-table > .table-scroll tbody tr').length >= 1 && !document.getElementById('accuracy-results')!.hidden, null, { timeout: 60_000 });
     await page.click('#cancel');
