@@ -4,8 +4,9 @@
     python3 -m unittest discover -s model -p 'test_*.py' -v
 
 MODEL_TEST_CLI=1 also runs the project's CLI (`npm run -s cli -- accuracy --adapter swiftshader`) on a
-tiny KV file written by the same code as train.py; MODEL_TEST_RUN=DIR checks a training run's folder
-(the --out of train.py) against the numpy forward pass.
+tiny KV file written by the same code as train.py. The committed run (model/run, weights included) is
+checked against the numpy forward pass; MODEL_TEST_RUN=DIR checks another run folder (the --out of
+train.py) instead.
 """
 import gzip
 import hashlib
@@ -220,10 +221,10 @@ class TrainScriptWithoutTorch(unittest.TestCase):
         self.assertAlmostEqual(train.lr_at(t, 10 ** 6, 1.0), t['min_lr'])
         self.assertEqual(train.eval_windows(10, 4), [(0, 4), (4, 4), (8, 1)])
 
-    @unittest.skipUnless(os.environ.get('MODEL_TEST_RUN'), 'set MODEL_TEST_RUN to a train.py --out folder')
     def test_run_matches_numpy_forward(self):
+        # the committed run (weights included) unless MODEL_TEST_RUN names another train.py --out folder
         import forward_numpy
-        forward_numpy.verify(os.environ['MODEL_TEST_RUN'])
+        forward_numpy.verify(os.environ.get('MODEL_TEST_RUN') or os.path.join(HERE, 'run'))
 
 
 if __name__ == '__main__':

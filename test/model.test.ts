@@ -1,8 +1,8 @@
 /**
  * The model folder's own tests (model/test_model.py, numpy + stdlib): corpus, tokenizer round trip,
- * the safetensors writer and the training script's checks without torch. (The committed run,
- * model/run, has no weights: see model/README.md; a run folder with weights is checked by
- * MODEL_TEST_RUN=DIR.)
+ * the safetensors writer, the training script's checks without torch, and the committed run
+ * (model/run: its weights' float64 numpy forward pass against reference.json; MODEL_TEST_RUN=DIR checks
+ * another run folder).
  */
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
