@@ -19,8 +19,8 @@ import { randomSigns, signBits } from '../reference/hadamard';
 import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
 import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
 import { decodeKernelKind, decodeParams, mergeParams, prepareDecode, type DecodeShape, type PreparedDecode } from '../kernels/paged-decode';
-import { DECODE_KERNEL_KINDS, fuseDecodeStep, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
-import { planDecode, type DecodePlan } from '../kernels/decode-plan';
+import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
+import { fusesStep, planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
 import { AttentionWorkspace } from './attention-workspace';
 import { DECODE_STORAGE_BINDINGS, maxPoolBuffers, poolExtras, readsSplitPool, storageBindings } from '../kernels/cache-pool';
@@ -389,7 +389,7 @@ export class PagedKvCache {
     counts.forEach((c, i) => requireInt(`append count for sequence ${seqIds[i]}`, c, 0));
     seqIds.forEach((id) => this.allocator.contextLength(id)); // unknown ids throw here
     const numTokens = counts.reduce((a, b) => a + b, 0);
-    checkBufferFits(this.ctx, `the append input (${numTokens} tokens)`, numTokens * this.config.numKvHeads * this.config.headDim * 4);
+    checkBufferFits(this.ctx, `the append input (${numTokens} tokens)`, this.appendInputBytes(numTokens));
     const pagesNeeded = seqIds.reduce((n, id, i) => n + this.allocator.pagesNeeded(id, counts[i]), 0);
     if (pagesNeeded > this.allocator.freePageCount) {
       // Nothing is reserved: the whole batch is refused.
@@ -407,7 +407,7 @@ export class PagedKvCache {
    */
   async prepareAppend(seqIds: number[], counts: number[]): Promise<PreparedAppend> {
     const numTokens = this.checkAppend(seqIds, counts);
-    const inputBytes = numTokens * this.config.numKvHeads * this.config.headDim * 4;
+    const inputBytes = this.appendInputBytes(numTokens);
     // Everything that can fail (buffers, the pipeline) comes before the reservation.
     const ctx = this.ctx;
     const slots = new Uint32Array(Math.max(1, numTokens));  // [numTokens] page · pageSize + offset
@@ -428,24 +428,39 @@ export class PagedKvCache {
       buffers.forEach((b) => b.destroy());
       throw err;
     }
-    let next = 0;
-    seqIds.forEach((id, i) => {
-      const mapping = this.allocator.reserveTokens(id, counts[i]);
-      for (let t = 0; t < mapping.pageIds.length; t++) slots[next++] = mapping.pageIds[t] * this.config.pageSize + mapping.offsets[t];
-    });
+    const unreserve = this.reserve(seqIds, counts, slots);
     ctx.device.queue.writeBuffer(buffers[2], 0, slots);
-    let reserved = true;
     return {
       numTokens,
       kInput: buffers[0],
       vInput: buffers[1],
       encode: (pass) => write.encode(pass),
-      unreserve: () => {
-        if (!reserved) return;
-        reserved = false;
-        for (let i = seqIds.length - 1; i >= 0; i--) this.allocator.unreserveTokens(seqIds[i], counts[i]);
-      },
+      unreserve,
       destroy: () => buffers.forEach((b) => b.destroy()),
+    };
+  }
+
+  /** Bytes of one of an append's f32 inputs ([numTokens, Hkv, D]). */
+  private appendInputBytes(numTokens: number): number {
+    return numTokens * this.config.numKvHeads * this.config.headDim * 4;
+  }
+
+  /**
+   * Reserves counts[i] tokens for each seqIds[i] (checked by checkAppend first) and, when `slots` is
+   * given, writes their slots (page · pageSize + offset) into it in order. Returns the function that
+   * gives them back, in reverse order, once.
+   */
+  private reserve(seqIds: number[], counts: number[], slots?: Uint32Array): () => void {
+    let next = 0;
+    seqIds.forEach((id, i) => {
+      const mapping = this.allocator.reserveTokens(id, counts[i]);
+      if (slots) for (let t = 0; t < mapping.pageIds.length; t++) slots[next++] = mapping.pageIds[t] * this.config.pageSize + mapping.offsets[t];
+    });
+    let reserved = true;
+    return () => {
+      if (!reserved) return;
+      reserved = false;
+      for (let i = seqIds.length - 1; i >= 0; i--) this.allocator.unreserveTokens(seqIds[i], counts[i]);
     };
   }
 
@@ -524,13 +539,7 @@ export class PagedKvCache {
       }
     }
     this.checkAppend(seqIds, counts);
-    seqIds.forEach((id) => this.allocator.reserveTokens(id, 1));
-    let reserved = true;
-    const unreserve = () => {
-      if (!reserved) return;
-      reserved = false;
-      for (let i = seqIds.length - 1; i >= 0; i--) this.allocator.unreserveTokens(seqIds[i], 1);
-    };
+    const unreserve = this.reserve(seqIds, counts);
     try {
       const step = await ws.prepareFusedStep(seqIds, options);
       return { ...step, fused: true, unreserve };
@@ -544,12 +553,7 @@ export class PagedKvCache {
   fusesDecodeStep(numSeqs: number, options: AttentionOptions): boolean {
     const shape = this.decodeShape();
     try {
-      const kind = decodeKernelKind({ ...shape, kernel: options.kernel });
-      if (options.fuse !== undefined) {
-        if (options.fuse) decodeKernelKind({ ...shape, kernel: kind, fusedStep: true });
-        return options.fuse;
-      }
-      return fuseDecodeStep(kind, shape, numSeqs);
+      return fusesStep(shape, decodeKernelKind({ ...shape, kernel: options.kernel }), numSeqs, options.fuse);
     } catch (e) {
       throw new KvConfigError((e as Error).message);
     }

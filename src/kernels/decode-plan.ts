@@ -62,8 +62,7 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
   const splits = chooseSplits(workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
   const merge = needsMerge(splits, shape, kind);
   if (options.fuse !== undefined && !options.decodeStep) throw new Error('fuse applies to a decode step (decodeStep: true)');
-  const fusedStep = Boolean(options.decodeStep) && (options.fuse ?? fuseDecodeStep(kind, shape, numSeqs));
-  if (fusedStep) decodeKernelKind({ ...shape, kernel: kind, fusedStep }); // throws with the reason when it cannot fuse
+  const fusedStep = Boolean(options.decodeStep) && fusesStep(shape, kind, numSeqs, options.fuse);
   const kernel = decodeKernel({ ...shape, kernel: kind, tuning, fusedStep });
   const partialFloats = numSeqs * shape.numQueryHeads * splits.numSplits;
   return {
@@ -80,6 +79,17 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
     partialAccBytes: merge ? partialFloats * shape.layout.headDim * 4 : 4,
     partialMlBytes: merge ? partialFloats * 8 : 8,
   };
+}
+
+/**
+ * Whether a decode step over `numSeqs` sequences on `kind` fuses its cache write: `fuse` when given (true
+ * throws with the reason where the kernel cannot), else fuseDecodeStep's rule. planDecode and
+ * PagedKvCache.fusesDecodeStep both decide through this.
+ */
+export function fusesStep(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, kind: DecodeKernelKind, numSeqs: number, fuse?: boolean): boolean {
+  const fused = fuse ?? fuseDecodeStep(kind, shape, numSeqs);
+  if (fused) decodeKernelKind({ ...shape, kernel: kind, fusedStep: true }); // throws with the reason when it cannot fuse
+  return fused;
 }
 
 /** One line for logs and reports: "matrix (hardware f16→f32 16×8×16), 4 heads/wg, 2 splits + merge". */
