@@ -31,6 +31,7 @@ import { estimateSweepSize, MAX_STRING_CHARS, SimulateLimitError, type HostLimit
 import { formatSimulateReport, recordAtStep, simulateReportJson } from '../src/serving/simulate-report';
 import { ServingSimulator, type ModelShape, type StepRecord } from '../src/serving/simulator';
 import { testGpu } from './gpu-harness';
+import { thrown } from './thrown';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/traces/', import.meta.url));
 const IDLE_GAP = 2_000_000;
@@ -41,16 +42,6 @@ const SMALL: HostLimits = { heapBytes: 64 * 2 ** 20, heapSource: 'test heap', bu
 
 const scratch = mkdtempSync(join(tmpdir(), 'serving-inputs-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-/** The error `f` throws (fails when it returns). */
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 /** The fix a "try --flag ≤ N" message suggests. */
 function suggested(message: string, flag: string): number {

@@ -24,6 +24,7 @@ import { formatSimulateReport } from '../src/serving/simulate-report';
 import { checkSweepOnDevice, runSimulateSweep, type SimulateSweepOptions } from '../src/serving/simulate-sweep';
 import { LLAMA_3_1_8B, type ModelShape } from '../src/serving/simulator';
 import { testGpu } from './gpu-harness';
+import { thrown } from './thrown';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -32,15 +33,6 @@ const H200: PoolDeviceLimits = { maxBufferSize: 128 * GiB, maxStorageBufferBindi
 /** The same with 32 storage buffers per stage: 13 buffers per pool. */
 const WIDE: PoolDeviceLimits = { ...H200, maxStorageBuffersPerShaderStage: 32 };
 const BUDGET_40_GIB = 40 * GiB;
-
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 /** The budget a "try a budget ≤ N MiB" message suggests, in bytes. */
 function suggestedBudget(message: string): number {
