@@ -50,8 +50,9 @@ def rope(x, cos, sin):
     return x * cos + rot * sin
 
 
-def forward(w, c, ids):
-    """(logits [T, V], [(q [Hq, T, D], k [Hkv, T, D], v [Hkv, T, D]) per layer]) for token ids [T]."""
+def forward(w, c, ids, kv_dtype=None):
+    """(logits [T, V], [(q [Hq, T, D], k [Hkv, T, D], v [Hkv, T, D]) per layer]) for token ids [T];
+    with kv_dtype (e.g. np.float16) K after RoPE and V are rounded to it before attention (an FP16 KV cache)."""
     t = len(ids)
     hq, hkv, d = c['n_heads'], c['n_kv_heads'], c['head_dim']
     cos, sin = rope_tables(t, d, c['rope_theta'])
@@ -65,6 +66,9 @@ def forward(w, c, ids):
         k = (n @ w[p + 'self_attn.k_proj.weight'].T).reshape(t, hkv, d).transpose(1, 0, 2)
         v = (n @ w[p + 'self_attn.v_proj.weight'].T).reshape(t, hkv, d).transpose(1, 0, 2)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
+        if kv_dtype is not None:
+            k = k.astype(kv_dtype).astype(np.float64)
+            v = v.astype(kv_dtype).astype(np.float64)
         kvs.append((q, k, v))
         rep = hq // hkv
         kk = np.repeat(k, rep, axis=0)  # query head h reads kv head h // rep
