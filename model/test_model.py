@@ -226,6 +226,24 @@ class TrainScriptWithoutTorch(unittest.TestCase):
         import forward_numpy
         forward_numpy.verify(os.environ.get('MODEL_TEST_RUN') or os.path.join(HERE, 'run'))
 
+    def test_kv_ablation_one_window(self):
+        # the K/V ablation tool on the committed run's first window: quantizing either half costs perplexity,
+        # the rotation of K reduces K's share, and V's storage is independent of what is done to K
+        import forward_numpy
+        import kv_ablation
+        ref = json.load(open(os.path.join(HERE, 'run', 'reference.json'), encoding='utf-8'))
+        w = forward_numpy.load_weights(os.path.join(HERE, 'run'), ref['weights']['files'])
+        stream = train.token_stream(tokmod.load(), train.read_docs('heldout')[1])
+        windows = train.eval_windows(len(stream), ref['heldout']['window_tokens'])[:1]
+        ppl = {name: kv_ablation.perplexity(w, ref['config'], stream, windows, *kv_ablation.VARIANTS[name])[0]
+               for name in ('fp16', 'K int4, V fp16', 'K int4-hadamard B=128, V fp16', 'K fp16, V int4', 'int4')}
+        self.assertTrue(all(np.isfinite(list(ppl.values()))))
+        for name in ('K int4, V fp16', 'K fp16, V int4', 'int4'):
+            self.assertGreater(ppl[name], ppl['fp16'], name)
+        self.assertLess(ppl['K int4-hadamard B=128, V fp16'], ppl['K int4, V fp16'])
+        rows = np.random.default_rng(1).normal(size=(1, 5, 128))
+        self.assertLess(np.max(np.abs(kv_ablation.int4(128)(rows) - rows)), 0.5)  # rotated back
+
 
 if __name__ == '__main__':
     unittest.main()

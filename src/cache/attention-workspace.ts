@@ -12,13 +12,26 @@
 import { withGpuErrors, type GpuContext } from '../gpu/gpu-context';
 import { checkBufferFits, writeFloats, writeWords } from '../kernels/gpu-buffers';
 import { poolExtras } from '../kernels/cache-pool';
+import type { BoundCacheWrite } from '../kernels/cache-write';
 import { bindDecode, decodeParams, encodeDecode, mergeParams, mergeVariant, type BoundDecode, type DecodeShape } from '../kernels/paged-decode';
 import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention, PreparedDecodeStep } from './paged-kv-cache';
 
 /** Growth factor of a buffer that is too small (amortises batches that grow one sequence at a time). */
 const GROWTH = 1.5;
 
-type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'readback';
+type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'appendK' | 'appendV' | 'appendSlots' | 'appendParams' | 'readback';
+
+/** The buffers of a cache write bound in a workspace (PagedKvCache.prepareAppend with a workspace). */
+export interface AppendBuffers {
+  /** [N, Hkv, D] f32 new K rows */
+  kInput: GPUBuffer;
+  /** [N, Hkv, D] f32 new V rows */
+  vInput: GPUBuffer;
+  /** [N] u32 page · pageSize + offset */
+  slots: GPUBuffer;
+  /** WriteParams (48 bytes) */
+  params: GPUBuffer;
+}
 
 /** What a slot is for; its GPUBufferUsage flags are read when a buffer is made (the globals exist only once a GPU is open). */
 type SlotKind = 'storage' | 'uniform' | 'readback';
@@ -32,6 +45,8 @@ function usageOf(kind: SlotKind): number {
 export class AttentionWorkspace {
   private readonly buffers = new Map<SlotName, GPUBuffer>();
   private readonly bound = new Map<string, BoundDecode>();
+  /** The cache write bound to the append buffers (the cache's write kernel never changes). */
+  private boundWrite: BoundCacheWrite | null = null;
   private destroyed = false;
   /** GPU buffers this workspace has created so far (steady-state decode loops add none). */
   buffersCreated = 0;
@@ -105,6 +120,25 @@ export class AttentionWorkspace {
     });
   }
 
+  /**
+   * The append buffers for `numTokens` new rows (grown when too small) and the cache write bound to
+   * them by `bind` (kept until a buffer is replaced): PagedKvCache.prepareAppend with a workspace
+   * calls this, so that a decode loop's cache writes allocate nothing once warm.
+   */
+  async bindAppend(numTokens: number, bind: (buffers: AppendBuffers) => Promise<BoundCacheWrite>): Promise<AppendBuffers & { write: BoundCacheWrite }> {
+    if (this.destroyed) throw new Error('this attention workspace was destroyed');
+    const c = this.cache.config;
+    const rowBytes = numTokens * c.numKvHeads * c.headDim * 4;
+    const buffers: AppendBuffers = {
+      kInput: this.ensure('appendK', rowBytes, 'storage'),
+      vInput: this.ensure('appendV', rowBytes, 'storage'),
+      slots: this.ensure('appendSlots', numTokens * 4, 'storage'),
+      params: this.ensure('appendParams', 48, 'uniform'),
+    };
+    this.boundWrite ??= await bind(buffers);
+    return { ...buffers, write: this.boundWrite };
+  }
+
   /** Decode attention for one query token per sequence, like PagedKvCache.attention, with no allocation once warm. */
   async attention(seqIds: number[], q: Float32Array, options: AttentionOptions = {}): Promise<Float32Array> {
     const prepared = await this.prepare(seqIds, options);
@@ -120,6 +154,7 @@ export class AttentionWorkspace {
     for (const b of this.buffers.values()) b.destroy();
     this.buffers.clear();
     this.bound.clear();
+    this.boundWrite = null;
   }
 
   /** The buffer of `name`, replaced by a larger one (and every cached binding dropped) when too small. */
@@ -134,7 +169,10 @@ export class AttentionWorkspace {
     have?.destroy();
     const buffer = this.ctx.device.createBuffer({ label: `attention workspace ${name}`, size, usage: usageOf(kind) });
     this.buffers.set(name, buffer);
-    if (kind !== 'readback') this.bound.clear();
+    if (kind !== 'readback') {
+      this.bound.clear();
+      this.boundWrite = null;
+    }
     this.buffersCreated++;
     return buffer;
   }

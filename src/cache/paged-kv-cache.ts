@@ -16,13 +16,13 @@ import {
   ALL_KV_METHODS, MAX_PAGE_SIZE, MIN_PAGE_SIZE, poolBufferBytes, poolSplit, type CacheLayout, type KvMethod, type PoolSplit,
 } from '../layout';
 import { randomSigns, signBits } from '../reference/hadamard';
-import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats } from '../kernels/gpu-buffers';
-import { prepareCacheWrite, writeParams, type CacheWriteOptions } from '../kernels/cache-write';
+import { checkBufferFits, formatBytes, readBuffer, storageBuffer, storageBufferFrom, uniformBufferFrom, writeFloats, writeWords } from '../kernels/gpu-buffers';
+import { bindCacheWrite, writeParams, type BoundCacheWrite, type CacheWriteOptions } from '../kernels/cache-write';
 import { decodeKernelKind, decodeParams, mergeParams, prepareDecode, type DecodeShape, type PreparedDecode } from '../kernels/paged-decode';
 import { DECODE_KERNEL_KINDS, isDecodeKernelKind, type DecodeKernelKind, type DecodeTuning } from '../kernels/decode-tuning';
 import { fusesStep, planDecode, type DecodePlan } from '../kernels/decode-plan';
 import type { MatrixSupport } from '../kernels/paged-decode-matrix';
-import { AttentionWorkspace } from './attention-workspace';
+import { AttentionWorkspace, type AppendBuffers } from './attention-workspace';
 import { DECODE_STORAGE_BINDINGS, maxPoolBuffers, poolExtras, readsSplitPool, storageBindings } from '../kernels/cache-pool';
 import { KvCacheFullError, MAX_POOL_PAGES, PageAllocator, type PackedBlockTables } from './page-allocator';
 
@@ -403,40 +403,49 @@ export class PagedKvCache {
   /**
    * Reserves slots for the new tokens (atomically: all or nothing) and binds a cache write. The
    * caller fills `kInput`/`vInput` ([N, Hkv, D] f32) and encodes. Throws KvCacheFullError (nothing
-   * reserved) when the pool is short.
+   * reserved) when the pool is short. With `workspace` the write's buffers are the workspace's
+   * (reused by its next append: one at a time, no allocation once warm, `destroy` a no-op); without,
+   * they are the write's own, freed by `destroy`.
    */
-  async prepareAppend(seqIds: number[], counts: number[]): Promise<PreparedAppend> {
+  async prepareAppend(seqIds: number[], counts: number[], workspace?: AttentionWorkspace): Promise<PreparedAppend> {
     const numTokens = this.checkAppend(seqIds, counts);
-    const inputBytes = this.appendInputBytes(numTokens);
     // Everything that can fail (buffers, the pipeline) comes before the reservation.
     const ctx = this.ctx;
     const slots = new Uint32Array(Math.max(1, numTokens));  // [numTokens] page · pageSize + offset
-    const buffers: GPUBuffer[] = [];
-    let write: Awaited<ReturnType<typeof prepareCacheWrite>>;
-    try {
-      const kInput = storageBuffer(ctx, 'append K', inputBytes);
-      buffers.push(kInput);
-      const vInput = storageBuffer(ctx, 'append V', inputBytes);
-      buffers.push(vInput);
-      const slotBuffer = storageBufferFrom(ctx, 'append slots', slots);
-      buffers.push(slotBuffer);
-      const params = uniformBufferFrom(ctx, 'append params', writeParams(numTokens, this.signBitWords));
-      buffers.push(params);
-      const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null, pool: this.pool };
-      write = await prepareCacheWrite(ctx, this.layout, options, { newK: kInput, newV: vInput, slots: slotBuffer, kCache: this.kBuffer, vCache: this.vBuffer, params, poolExtras: poolExtras(this.kPool, this.vPool) }, numTokens);
-    } catch (err) {
-      buffers.forEach((b) => b.destroy());
-      throw err;
+    const options: CacheWriteOptions = { hadamardBlock: this.config.hadamardBlock, rotateK: this.rotatesK, rotateV: this.rotatesV, randomSigns: this.signs !== null, pool: this.pool };
+    const bind = (b: AppendBuffers) =>
+      bindCacheWrite(ctx, this.layout, options, { newK: b.kInput, newV: b.vInput, slots: b.slots, kCache: this.kBuffer, vCache: this.vBuffer, params: b.params, poolExtras: poolExtras(this.kPool, this.vPool) });
+    let buffers: AppendBuffers & { write: BoundCacheWrite };
+    let destroy = () => {};
+    if (workspace) {
+      buffers = await workspace.bindAppend(numTokens, bind);
+    } else {
+      const own: GPUBuffer[] = [];
+      destroy = () => own.forEach((b) => b.destroy());
+      try {
+        const make = (label: string, bytes: number) => {
+          own.push(storageBuffer(ctx, label, bytes));
+          return own[own.length - 1];
+        };
+        const inputBytes = this.appendInputBytes(numTokens);
+        const parts: AppendBuffers = { kInput: make('append K', inputBytes), vInput: make('append V', inputBytes), slots: make('append slots', slots.byteLength), params: uniformBufferFrom(ctx, 'append params', new Uint32Array(12)) };
+        own.push(parts.params);
+        buffers = { ...parts, write: await bind(parts) };
+      } catch (err) {
+        destroy();
+        throw err;
+      }
     }
     const unreserve = this.reserve(seqIds, counts, slots);
-    ctx.device.queue.writeBuffer(buffers[2], 0, slots);
+    writeWords(ctx.device, buffers.slots, slots);
+    writeWords(ctx.device, buffers.params, writeParams(numTokens, this.signBitWords));
     return {
       numTokens,
-      kInput: buffers[0],
-      vInput: buffers[1],
-      encode: (pass) => write.encode(pass),
+      kInput: buffers.kInput,
+      vInput: buffers.vInput,
+      encode: (pass) => buffers.write.encode(pass, numTokens),
       unreserve,
-      destroy: () => buffers.forEach((b) => b.destroy()),
+      destroy,
     };
   }
 
@@ -514,7 +523,7 @@ export class PagedKvCache {
     const counts = seqIds.map(() => 1);
     const ws = workspace ?? (this.defaultWorkspace ??= this.createAttentionWorkspace());
     if (!this.fusesDecodeStep(seqIds.length, options)) {
-      const append = await this.prepareAppend(seqIds, counts);
+      const append = await this.prepareAppend(seqIds, counts, ws);
       try {
         const attention = await ws.prepare(seqIds, options);
         return {

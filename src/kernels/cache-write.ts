@@ -106,31 +106,24 @@ export interface CacheWriteBuffers {
   poolExtras?: GPUBuffer[];
 }
 
-export interface PreparedCacheWrite {
-  encode(pass: GPUComputePassEncoder): void;
+/** A cache write bound to its buffers: `encode` records the dispatch for `numTokens` rows of them. */
+export interface BoundCacheWrite {
+  encode(pass: GPUComputePassEncoder, numTokens: number): void;
 }
 
-/** Binds a write of `numTokens` rows; `encode` records its dispatch. */
-export async function prepareCacheWrite(
-  ctx: GpuContext,
-  layout: CacheLayout,
-  options: CacheWriteOptions,
-  buffers: CacheWriteBuffers,
-  numTokens: number,
-): Promise<PreparedCacheWrite> {
+/** Binds the write kernel of `layout` and `options` to `buffers` (reusable for any row count that fits them). */
+export async function bindCacheWrite(ctx: GpuContext, layout: CacheLayout, options: CacheWriteOptions, buffers: CacheWriteBuffers): Promise<BoundCacheWrite> {
   const pipeline = await getPipeline(ctx.device, cacheWriteVariant(layout, options));
   const bindGroup = bindBuffers(ctx.device, pipeline, [buffers.newK, buffers.newV, buffers.slots, buffers.kCache, buffers.vCache, buffers.params, ...(buffers.poolExtras ?? [])], 'cache write');
-  const rows = numTokens * layout.numKvHeads;
-  const workgroups = quantFormat(layout.method, layout.headDim)
-    ? Math.ceil(rows / quantRowsPerWorkgroup(layout.headDim))
-    : Math.ceil((rows * layout.rowWords) / CACHE_WRITE_WORKGROUP_SIZE);
-  const grid = writeGrid(workgroups);
+  const quantized = quantFormat(layout.method, layout.headDim) !== null;
   return {
-    encode(pass) {
+    encode(pass, numTokens) {
       if (numTokens === 0) return;
+      const rows = numTokens * layout.numKvHeads;
+      const workgroups = quantized ? Math.ceil(rows / quantRowsPerWorkgroup(layout.headDim)) : Math.ceil((rows * layout.rowWords) / CACHE_WRITE_WORKGROUP_SIZE);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(...grid);
+      pass.dispatchWorkgroups(...writeGrid(workgroups));
     },
   };
 }

@@ -15,9 +15,10 @@
  *   logits = (rmsnorm(x) · norm) Eᵀ                               model-rmsnorm, model-matvec (tied head)
  *   nll[step] = lse(logits) − logits[target];  argmax[step]       model-logits
  *
- * K and V reach the cache through PagedKvCache.prepareAppend (its input buffers are filled by GPU
- * copies, so nothing returns to the CPU), q through an AttentionWorkspace. Steps are submitted without
- * waiting (at most MAX_STEPS_IN_FLIGHT queued); the per-step losses and argmaxes stay on the GPU until
+ * K and V reach the cache through PagedKvCache.prepareAppend in the layer's AttentionWorkspace (its
+ * input buffers are filled by GPU copies, so nothing returns to the CPU), q through the same
+ * workspace: no buffer is allocated per step once warm. Steps are submitted without waiting (at most
+ * MAX_STEPS_IN_FLIGHT queued); the per-step losses and argmaxes stay on the GPU until
  * readNll()/readArgmax(). A step with no host ids feeds the previous step's argmax back (greedy).
  *
  * @example teacher-forced loss of two sequences
@@ -257,7 +258,7 @@ export class ModelDecoder {
       const attentions: PreparedAttention[] = [];
       for (let l = 0; l < c.nLayers; l++) {
         const seqs = this.seqIds[l];
-        appends.push(await this.caches[l].prepareAppend(seqs, seqs.map(() => 1)));
+        appends.push(await this.caches[l].prepareAppend(seqs, seqs.map(() => 1), this.workspaces[l]));
         attentions.push(await this.workspaces[l].prepare(seqs));
       }
       await withGpuErrors(device, `model step ${step} (${this.options.method.id})`, () => {
@@ -307,7 +308,7 @@ export class ModelDecoder {
       for (const a of appends) a.unreserve();
       throw e;
     } finally {
-      // the write's own buffers are released once the submitted work that uses them is done
+      // the writes' buffers are the layers' workspaces' (reused by the next step, queue-ordered): nothing to free
       for (const a of appends) a.destroy();
     }
     this.stepsDone++;

@@ -371,7 +371,7 @@ export class ServingSimulator {
           kInput = (attention as PreparedDecodeStep).kInput;
           vInput = (attention as PreparedDecodeStep).vInput;
         } else {
-          decodeAppend = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
+          decodeAppend = await cache.prepareAppend(seqIds, seqIds.map(() => 1), this.workspace);
           attention = await this.workspace.prepare(seqIds);
           kInput = decodeAppend.kInput;
           vInput = decodeAppend.vInput;

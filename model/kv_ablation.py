@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Which half of the KV cache the INT4 perplexity loss comes from: the committed model's held-out
+perplexity (float64 numpy, the windows model/train.py scores) with K and V quantized separately.
+
+    python3 model/kv_ablation.py [RUN_DIR] [--windows N] [--json FILE]
+
+Each variant stores K (after RoPE) and V as FP16 or as the project's token-wise INT4 (the numeric
+contract of tools/saw_int4_reference.py: per (token, kv head) asymmetric 4-bit, scale and min in f16),
+optionally rotated by the block-diagonal Hadamard H_B before quantization and back after it. The
+Hadamard rotation of keys acts on K's error only; V's INT4 error stays whatever is done to K. The
+GPU path's own numbers (the `perplexity` CLI command) agree with the `fp16`, `int4` and
+`int4-hadamard` rows here to the fourth digit (docs/benchmarks.md).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, '..', 'tools'))
+import forward_numpy as fn  # noqa: E402
+import saw_int4_reference as contract  # noqa: E402
+import tokenizer as tokmod  # noqa: E402
+import train  # noqa: E402
+
+
+def fp16(x):
+    return x.astype(np.float16).astype(np.float64)
+
+
+def int4(block=None):
+    """Token-wise INT4 of [H, T, D] rows, rotated by H_block first (and back) when block is given."""
+    def quant(x):
+        if block is None:
+            return contract.quantize_int4(x)['xhat']
+        return contract.rotate(contract.quantize_int4(contract.rotate(x, block))['xhat'], block)
+    return quant
+
+
+# name → (K storage, V storage)
+VARIANTS = {
+    'fp16': (fp16, fp16),
+    'K int4, V fp16': (int4(), fp16),
+    'K int4-hadamard B=16, V fp16': (int4(16), fp16),
+    'K int4-hadamard B=64, V fp16': (int4(64), fp16),
+    'K int4-hadamard B=128, V fp16': (int4(128), fp16),
+    'K fp16, V int4': (fp16, int4()),
+    'K fp16, V int4-hadamard B=128': (fp16, int4(128)),
+    'int4': (int4(), int4()),
+    'int4-hadamard B=128 (K only)': (int4(128), int4()),
+}
+
+
+def perplexity(w, c, stream, windows, k_store, v_store):
+    nll, n = 0.0, 0
+    for start, length in windows:
+        ids = stream[start:start + length]
+        targets = np.asarray(stream[start + 1:start + length + 1])
+        logits, _ = fn.forward(w, c, ids, kv_transform=lambda k, v: (k_store(k), v_store(v)))
+        top = logits.max(axis=-1, keepdims=True)
+        lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
+        nll += float(np.sum(lse - logits[np.arange(length), targets]))
+        n += length
+    return float(np.exp(nll / n)), n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('run_dir', nargs='?', default=os.path.join(HERE, 'run'))
+    ap.add_argument('--windows', type=int, default=0, help='score only the first N windows (0: all)')
+    ap.add_argument('--json', help='write the results here')
+    ap.add_argument('--variants', help='comma-separated subset of: ' + '; '.join(VARIANTS))
+    args = ap.parse_args()
+    names = list(VARIANTS) if not args.variants else [v.strip() for v in args.variants.split(',')]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        ap.error('unknown variant(s) %s; known: %s' % (unknown, list(VARIANTS)))
+    if args.windows < 0:
+        ap.error('--windows must be ≥ 0')
+    with open(os.path.join(args.run_dir, 'reference.json'), encoding='utf-8') as f:
+        ref = json.load(f)
+    c = ref['config']
+    w = fn.load_weights(args.run_dir, ref['weights']['files'])
+    tok = tokmod.load()
+    if tok.sha256 != ref['tokenizer_sha256']:
+        sys.exit('kv_ablation: tokenizer.json differs from the run\'s tokenizer')
+    _, docs = train.read_docs('heldout')
+    stream = train.token_stream(tok, docs)
+    windows = train.eval_windows(len(stream), ref['heldout']['window_tokens'])
+    if args.windows:
+        windows = windows[:args.windows]
+    results = {}
+    base = None
+    for name in names:
+        t0 = time.time()
+        ppl, n = perplexity(w, c, stream, windows, *VARIANTS[name])
+        base = ppl if name == 'fp16' else base
+        rel = '' if base is None or name == 'fp16' else ' (%+.2f %% vs fp16)' % (100 * (ppl / base - 1))
+        print('%-32s %.4f%s  [%d targets, %.0f s]' % (name, ppl, rel, n, time.time() - t0), flush=True)
+        results[name] = {'perplexity': ppl}
+    out = {'targets': n, 'windows': len(windows), 'referencePerplexity': ref['heldout']['perplexity'] if not args.windows else None,
+           'variants': results}
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
