@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
-import { decodeKernelKind } from '../src/kernels/paged-decode';
+import { decodeKernelKind, lanesPerToken } from '../src/kernels/paged-decode';
 import { autoTokensPerStep, headsForGrid, resolveTuning } from '../src/kernels/decode-tuning';
 import { cacheLayout, defaultHadamardBlock, type KvMethod } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
@@ -110,6 +110,25 @@ describe('paged decode attention vs float64 references', () => {
 
   it('the default Hadamard block is the largest power of two ≤ 128 dividing head_dim', () => {
     expect([32, 64, 96, 128, 160, 192, 224, 256].map(defaultHadamardBlock)).toEqual([32, 64, 32, 128, 32, 64, 32, 128]);
+  });
+
+  it('the subgroup kernel takes a power of two of lanes per token, within the smallest subgroup, each lane whole chunks (every head_dim, GQA, subgroup size)', () => {
+    const tuning = resolveTuning({}, 'subgroup');
+    for (const method of ['fp16', 'int4', 'int4-hadamard'] as const) {
+      for (let headDim = 32; headDim <= 256; headDim += 32) {
+        for (const [numQueryHeads, numKvHeads] of [[1, 1], [4, 1], [8, 2], [32, 8], [32, 32]]) {
+          for (const subgroupMinSize of [4, 8, 16, 32, 64, 128]) {
+            const layout = cacheLayout({ method, headDim, numKvHeads, pageSize: 16, numPages: 4 });
+            const what = `${method} D=${headDim} ${numQueryHeads}/${numKvHeads} subgroup ≥ ${subgroupMinSize}`;
+            const lanes = lanesPerToken({ layout, subgroupMinSize, numQueryHeads }, tuning);
+            // head_dim 96 with a GQA group used to get 6 lanes: slots and shuffles then crossed tokens
+            expect(lanes & (lanes - 1), what).toBe(0);
+            expect(lanes, what).toBeLessThanOrEqual(subgroupMinSize);
+            expect((headDim / lanes) % 8, what).toBe(0);
+          }
+        }
+      }
+    }
   });
 
   it('rejects decode tunings the kernels cannot run, with what would', async () => {

@@ -178,7 +178,9 @@ export function lanesPerToken(shape: Pick<DecodeShape, 'layout' | 'subgroupMinSi
   if (tuning.lanesPerToken && tuning.lanesPerToken > Math.min(subgroupMin, formatMax)) {
     throw new Error(`lanesPerToken ${tuning.lanesPerToken} is too many: at most ${Math.min(subgroupMin, formatMax)} here (smallest subgroup ${subgroupMin}; ${shape.layout.method} with head_dim ${shape.layout.headDim} needs ≥ ${format.minChannelsPerLane} channels per lane)`);
   }
-  let lanes = Math.max(1, Math.min(wanted, subgroupMin, formatMax));
+  // a power of two: a token's lanes are aligned groups of the subgroup, summed by shuffles with XOR masks
+  // 1, 2, 4, … (head_dim 96 has formatMax 6: 6 lanes would share shuffles and slots with the next token)
+  let lanes = 2 ** Math.floor(Math.log2(Math.max(1, Math.min(wanted, subgroupMin, formatMax))));
   // head_dims like 96 or 160: fewer lanes until each lane's channels are whole chunks
   while (lanes > 1 && laneChunkWords(format, shape.layout.headDim / lanes) === null) lanes /= 2;
   if (laneChunkWords(format, shape.layout.headDim / lanes) === null || (tuning.lanesPerToken && lanes !== tuning.lanesPerToken)) {
