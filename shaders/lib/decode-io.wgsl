@@ -42,11 +42,5 @@ fn load_queries(lid: u32, seq: u32, first_q_head: u32) -> f32 {
   } else {
     workgroupBarrier();
   }
-  return query_scale();
-}
-
-// The factor every (rotated, unnormalised) query value still needs: the softmax scale × log2(e), × 1/√B
-// when rotated.
-fn query_scale() -> f32 {
   return params.scale_log2 * select(1.0, inverseSqrt(f32(HADAMARD_BLOCK)), ROTATE_Q == 1u);
 }

@@ -16,7 +16,6 @@ import subgroupDecodeWgsl from '../../shaders/paged-decode-subgroup.wgsl?raw';
 import workgroupDecodeWgsl from '../../shaders/paged-decode-workgroup.wgsl?raw';
 import fp16LaneWgsl from '../../shaders/lib/kv-lane-fp16.wgsl?raw';
 import int4LaneWgsl from '../../shaders/lib/kv-lane-int4.wgsl?raw';
-import hadamardLanesWgsl from '../../shaders/lib/hadamard-lanes.wgsl?raw';
 import fp16FormatWgsl from '../../shaders/lib/kv-format-fp16.wgsl?raw';
 import int4FormatWgsl from '../../shaders/lib/kv-format-int4.wgsl?raw';
 import int4G32FormatWgsl from '../../shaders/lib/kv-format-int4-g32.wgsl?raw';
@@ -239,18 +238,11 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   let tokensPerStep = tuning.tokensPerStep || AUTO_TOKENS_PER_STEP;
   while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   const fused = Boolean(shape.fusedStep);
-  // The query (and a fused step's new rows) rotated by the lanes that hold them when a lane's channels
-  // and the Hadamard blocks nest (lib/hadamard-lanes.wgsl), else through rot_buf in workgroup memory.
-  const block = shared.HADAMARD_BLOCK;
-  const laneRows = channelsPerLane % block === 0 || block % channelsPerLane === 0;
-  // without it, the fused step's new K/V rows that rotate share rot_buf (and the query's rotation pass)
-  const newRotRows = fused && !laneRows ? (shape.rotateQ ? 1 : 0) + (shape.rotateOut ? 1 : 0) : 0;
+  // the fused step's new K/V rows that rotate share rot_buf (and the query's rotation pass)
+  const newRotRows = fused ? (shape.rotateQ ? 1 : 0) + (shape.rotateOut ? 1 : 0) : 0;
   return {
     ...shared,
     ROT_VECTORS: shared.HEADS_PER_WG + newRotRows,
-    LANE_ROWS: laneRows ? 1 : 0,
-    LANE_BLOCK: laneRows ? Math.min(channelsPerLane, block) : 1,
-    BLOCK_LANES: laneRows ? Math.max(1, block / channelsPerLane) : 1,
     FUSED_STEP: fused ? 1 : 0,
     QUANTIZED: format === LANE_FORMATS.int4 ? 1 : 0,
     NEW_ROW_LANES: layout.headDim / VALUES_PER_GROUP,
@@ -279,7 +271,7 @@ function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstan
   // rot_buf, length, counters, counts, subgroup maxima, merge rows and sums, head_sums, head_ml
   const floats = c.ROT_VECTORS * c.HEAD_DIM + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
   // the fused step: new rows' words and scale/min words, per-lane minima and maxima
-  const fused = c.FUSED_STEP && !c.LANE_ROWS ? 2 * c.ROW_WORDS + 2 + 4 * c.NEW_ROW_LANES : 0;
+  const fused = c.FUSED_STEP ? 2 * c.ROW_WORDS + 2 + 4 * c.NEW_ROW_LANES : 0;
   return (floats + fused) * 4;
 }
 
@@ -417,7 +409,6 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
           pool.numBuffers > 1 ? readPoolWgsl(pool) : '',
           ...fusedSources,
           WGSL_LIBRARIES.hadamard,
-          constants.LANE_ROWS ? unrollLoops(hadamardLanesWgsl, constants) : '',
           WGSL_LIBRARIES.decodeEpilogue,
           LANE_FORMATS[format].source,
           unrollLoops(selectLines(subgroupDecodeWgsl, constants), constants),
