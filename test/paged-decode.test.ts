@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
-import { decodeKernelKind, lanesPerToken } from '../src/kernels/paged-decode';
+import { decodeKernelKind, lanesPerToken, subgroupDecodeConstants } from '../src/kernels/paged-decode';
+import { wgslU32Constants } from '../src/kernels/pipeline-cache';
 import { autoTokensPerStep, headsForGrid, resolveTuning } from '../src/kernels/decode-tuning';
 import { cacheLayout, defaultHadamardBlock, type KvMethod } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
@@ -125,6 +126,13 @@ describe('paged decode attention vs float64 references', () => {
             expect(lanes & (lanes - 1), what).toBe(0);
             expect(lanes, what).toBeLessThanOrEqual(subgroupMinSize);
             expect((headDim / lanes) % 8, what).toBe(0);
+            // the kernel's constants are u32 for every rotation, fused or not
+            for (const rotateQ of method === 'int4-hadamard' ? [true, false] : [false]) {
+              for (const fusedStep of [false, true]) {
+                const shape = { layout, numQueryHeads, hadamardBlock: defaultHadamardBlock(headDim), rotateQ, rotateOut: false, randomSigns: false, useSubgroups: true, subgroupMinSize, fusedStep };
+                expect(() => wgslU32Constants(subgroupDecodeConstants(shape)), what).not.toThrow();
+              }
+            }
           }
         }
       }
