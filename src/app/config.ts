@@ -116,6 +116,23 @@ function parseInteger(text: string, min: number, max: number): number | null {
   return Number.isSafeInteger(value) && value >= min && value <= max ? value : null;
 }
 
+/** Characters of a bad query value a warning quotes (a link may carry 100 kB in one key). */
+const MAX_QUOTED_CHARS = 40;
+
+/** `c` as JSON escapes a character: \uXXXX per UTF-16 unit. */
+const escapeUnits = (c: string) => Array.from({ length: c.length }, (_, i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join('');
+
+/**
+ * A query value as a warning quotes it: JSON-quoted, with the control and format characters JSON
+ * leaves as they are (DEL, C1, bidi overrides) escaped too, so the notice shows what is there;
+ * a long value cut, with its length.
+ */
+export function quoteQueryValue(text: string): string {
+  const quote = (t: string) => JSON.stringify(t).replace(/[\p{Cc}\p{Cf}]/gu, escapeUnits);
+  if (text.length <= MAX_QUOTED_CHARS) return quote(text);
+  return `${quote(text.slice(0, MAX_QUOTED_CHARS))}… (${text.length.toLocaleString('en')} characters)`;
+}
+
 export interface ParsedConfig {
   config: AppConfig;
   /** One line per ignored parameter. */
@@ -129,7 +146,7 @@ export function configFromQuery(query: string): ParsedConfig {
   const warnings: string[] = [];
   const take = (key: string, apply: (text: string) => boolean, expected: string) => {
     const text = params.get(key);
-    if (text !== null && !apply(text)) warnings.push(`Ignored ${key}=${JSON.stringify(text)}: expected ${expected}.`);
+    if (text !== null && !apply(text)) warnings.push(`Ignored ${key}=${quoteQueryValue(text)}: expected ${expected}.`);
   };
   const int = (key: keyof AppConfig & ('seqs' | 'context' | 'seed'), min: number, max: number) => (text: string) => {
     const value = parseInteger(text, min, max);

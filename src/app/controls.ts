@@ -57,7 +57,7 @@ export class Controls {
 
   /**
    * @param onChange called after every change of the form (valid or not: the page re-checks what may run)
-   * @param extraQuery more keys for the URL ('&…': the serving section's), written with this form's
+   * @param extraQuery more keys for the URL ('&…': the serving and model sections'), written with this form's
    */
   constructor(initial: AppConfig, private readonly onChange: (config: AppConfig) => void, private readonly extraQuery: () => string = () => '') {
     this.current = { ...initial, methods: [...initial.methods] };

@@ -17,6 +17,7 @@ import { byId, el } from './dom';
 import { clearError, explainError, fieldsForError, isAbort, showError, type ErrorScope } from './errors';
 import { FileSource } from './file-source';
 import { ModelControls, runModelGeneration, runModelPerplexity } from './model-panel';
+import { modelSettingsFromQuery, modelSettingsToQuery } from './model-settings';
 import { selfCheck, showGpu, showNoGpu } from './gpu-panel';
 import { finishHeadline, headlineAccuracy, headlineBench, startHeadline, type HeadlinePlan } from './headline';
 import { servingConfigFromQuery, servingConfigToQuery } from './serving-config';
@@ -51,20 +52,30 @@ let errorIsAboutSettings = false;
 const errorPanel = byId('error-panel');
 const runButtons = { 'run-accuracy': 'accuracy', 'run-bench': 'bench', 'run-both': 'both', 'sim-run': 'serving', 'model-run': 'model', 'model-ppl': 'model-ppl' } as const;
 
-// First: the other forms' change handlers read its problems.
-const modelControls = new ModelControls(() => {
-  clearStaleError();
-  updateRunButtons();
-});
+/**
+ * The model section writes the URL this long after its last keystroke: a prompt is typed a character
+ * at a time, and browsers throw past a rate of replaceState calls (Safari: 100 in 30 s).
+ */
+const MODEL_URL_DELAY_MS = 300;
+let modelUrlTimer: ReturnType<typeof setTimeout> | undefined;
+
 const parsed = configFromQuery(location.search);
 const parsedServing = servingConfigFromQuery(location.search);
-// The serving plan depends on the run section's model and page size; the URL holds both forms.
-const controls: Controls = new Controls(parsed.config, () => onSettingsChange(), () => servingConfigToQuery(serving.config));
+const parsedModel = modelSettingsFromQuery(location.search);
+// First: the other forms' change handlers read its problems.
+const modelControls = new ModelControls(parsedModel.settings, () => {
+  clearStaleError();
+  updateRunButtons();
+  clearTimeout(modelUrlTimer);
+  modelUrlTimer = setTimeout(() => controls.writeUrl(), MODEL_URL_DELAY_MS);
+});
+// The serving plan depends on the run section's model and page size; the URL holds every form.
+const controls: Controls = new Controls(parsed.config, () => onSettingsChange(), () => `${servingConfigToQuery(serving.config)}${modelSettingsToQuery(modelControls.settings)}`);
 const serving: ServingControls = new ServingControls(parsedServing.config, () => controls.config, () => {
   controls.writeUrl();
   onSettingsChange(false);
 });
-const warnings = [...parsed.warnings, ...parsedServing.warnings];
+const warnings = [...parsed.warnings, ...parsedServing.warnings, ...parsedModel.warnings];
 if (warnings.length) {
   const notice = byId('url-notice');
   notice.replaceChildren(...warnings.map((w) => el('p', {}, w)));

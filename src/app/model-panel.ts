@@ -18,40 +18,35 @@ import { runPerplexity, type PerplexityResult } from '../model/model-perplexity'
 import type { ModelRun } from '../model/model-run';
 import type { BpeTokenizer } from '../model/tokenizer';
 import type { ProgressFn } from './accuracy-panel';
-import { parseIntegerField } from './config';
 import { byId, el } from './dom';
 import { isAbort } from './errors';
 import { softwareAdapterName } from './headline';
 import { fetchModelRun, fetchQuickStream, MODEL_ASSETS, type ModelAsset } from './model-loader';
+import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS, parseTokensField, promptFault, type ModelSettings } from './model-settings';
 import { formatNumber, renderTable, type Column } from './tables';
 import { showFieldProblem, type Problem } from './validation';
 
 /** The three caches compared: the baseline first (the others are compared with its continuation). */
 export const MODEL_METHODS: readonly MethodSpec[] = ['fp16', 'int4', 'int4-hadamard'].map(methodSpec);
-export const DEFAULT_PROMPT = '=head1 NAME';
-export const DEFAULT_TOKENS = 32;
-/** Tokens the page generates at most per method (the model's context, 512, bounds prompt + tokens too). */
-export const MAX_GENERATE_TOKENS = 256;
-export const MAX_PROMPT_CHARS = 4000;
-
-/** What a generation run uses. */
-export interface ModelSettings {
-  prompt: string;
-  tokens: number;
-}
 
 const nextFrame = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
-/** The section's prompt box and token count, validated as they are typed (an invalid value disables Run with its reason). */
+/**
+ * The section's prompt box and token count, validated as they are typed (an invalid value disables
+ * Run with its reason, and leaves the last usable value in `settings`, as the other forms do).
+ */
 export class ModelControls {
+  private current: ModelSettings;
   private problemList: Problem[] = [];
   private tokenizer: { tok: BpeTokenizer; contextLength: number } | null = null;
 
-  constructor(private readonly onChange: () => void) {
+  /** @param onChange called after every change of a field (valid or not: the page re-checks what may run and writes the URL) */
+  constructor(initial: ModelSettings, private readonly onChange: () => void) {
+    this.current = { ...initial };
     const prompt = byId<HTMLTextAreaElement>('model-prompt');
     const tokens = byId<HTMLInputElement>('model-tokens');
-    prompt.value = DEFAULT_PROMPT;
-    tokens.value = String(DEFAULT_TOKENS);
+    prompt.value = initial.prompt;
+    tokens.value = String(initial.tokens);
     tokens.max = String(MAX_GENERATE_TOKENS);
     prompt.maxLength = MAX_PROMPT_CHARS;
     for (const field of [prompt, tokens]) {
@@ -65,9 +60,9 @@ export class ModelControls {
     return [...this.problemList];
   }
 
-  /** The values shown (valid when `problems` is empty). */
+  /** The last usable value of each field: the ones shown when `problems` is empty, and the ones the URL keeps. */
   get settings(): ModelSettings {
-    return { prompt: byId<HTMLTextAreaElement>('model-prompt').value, tokens: Number(byId<HTMLInputElement>('model-tokens').value.trim()) };
+    return { ...this.current };
   }
 
   /** The prompt's token ids: `<bos>` then the text's (as the model's documents start). */
@@ -93,10 +88,13 @@ export class ModelControls {
   private validate(): void {
     const problems: Problem[] = [];
     const prompt = byId<HTMLTextAreaElement>('model-prompt').value;
-    const promptMessage = prompt.length > MAX_PROMPT_CHARS ? `The prompt must be at most ${MAX_PROMPT_CHARS.toLocaleString('en')} characters (it has ${prompt.length.toLocaleString('en')}).` : null;
+    const fault = promptFault(prompt);
+    const promptMessage = fault && `The prompt ${fault}.`;
     showFieldProblem('model-prompt', promptMessage);
     if (promptMessage) problems.push({ field: 'model-prompt', message: promptMessage, blocks: 'model' });
-    const parsed = parseIntegerField(byId<HTMLInputElement>('model-tokens').value, 'Tokens to generate', 1, MAX_GENERATE_TOKENS);
+    else this.current.prompt = prompt;
+    const parsed = parseTokensField(byId<HTMLInputElement>('model-tokens').value);
+    if ('value' in parsed) this.current.tokens = parsed.value;
     let tokensMessage = 'problem' in parsed ? parsed.problem : null;
     if (!tokensMessage && !promptMessage && this.tokenizer && 'value' in parsed) tokensMessage = contextProblem(ModelControls.promptIds(this.tokenizer.tok, prompt).length, parsed.value, this.tokenizer.contextLength);
     showFieldProblem('model-tokens', tokensMessage);

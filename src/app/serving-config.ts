@@ -15,7 +15,7 @@ import { DEFAULT_SIMULATE_REPEATS, MAX_SIMULATE_REPEATS } from '../serving/repea
 import { isRegimeName, REGIMES, regimeRequests, scaledRegime, type RegimeName } from '../serving/requests';
 import type { SimulateSweepOptions } from '../serving/simulate-sweep';
 import { concurrencyThatFits, DEFAULT_PREFILL_CHUNK_TOKENS, pagesForServingBudget, type ModelShape } from '../serving/simulator';
-import type { AppConfig } from './config';
+import { quoteQueryValue, type AppConfig } from './config';
 
 /** Methods of the serving run: the paper's three (int4-hadamard with the default block for the head_dim, K only). */
 export const SERVING_METHODS: readonly KvMethod[] = KV_METHODS;
@@ -116,7 +116,7 @@ export function servingConfigFromQuery(query: string): ParsedServingConfig {
     const text = params.get(key);
     if (text === null) return;
     const value = parse(text);
-    if (value === null) warnings.push(`Ignored ${key}=${JSON.stringify(text)}: expected ${expected}.`);
+    if (value === null) warnings.push(`Ignored ${key}=${quoteQueryValue(text)}: expected ${expected}.`);
     else apply(value);
   };
   take('sim-regime', (t) => (isRegimeName(t) ? t : null), (v) => (config.regime = v), Object.keys(REGIMES).join(' or '));

@@ -1,7 +1,7 @@
 /**
  * The page's configuration and error explanations, without a browser: the URL form round-trips,
- * bad parameters fall back with a warning, every derived method id and bench point is one the
- * library accepts, and each library error gets its own explanation.
+ * bad parameters fall back with a warning (a long one quoted in part, with its length), every derived
+ * method id and bench point is one the library accepts, and each library error gets its own explanation.
  */
 import { describe, expect, it } from 'vitest';
 import { resolveMethods } from '../../src/accuracy/methods';
@@ -12,12 +12,15 @@ import { GpuError, type GpuContext } from '../../src/gpu/gpu-context';
 import { TensorFileError } from '../../src/io/safetensors';
 import {
   accuracyMethodIds, accuracySizeProblem, benchBatches, benchContexts, benchMethods, benchPoints, blocksForHeadDim, configFromQuery, configToQuery,
-  DEFAULT_CONFIG, headDimProblem, parseIntegerField, sweepValues, type AppConfig,
+  DEFAULT_CONFIG, headDimProblem, parseIntegerField, quoteQueryValue, sweepValues, type AppConfig,
 } from '../../src/app/config';
 import { explainError, fieldsForError, isAbort, throwIfAborted } from '../../src/app/errors';
 import {
   DEFAULT_SERVING_CONFIG, servingConfigFromQuery, servingConfigToQuery, servingFits, servingSweepOptions, type ServingConfig,
 } from '../../src/app/serving-config';
+import {
+  DEFAULT_MODEL_SETTINGS, MAX_PROMPT_CHARS, modelSettingsFromQuery, modelSettingsToQuery, promptFault, type ModelSettings,
+} from '../../src/app/model-settings';
 import { checkSweepOptions } from '../../src/serving/simulate-sweep';
 import { RequestSpecError } from '../../src/serving/requests';
 
@@ -50,6 +53,65 @@ describe('configuration in the URL', () => {
     const asked = configFromQuery('?preset=tiny-d64&block=128');
     expect(asked.config.block).toBe(64);
     expect(asked.warnings[0]).toMatch(/block 128 does not divide head_dim 64/);
+  });
+});
+
+describe('the model section in the URL', () => {
+  const typed: ModelSettings = { prompt: '=item B<foo>\n\tmy $x = "100% ü €";  # & = ? + 😀', tokens: 7 };
+
+  it('round-trips the defaults and a prompt with spaces, newlines, tabs, reserved and non-ASCII characters, next to the other keys', () => {
+    expect(modelSettingsFromQuery(modelSettingsToQuery(DEFAULT_MODEL_SETTINGS))).toEqual({ settings: DEFAULT_MODEL_SETTINGS, warnings: [] });
+    expect(modelSettingsFromQuery(modelSettingsToQuery(typed))).toEqual({ settings: typed, warnings: [] });
+    expect(modelSettingsToQuery(DEFAULT_MODEL_SETTINGS)).toBe('&model-prompt=%3Dhead1+NAME&model-tokens=32');
+    const all = `${configToQuery(DEFAULT_CONFIG)}${servingConfigToQuery(DEFAULT_SERVING_CONFIG)}${modelSettingsToQuery(typed)}`;
+    expect(modelSettingsFromQuery(all).settings).toEqual(typed);
+    expect(configFromQuery(all)).toEqual({ config: DEFAULT_CONFIG, warnings: [] });
+    expect(servingConfigFromQuery(all)).toEqual({ config: DEFAULT_SERVING_CONFIG, warnings: [] });
+    // an empty prompt is a prompt (<bos> alone); a lone % that encodes nothing stays as typed
+    expect(modelSettingsFromQuery('?model-prompt=').settings.prompt).toBe('');
+    expect(modelSettingsFromQuery('?model-prompt=50%+off').settings.prompt).toBe('50% off');
+  });
+
+  it('a prompt too long, with a control character or with bytes that are not UTF-8 falls back to the default, saying why', () => {
+    const long = modelSettingsFromQuery(`?model-prompt=${'a'.repeat(100_000)}`);
+    expect(long.settings).toEqual(DEFAULT_MODEL_SETTINGS);
+    expect(long.warnings).toEqual([`Ignored model-prompt="${'a'.repeat(40)}"… (100,000 characters): the prompt must be at most 4,000 characters (it has 100,000).`]);
+    expect(modelSettingsFromQuery(`?model-prompt=${'b'.repeat(MAX_PROMPT_CHARS)}`)).toEqual({ settings: { ...DEFAULT_MODEL_SETTINGS, prompt: 'b'.repeat(MAX_PROMPT_CHARS) }, warnings: [] });
+    for (const [query, quoted, why] of [
+      ['?model-prompt=ab%07c', String.raw`"ab\u0007c"`, 'U+0007, a control character (tab and newline are the only ones allowed): it has one at character 3'],
+      ['?model-prompt=a%0D%0Ab', String.raw`"a\r\nb"`, 'U+000D, a control character'],
+      ['?model-prompt=x%00', String.raw`"x\u0000"`, 'U+0000, a control character'],
+      ['?model-prompt=%C2%85', String.raw`"\u0085"`, 'U+0085, a control character'],
+      ['?model-prompt=caf%C3', '"caf�"', 'U+FFFD, the mark of bytes that were not UTF-8 (in a link: a percent-encoding cut short): it has one at character 4'],
+      ['?model-prompt=%FF%FE', '"��"', 'U+FFFD'],
+      ['?model-prompt=%ED%A0%80', '"���"', 'U+FFFD'], // an encoded surrogate is not UTF-8 either
+    ] as const) {
+      const { settings, warnings } = modelSettingsFromQuery(query);
+      expect(settings, query).toEqual(DEFAULT_MODEL_SETTINGS);
+      expect(warnings, query).toHaveLength(1);
+      expect(warnings[0].startsWith(`Ignored model-prompt=${quoted}: the prompt must not contain ${why}`), `${query}: ${warnings[0]}`).toBe(true);
+    }
+  });
+
+  it('the form refuses what the URL refuses, so every prompt the page writes reads back', () => {
+    expect(promptFault('=head1 NAME\n\n\tindented')).toBeNull();
+    expect(promptFault('a'.repeat(MAX_PROMPT_CHARS + 1))).toBe('must be at most 4,000 characters (it has 4,001)');
+    expect(promptFault('x\u001by')).toMatch(/^must not contain U\+001B, a control character .*: it has one at character 2$/);
+    expect(promptFault('ok \ud83d')).toBe('must not contain U+D83D, half of a surrogate pair: it has one at character 4');
+    expect(promptFault('😀')).toBeNull();
+  });
+
+  it('a token count that is not a whole number from 1 to 256 falls back to the default, one warning each key', () => {
+    for (const bad of ['0', '257', '-1', '1e2', '7.5', ' 7', '', 'x'.repeat(500)]) {
+      const { settings, warnings } = modelSettingsFromQuery(`?model-tokens=${encodeURIComponent(bad)}`);
+      expect(settings, bad).toEqual(DEFAULT_MODEL_SETTINGS);
+      expect(warnings, bad).toEqual([`Ignored model-tokens=${quoteQueryValue(bad)}: expected an integer in [1, 256].`]);
+    }
+    expect(modelSettingsFromQuery('?model-tokens=256&model-prompt=%07').settings).toEqual({ ...DEFAULT_MODEL_SETTINGS, tokens: 256 });
+    expect(quoteQueryValue('x'.repeat(500))).toBe(`"${'x'.repeat(40)}"… (500 characters)`);
+    expect(quoteQueryValue('a\u202eb\u007f\u{e0001}')).toBe(String.raw`"a\u202eb\u007f\udb40\udc01"`); // shown, not obeyed
+    // the other sections quote a long bad value the same way
+    expect(configFromQuery(`?ctx=${'9'.repeat(5000)}`).warnings).toEqual([`Ignored ctx="${'9'.repeat(40)}"… (5,000 characters): expected an integer in [1, 65536].`]);
   });
 });
 

@@ -8,6 +8,10 @@
  * Cancel keeps the methods that finished; at phone width the columns stack and nothing is wider than
  * its box; the perplexity button (3 methods × 256 tokens: ~35 s on SwiftShader) fills its table row by
  * row, FP16 KV within 0.5 % of PyTorch; a model file missing from the server is named in the error.
+ * The prompt and token count live in the URL: a link opens with them, an edit rewrites the address in
+ * place, and a link's bad value (100 kB, control characters, bytes that are not UTF-8, a count out of
+ * range) is named in the page's URL notice and leaves the default. Weights over the device's limits
+ * (a device reporting a 2 MiB binding limit) stop the run with a readable message naming the buffer.
  * In Node: the table's rows and cells from given numbers, the size limit and the gunzip of the loader.
  */
 import { resolve } from 'node:path';
@@ -28,6 +32,11 @@ const METHOD_IDS = ['fp16', 'int4', 'int4-hadamard-b128'];
 /** The quick slice, 3 methods × 256 tokens: ~35 s on SwiftShader alone; the suite shares the CPU between two files. */
 const PPL_TIMEOUT_MS = 240_000;
 const { tokenizer } = readTokenizer(resolve(import.meta.dirname, '../../model'));
+
+/** The value of `key` in the page's address, once it is `want` (the model section writes it a moment after the last keystroke). */
+async function waitForQuery(page: Page, key: string, want: string): Promise<void> {
+  await page.waitForFunction(([k, v]) => new URLSearchParams(location.search).get(k) === v, [key, want] as const, { timeout: 10_000, polling: 50 });
+}
 
 async function setField(page: Page, id: string, value: string): Promise<void> {
   await page.fill(`#${id}`, value);
@@ -276,6 +285,105 @@ describe('the model section (headless Chromium, WebGPU)', () => {
       expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     } finally {
       await page.setViewportSize(DESKTOP);
+    }
+  });
+
+  it('a link opens with its prompt and token count; an edit rewrites the address in place, and the new link reproduces it', async () => {
+    const prompt = '=item B<foo>\n\tmy $x = "50% ü"; # & + ?';
+    const page = await suite.served.openAnother(`?preset=tiny-d64&model-prompt=${encodeURIComponent(prompt)}&model-tokens=7`);
+    try {
+      expect(await page.inputValue('#model-prompt')).toBe(prompt);
+      expect(await page.inputValue('#model-tokens')).toBe('7');
+      expect(await page.isVisible('#url-notice')).toBe(false);
+      expect(await page.getAttribute('#model-prompt', 'aria-invalid')).toBe('false');
+      const entries = await page.evaluate(() => history.length);
+      await page.fill('#model-prompt', 'my $y =');
+      await waitForQuery(page, 'model-prompt', 'my $y =');
+      await setField(page, 'model-tokens', '9');
+      await waitForQuery(page, 'model-tokens', '9');
+      // a value the form refuses stays out of the address: it keeps the last usable one
+      await page.fill('#model-prompt', 'a\u0007b');
+      expect(await page.textContent('#model-prompt-error')).toBe('The prompt must not contain U+0007, a control character (tab and newline are the only ones allowed): it has one at character 2.');
+      expect(await page.textContent('#model-blocked')).toContain('U+0007');
+      await setField(page, 'model-tokens', '5');
+      await waitForQuery(page, 'model-tokens', '5');
+      const url = new URL(page.url());
+      expect(Object.fromEntries(url.searchParams)).toMatchObject({ 'model-prompt': 'my $y =', 'model-tokens': '5', preset: 'tiny-d64', 'sim-regime': 'short' });
+      expect(await page.evaluate(() => history.length)).toBe(entries);
+      const other = await suite.served.openAnother(url.search);
+      try {
+        expect(await other.inputValue('#model-prompt')).toBe('my $y =');
+        expect(await other.inputValue('#model-tokens')).toBe('5');
+        expect(await other.inputValue('#preset')).toBe('tiny-d64');
+        expect(new URL(other.url()).search).toBe(url.search);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('a link with a 100 kB prompt, control characters, bytes that are not UTF-8 or a count out of range says so, and shows the defaults', async () => {
+    const page = await suite.served.openAnother();
+    try {
+      // The preview server (Node) refuses a request line over 16 KiB, as many servers do: the page itself still gets such a link.
+      const home = new URL('/', page.url()).href;
+      await page.route((url) => url.search.length > 16_000, async (route) => route.fulfill({ response: await route.fetch({ url: home }) }));
+      for (const [query, expected] of [
+        [`?model-prompt=${'a'.repeat(100_000)}&model-tokens=999`, [
+          `Ignored model-prompt="${'a'.repeat(40)}"… (100,000 characters): the prompt must be at most 4,000 characters (it has 100,000).`,
+          'Ignored model-tokens="999": expected an integer in [1, 256].',
+        ]],
+        ['?model-prompt=ab%07c&model-tokens=0', [
+          String.raw`Ignored model-prompt="ab\u0007c": the prompt must not contain U+0007, a control character (tab and newline are the only ones allowed): it has one at character 3.`,
+          'Ignored model-tokens="0": expected an integer in [1, 256].',
+        ]],
+        ['?model-prompt=caf%C3&model-tokens=12abc', [
+          'Ignored model-prompt="caf\uFFFD": the prompt must not contain U+FFFD, the mark of bytes that were not UTF-8 (in a link: a percent-encoding cut short): it has one at character 4.',
+          'Ignored model-tokens="12abc": expected an integer in [1, 256].',
+        ]],
+      ] as const) {
+        await page.goto(new URL(query, home).href);
+        await page.waitForSelector('#url-notice:not([hidden])');
+        expect(await page.$$eval('#url-notice p', (ps) => ps.map((p) => p.textContent)), query.slice(0, 60)).toEqual(expected);
+        expect(await page.inputValue('#model-prompt')).toBe('=head1 NAME');
+        expect(await page.inputValue('#model-tokens')).toBe('32');
+        expect(await page.getAttribute('#model-prompt', 'aria-invalid')).toBe('false');
+        expect(await page.getAttribute('#model-tokens', 'aria-invalid')).toBe('false');
+      }
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('weights over the GPU\'s limits stop the run with a readable message naming the buffer, its size and the limit', async () => {
+    // Chrome grants no binding limit below 128 MiB (the weights' largest buffer is 3 MiB), so this
+    // page's device reports 2 MiB: a small GPU's limit; every buffer the page makes is still real.
+    const page = await suite.served.openAnother('', () => {
+      const real = Object.getOwnPropertyDescriptor(GPUDevice.prototype, 'limits')!.get!;
+      Object.defineProperty(GPUDevice.prototype, 'limits', {
+        get(this: GPUDevice) {
+          const limits = real.call(this) as GPUSupportedLimits;
+          return new Proxy(limits, { get: (target, key) => (key === 'maxStorageBufferBindingSize' ? 2 * 2 ** 20 : target[key as keyof GPUSupportedLimits]) });
+        },
+      });
+    });
+    try {
+      await waitForGpu(page);
+      expect(await page.textContent('#gpu-details')).toMatch(/maxStorageBufferBindingSize\s*2\.00 MiB/);
+      expect(await clickAndWait(page, 'model-run')).toBe('The run stopped with an error (see above).');
+      expect(await page.textContent('#error-panel h2')).toBe('Too big for this GPU');
+      expect(await page.textContent('#error-panel .error-message')).toBe(
+        "the model's weights (model/run/model.safetensors) do not fit this GPU: model.embed_tokens needs 3.00 MiB, more than this device's maxStorageBufferBindingSize of 2.00 MiB; at most 66.7% of this size would fit",
+      );
+      const panel = (await page.textContent('#error-panel')) ?? '';
+      expect(panel).toContain("The model's weights and its small KV cache must fit this adapter's buffer limits");
+      expect(panel).not.toMatch(/\bat \S+:\d+|Error:|gpu-model/); // no stack trace or source file
+      expect(await page.isVisible('#model-generation')).toBe(false);
+      expect(await page.isDisabled('#model-run')).toBe(false);
+    } finally {
+      await page.close();
     }
   });
 
