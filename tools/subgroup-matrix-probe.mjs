@@ -1,0 +1,106 @@
+// Phase costs of a tensor-core decode tile on this GPU (timing only): subgroup-matrix loads, MMAs,
+// stores, workgroup barriers, staging stores, and a whole tile's chain (stage → barrier → 8 score
+// loads + 16 MMAs → S to workgroup memory → barrier → the lanes' exp2 → barrier → P' load → 8 value
+// loads + 16 MMAs), each in a loop of 2000 iterations, in grids of 132, 528 and 1056 workgroups of 4
+// subgroups. Prints ns per iteration (wall time of one dispatch / 2000, best of 4; the ~50 ns of the
+// `empty` loop is submit overhead). Needs an adapter with shader-f16 and
+// chromium-experimental-subgroup-matrix (Dawn opened with the project's unsafe toggles):
+//   node tools/subgroup-matrix-probe.mjs
+// Results and what they mean: docs/tuning.md ("Subgroup-matrix phase costs").
+import { create, globals } from 'webgpu';
+Object.assign(globalThis, globals);
+const instance = create(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
+const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+const device = await adapter.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] });
+device.addEventListener?.('uncapturederror', (e) => console.log('uncaptured', e.error?.message));
+const rep = (n, f) => Array.from({ length: n }, (_, i) => f(i)).join('\n');
+const header = `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);
+alias L = subgroup_matrix_left<f16, 16, 16>;
+alias R = subgroup_matrix_right<f16, 8, 16>;
+alias A = subgroup_matrix_result<f32, 8, 16>;
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<uniform> iters: vec4<u32>;
+var<workgroup> tile: array<f16, 16 * 136 + 128 * 24>;
+var<workgroup> smem: array<f32, 16 * 8 * 9>;
+var<workgroup> pmem: array<f16, 16 * 8>;
+@compute @workgroup_size(128)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+  tile[lid] = f16(lid % 7u) * 0.125h;
+  if (lid < 128u) { pmem[lid] = 0.5h; }
+  workgroupBarrier();
+  let r = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+  var acc = A();
+${rep(8, (i) => `  var o${i} = A();`)}
+  for (var it = 0u; it < iters.x; it++) {
+BODY
+  }
+  subgroupMatrixStore(&smem, 0u, acc, false, 8u);
+${rep(8, (i) => `  subgroupMatrixStore(&smem, ${(i + 1) * 128}u, o${i}, false, 8u);`)}
+  workgroupBarrier();
+  if (lid == 0u) { var t = 0.0; for (var i = 0u; i < 9u; i++) { t += smem[i * 128u + 5u]; } out[wid.x] = t; }
+}`;
+const score8 = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L>(&tile, ${kb * 16}u, false, 136u); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); }`);
+const stage = rep(16, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u + it % 4u] = f16(it + ${k}u);`);
+const values = rep(8, (ob) => `    { let v = subgroupMatrixLoad<L>(&tile, ${ob * 16}u, true, 136u); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); }`);
+const VARIANTS = {
+  empty: `    acc = acc;`,
+  barrier: `    workgroupBarrier();`,
+  mma1: `    acc = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<L>(&tile, 0u, false, 136u), r, acc);`,
+  mma1_noload: `    acc = subgroupMatrixMultiplyAccumulate(L(), r, acc);`,
+  score8: score8,
+  store_load: `    subgroupMatrixStore(&smem, 0u, acc, false, 8u);\n    acc = subgroupMatrixMultiplyAccumulate(L(), r, subgroupMatrixLoad<A>(&smem, 0u, false, 8u));`,
+  stage_barrier: `${stage}\n    workgroupBarrier();`,
+  chain: `${stage}
+    workgroupBarrier();
+${score8}
+    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
+    workgroupBarrier();
+    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
+    workgroupBarrier();
+    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+${values}
+    workgroupBarrier();`,
+  chain_no_barriers: `${stage}
+${score8}
+    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
+    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
+    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+${values}`,
+};
+const outBuf = device.createBuffer({ size: 4 * 4096, usage: GPUBufferUsage.STORAGE });
+const uni = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+const ITERS = 2000;
+device.queue.writeBuffer(uni, 0, new Uint32Array([ITERS, 0, 0, 0]));
+for (const [name, body] of Object.entries(VARIANTS)) {
+  try {
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code: header.replace('BODY', body) });
+    const info = await module.getCompilationInfo();
+    const errs = info.messages.filter((m) => m.type === 'error');
+    if (errs.length) { console.log(name, 'compile error:', errs.map((m) => `${m.lineNum}: ${m.message}`).join(' | ')); await device.popErrorScope(); continue; }
+    const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: outBuf } }, { binding: 1, resource: { buffer: uni } }] });
+    const err = await device.popErrorScope();
+    if (err) { console.log(name, 'error', err.message); continue; }
+    const results = [];
+    for (const wgs of [132, 528, 1056]) {
+      let best = Infinity;
+      for (let rep = 0; rep < 4; rep++) {
+        const enc = device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipeline); pass.setBindGroup(0, bg); pass.dispatchWorkgroups(wgs);
+        pass.end();
+        const t0 = performance.now();
+        device.queue.submit([enc.finish()]);
+        await device.queue.onSubmittedWorkDone();
+        best = Math.min(best, performance.now() - t0);
+      }
+      results.push(`${wgs} wg: ${(best * 1e6 / ITERS).toFixed(0)} ns/iter`);
+    }
+    console.log(name.padEnd(18), results.join(', '));
+  } catch (e) { console.log(name, 'threw', e.message); }
+}
+process.exit(0);
