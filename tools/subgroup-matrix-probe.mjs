@@ -2,7 +2,8 @@
 // stores, workgroup barriers, staging stores, and a whole tile's chain (stage → barrier → 8 score
 // loads + 16 MMAs → S to workgroup memory → barrier → the lanes' exp2 → barrier → P' load → 8 value
 // loads + 16 MMAs), each in a loop of 2000 iterations, in grids of 132, 528 and 1056 workgroups of 4
-// subgroups. Prints ns per iteration (wall time of one dispatch / 2000, best of 4; the ~50 ns of the
+// subgroups; `global_stage` / `chain_global` stage words loaded one tile ahead from scattered pages
+// of a 256 MiB buffer, as the kernel does. Prints ns per iteration (wall time of one dispatch / 2000, best of 4; the ~50 ns of the
 // `empty` loop is submit overhead). Needs an adapter with shader-f16 and
 // chromium-experimental-subgroup-matrix (Dawn opened with the project's unsafe toggles):
 //   node tools/subgroup-matrix-probe.mjs
@@ -11,7 +12,7 @@ import { create, globals } from 'webgpu';
 Object.assign(globalThis, globals);
 const instance = create(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
 const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
-const device = await adapter.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] });
+const device = await adapter.requestDevice({ requiredFeatures: ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'], requiredLimits: { maxStorageBufferBindingSize: 16384 * 4096 * 4, maxBufferSize: 16384 * 4096 * 4 } });
 device.addEventListener?.('uncapturederror', (e) => console.log('uncaptured', e.error?.message));
 const rep = (n, f) => Array.from({ length: n }, (_, i) => f(i)).join('\n');
 const header = `enable f16;
@@ -23,6 +24,11 @@ alias R = subgroup_matrix_right<f16, 8, 16>;
 alias A = subgroup_matrix_result<f32, 8, 16>;
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<uniform> iters: vec4<u32>;
+@group(0) @binding(2) var<storage, read> pool: array<u32>;  // 256 MiB of "cache words" (beyond the L2)
+fn page_word(wg: u32, it: u32, k: u32, lane: u32) -> u32 {
+  let page = (wg * 7919u + it * 104729u) % 16384u;  // a scattered page per tile, as a block table gives
+  return page * 4096u + (k * 32u + lane) % 4096u;
+}
 var<workgroup> tile: array<f16, 16 * 136 + 128 * 24>;
 var<workgroup> smem: array<f32, 16 * 8 * 9>;
 var<workgroup> pmem: array<f16, 16 * 8>;
@@ -33,6 +39,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
   workgroupBarrier();
   let r = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
   var acc = A();
+  var words: array<u32, 8>;
+${rep(8, (k) => `  words[${k}] = pool[page_word(wid.x, 0u, ${k}u, lane)];`)}
 ${rep(8, (i) => `  var o${i} = A();`)}
   for (var it = 0u; it < iters.x; it++) {
 BODY
@@ -45,6 +53,9 @@ ${rep(8, (i) => `  subgroupMatrixStore(&smem, ${(i + 1) * 128}u, o${i}, false, 8
 const score8 = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L>(&tile, ${kb * 16}u, false, 136u); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); }`);
 const stage = rep(16, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u + it % 4u] = f16(it + ${k}u);`);
 const values = rep(8, (ob) => `    { let v = subgroupMatrixLoad<L>(&tile, ${ob * 16}u, true, 136u); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); }`);
+// the kernel's staging: 8 words per lane loaded one tile ahead from a scattered page, 2 codes per store
+const globalStage = `${rep(8, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u] = f16(words[${k}] & 15u);\n    tile[(lane + ${k * 32}u) % 512u * 4u + 1u] = f16(words[${k}] >> 4u);`)}
+${rep(8, (k) => `    words[${k}] = pool[page_word(wid.x, it + 1u, ${k}u, lane)];`)}`;
 const VARIANTS = {
   empty: `    acc = acc;`,
   barrier: `    workgroupBarrier();`,
@@ -63,6 +74,17 @@ ${score8}
     let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
 ${values}
     workgroupBarrier();`,
+  global_stage: `${globalStage}\n    workgroupBarrier();`,
+  chain_global: `${globalStage}
+    workgroupBarrier();
+${score8}
+    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
+    workgroupBarrier();
+    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
+    workgroupBarrier();
+    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+${values}
+    workgroupBarrier();`,
   chain_no_barriers: `${stage}
 ${score8}
     subgroupMatrixStore(&smem, 0u, acc, false, 8u);
@@ -71,6 +93,7 @@ ${score8}
 ${values}`,
 };
 const outBuf = device.createBuffer({ size: 4 * 4096, usage: GPUBufferUsage.STORAGE });
+const pool = device.createBuffer({ size: 16384 * 4096 * 4, usage: GPUBufferUsage.STORAGE });
 const uni = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
 const ITERS = 2000;
 device.queue.writeBuffer(uni, 0, new Uint32Array([ITERS, 0, 0, 0]));
@@ -82,7 +105,7 @@ for (const [name, body] of Object.entries(VARIANTS)) {
     const errs = info.messages.filter((m) => m.type === 'error');
     if (errs.length) { console.log(name, 'compile error:', errs.map((m) => `${m.lineNum}: ${m.message}`).join(' | ')); await device.popErrorScope(); continue; }
     const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: outBuf } }, { binding: 1, resource: { buffer: uni } }] });
+    const bg = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: outBuf } }, { binding: 1, resource: { buffer: uni } }, { binding: 2, resource: { buffer: pool } }] });
     const err = await device.popErrorScope();
     if (err) { console.log(name, 'error', err.message); continue; }
     const results = [];
