@@ -3,7 +3,8 @@
 // loads + 16 MMAs → S to workgroup memory → barrier → the lanes' exp2 → barrier → P' load → 8 value
 // loads + 16 MMAs), each in a loop of 2000 iterations, in grids of 132, 528 and 1056 workgroups of 4
 // subgroups; `global_stage` / `chain_global` stage words loaded one tile ahead from scattered pages
-// of a 256 MiB buffer, as the kernel does. Prints ns per iteration (wall time of one dispatch / 2000, best of 4; the ~50 ns of the
+// of a 256 MiB buffer, as the kernel does; `*_live_q` keep 16 query matrices live across the loop, as the
+// kernel's MatrixState does. Prints ns per iteration (wall time of one dispatch / 2000, best of 4; the ~50 ns of the
 // `empty` loop is submit overhead). Needs an adapter with shader-f16 and
 // chromium-experimental-subgroup-matrix (Dawn opened with the project's unsafe toggles):
 //   node tools/subgroup-matrix-probe.mjs
@@ -38,6 +39,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
   if (lid < 128u) { pmem[lid] = 0.5h; }
   workgroupBarrier();
   let r = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+${rep(16, (i) => `  let q${i} = subgroupMatrixLoad<R>(&tile, ${i * 128}u, true, 16u);`)}
   var acc = A();
   var words: array<u32, 8>;
 ${rep(8, (k) => `  words[${k}] = pool[page_word(wid.x, 0u, ${k}u, lane)];`)}
@@ -56,6 +58,7 @@ const values = rep(8, (ob) => `    { let v = subgroupMatrixLoad<L>(&tile, ${ob *
 // the kernel's staging: 8 words per lane loaded one tile ahead from a scattered page, 2 codes per store
 const globalStage = `${rep(8, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u] = f16(words[${k}] & 15u);\n    tile[(lane + ${k * 32}u) % 512u * 4u + 1u] = f16(words[${k}] >> 4u);`)}
 ${rep(8, (k) => `    words[${k}] = pool[page_word(wid.x, it + 1u, ${k}u, lane)];`)}`;
+const score8q = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L>(&tile, ${kb * 16}u, false, 136u); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb}, acc); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb + 1}, acc); }`);
 const VARIANTS = {
   empty: `    acc = acc;`,
   barrier: `    workgroupBarrier();`,
@@ -78,6 +81,17 @@ ${values}
   chain_global: `${globalStage}
     workgroupBarrier();
 ${score8}
+    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
+    workgroupBarrier();
+    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
+    workgroupBarrier();
+    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+${values}
+    workgroupBarrier();`,
+  score8_live_q: score8q,
+  chain_global_live_q: `${globalStage}
+    workgroupBarrier();
+${score8q}
     subgroupMatrixStore(&smem, 0u, acc, false, 8u);
     workgroupBarrier();
     for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
