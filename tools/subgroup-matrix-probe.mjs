@@ -59,6 +59,17 @@ const values = rep(8, (ob) => `    { let v = subgroupMatrixLoad<L>(&tile, ${ob *
 const globalStage = `${rep(8, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u] = f16(words[${k}] & 15u);\n    tile[(lane + ${k * 32}u) % 512u * 4u + 1u] = f16(words[${k}] >> 4u);`)}
 ${rep(8, (k) => `    words[${k}] = pool[page_word(wid.x, it + 1u, ${k}u, lane)];`)}`;
 const score8q = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L>(&tile, ${kb * 16}u, false, 136u); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb}, acc); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb + 1}, acc); }`);
+// A tile's whole chain: staging, scores, S through workgroup memory, the lanes' exp2, P', values; with
+// or without the barriers between the phases.
+const chain = (staging, scores, barriers = true) => {
+  const barrier = barriers ? '\n    workgroupBarrier();' : '';
+  return `${staging}${barrier}
+${scores}
+    subgroupMatrixStore(&smem, 0u, acc, false, 8u);${barrier}
+    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }${barrier}
+    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+${values}${barrier}`;
+};
 const VARIANTS = {
   empty: `    acc = acc;`,
   barrier: `    workgroupBarrier();`,
@@ -67,44 +78,12 @@ const VARIANTS = {
   score8: score8,
   store_load: `    subgroupMatrixStore(&smem, 0u, acc, false, 8u);\n    acc = subgroupMatrixMultiplyAccumulate(L(), r, subgroupMatrixLoad<A>(&smem, 0u, false, 8u));`,
   stage_barrier: `${stage}\n    workgroupBarrier();`,
-  chain: `${stage}
-    workgroupBarrier();
-${score8}
-    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
-    workgroupBarrier();
-    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
-    workgroupBarrier();
-    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
-${values}
-    workgroupBarrier();`,
+  chain: chain(stage, score8),
   global_stage: `${globalStage}\n    workgroupBarrier();`,
-  chain_global: `${globalStage}
-    workgroupBarrier();
-${score8}
-    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
-    workgroupBarrier();
-    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
-    workgroupBarrier();
-    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
-${values}
-    workgroupBarrier();`,
+  chain_global: chain(globalStage, score8),
   score8_live_q: score8q,
-  chain_global_live_q: `${globalStage}
-    workgroupBarrier();
-${score8q}
-    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
-    workgroupBarrier();
-    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
-    workgroupBarrier();
-    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
-${values}
-    workgroupBarrier();`,
-  chain_no_barriers: `${stage}
-${score8}
-    subgroupMatrixStore(&smem, 0u, acc, false, 8u);
-    for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }
-    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
-${values}`,
+  chain_global_live_q: chain(globalStage, score8q),
+  chain_no_barriers: chain(stage, score8, false),
 };
 const outBuf = device.createBuffer({ size: 4 * 4096, usage: GPUBufferUsage.STORAGE });
 const pool = device.createBuffer({ size: 16384 * 4096 * 4, usage: GPUBufferUsage.STORAGE });
