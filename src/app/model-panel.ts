@@ -22,7 +22,7 @@ import { byId, el } from './dom';
 import { isAbort } from './errors';
 import { softwareAdapterName } from './headline';
 import { fetchModelRun, fetchQuickStream, MODEL_ASSETS, type ModelAsset } from './model-loader';
-import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS, parseTokensField, promptFault, type ModelSettings } from './model-settings';
+import { MAX_GENERATE_TOKENS, MAX_PROMPT_CHARS, parseTokensField, promptFault, promptUrlNote, type ModelSettings } from './model-settings';
 import { formatNumber, renderTable, type Column } from './tables';
 import { showFieldProblem, type Problem } from './validation';
 
@@ -33,7 +33,8 @@ const nextFrame = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
 /**
  * The section's prompt box and token count, validated as they are typed (an invalid value disables
- * Run with its reason, and leaves the last usable value in `settings`, as the other forms do).
+ * Run with its reason, and leaves the last usable value in `settings`, as the other forms do). A prompt
+ * too long for the page's link gets a note under the field (#model-prompt-link); it still runs.
  */
 export class ModelControls {
   private current: ModelSettings;
@@ -93,6 +94,11 @@ export class ModelControls {
     showFieldProblem('model-prompt', promptMessage);
     if (promptMessage) problems.push({ field: 'model-prompt', message: promptMessage, blocks: 'model' });
     else this.current.prompt = prompt;
+    // About the prompt the link would keep: the last usable one.
+    const linkNote = promptUrlNote(this.current.prompt);
+    const note = byId('model-prompt-link');
+    note.textContent = linkNote ?? '';
+    note.hidden = linkNote === null;
     const parsed = parseTokensField(byId<HTMLInputElement>('model-tokens').value);
     if ('value' in parsed) this.current.tokens = parsed.value;
     let tokensMessage = 'problem' in parsed ? parsed.problem : null;

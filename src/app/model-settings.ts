@@ -4,7 +4,8 @@
  * the page. No DOM here.
  *
  * URL keys (both optional; a bad value falls back to the default with a warning):
- *   model-prompt=TEXT (at most MAX_PROMPT_CHARS; tab and newline are the only control characters)
+ *   model-prompt=TEXT (at most MAX_PROMPT_CHARS; tab and newline are the only control characters;
+ *     read at any length, written only up to MAX_URL_PROMPT_BYTES encoded)
  *   model-tokens=32 (1 to MAX_GENERATE_TOKENS)
  */
 import { parseIntegerField, quoteQueryValue } from './config';
@@ -19,6 +20,13 @@ export const DEFAULT_MODEL_SETTINGS: Readonly<ModelSettings> = Object.freeze({ p
 /** Tokens the page generates at most per method (the model's context, 512, bounds prompt + tokens too). */
 export const MAX_GENERATE_TOKENS = 256;
 export const MAX_PROMPT_CHARS = 4000;
+/**
+ * The most bytes the prompt's encoded value may take in the page's link; a longer prompt is left out
+ * of the link (the page says so under the field). Servers refuse a long URL (nginx: 8 KB request line,
+ * HTTP 414; Node, so vite's dev and preview servers: 16 KiB of headers, HTTP 431), and the link also
+ * carries the other sections' keys, the host and the path. A 4,000-character CJK prompt encodes to 36 KB.
+ */
+export const MAX_URL_PROMPT_BYTES = 2000;
 export const MODEL_QUERY_KEYS = { prompt: 'model-prompt', tokens: 'model-tokens' } as const;
 
 /**
@@ -78,8 +86,22 @@ export function modelSettingsFromQuery(query: string): ParsedModelSettings {
   return { settings, warnings };
 }
 
-/** The model keys of `settings`, to append to the run section's query ('&model-prompt=…'). */
+/** The bytes of `prompt`'s value in the link, as modelSettingsToQuery encodes it ('a b' → 'a+b': 3; '中' → '%E4%B8%AD': 9). */
+export function promptUrlBytes(prompt: string): number {
+  return new URLSearchParams({ p: prompt }).toString().length - 'p='.length;
+}
+
+/** Why the link leaves `prompt` out, as the note under the field says it (null: the link keeps it). */
+export function promptUrlNote(prompt: string): string | null {
+  const bytes = promptUrlBytes(prompt);
+  if (bytes <= MAX_URL_PROMPT_BYTES) return null;
+  return `This prompt is too long to keep in the page's link (${bytes.toLocaleString('en')} bytes encoded, at most ${MAX_URL_PROMPT_BYTES.toLocaleString('en')}); the link opens with the default prompt.`;
+}
+
+/** The model keys of `settings`, to append to the run section's query ('&model-prompt=…'; a prompt over MAX_URL_PROMPT_BYTES is left out). */
 export function modelSettingsToQuery(settings: ModelSettings): string {
-  const params = new URLSearchParams({ [MODEL_QUERY_KEYS.prompt]: settings.prompt, [MODEL_QUERY_KEYS.tokens]: String(settings.tokens) });
+  const params = new URLSearchParams();
+  if (promptUrlBytes(settings.prompt) <= MAX_URL_PROMPT_BYTES) params.set(MODEL_QUERY_KEYS.prompt, settings.prompt);
+  params.set(MODEL_QUERY_KEYS.tokens, String(settings.tokens));
   return `&${params.toString()}`;
 }

@@ -19,7 +19,8 @@ import {
   DEFAULT_SERVING_CONFIG, servingConfigFromQuery, servingConfigToQuery, servingFits, servingSweepOptions, type ServingConfig,
 } from '../../src/app/serving-config';
 import {
-  DEFAULT_MODEL_SETTINGS, MAX_PROMPT_CHARS, modelSettingsFromQuery, modelSettingsToQuery, promptFault, type ModelSettings,
+  DEFAULT_MODEL_SETTINGS, MAX_PROMPT_CHARS, MAX_URL_PROMPT_BYTES, modelSettingsFromQuery, modelSettingsToQuery, promptFault, promptUrlBytes, promptUrlNote,
+  type ModelSettings,
 } from '../../src/app/model-settings';
 import { checkSweepOptions } from '../../src/serving/simulate-sweep';
 import { RequestSpecError } from '../../src/serving/requests';
@@ -91,6 +92,30 @@ describe('the model section in the URL', () => {
       expect(warnings, query).toHaveLength(1);
       expect(warnings[0].startsWith(`Ignored model-prompt=${quoted}: the prompt must not contain ${why}`), `${query}: ${warnings[0]}`).toBe(true);
     }
+  });
+
+  it('writes the prompt only while its encoded value is at most MAX_URL_PROMPT_BYTES, counting encoded bytes; reads any length', () => {
+    const written = (prompt: string) => new URLSearchParams(modelSettingsToQuery({ prompt, tokens: 7 }));
+    expect(MAX_URL_PROMPT_BYTES).toBe(2000);
+    // one byte a character for letters and spaces ('+'), 3 for '=', 6 for 'é', 9 for '中', 12 for '😀'
+    expect(['a b', '=', 'é', '中', '😀'].map(promptUrlBytes)).toEqual([3, 3, 6, 9, 12]);
+    const atLimit = ['a'.repeat(MAX_URL_PROMPT_BYTES), ' '.repeat(MAX_URL_PROMPT_BYTES), `${'中'.repeat(222)}aa`, `${'é'.repeat(333)}ab`];
+    for (const prompt of atLimit) {
+      expect(promptUrlBytes(prompt), prompt.slice(0, 9)).toBe(MAX_URL_PROMPT_BYTES);
+      expect(written(prompt).get('model-prompt')).toBe(prompt);
+      expect(promptUrlNote(prompt)).toBeNull();
+      expect(modelSettingsFromQuery(modelSettingsToQuery({ prompt, tokens: 7 }))).toEqual({ settings: { prompt, tokens: 7 }, warnings: [] });
+    }
+    // one byte over: 2,001 letters, or 223 CJK characters (2,007 bytes, far under MAX_PROMPT_CHARS)
+    for (const prompt of ['a'.repeat(MAX_URL_PROMPT_BYTES + 1), `${'中'.repeat(222)}aaa`, '中'.repeat(223)]) {
+      expect(promptUrlBytes(prompt)).toBeGreaterThan(MAX_URL_PROMPT_BYTES);
+      expect(modelSettingsToQuery({ prompt, tokens: 7 })).toBe('&model-tokens=7');
+      expect(modelSettingsFromQuery(modelSettingsToQuery({ prompt, tokens: 7 }))).toEqual({ settings: { ...DEFAULT_MODEL_SETTINGS, tokens: 7 }, warnings: [] });
+    }
+    const cjk = '中'.repeat(MAX_PROMPT_CHARS);
+    expect(promptUrlNote(cjk)).toBe("This prompt is too long to keep in the page's link (36,000 bytes encoded, at most 2,000); the link opens with the default prompt.");
+    // a link typed by hand is read at any length the form accepts
+    expect(modelSettingsFromQuery(`?model-prompt=${encodeURIComponent(cjk)}`)).toEqual({ settings: { ...DEFAULT_MODEL_SETTINGS, prompt: cjk }, warnings: [] });
   });
 
   it('the form refuses what the URL refuses, so every prompt the page writes reads back', () => {

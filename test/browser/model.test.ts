@@ -10,7 +10,8 @@
  * row, FP16 KV within 0.5 % of PyTorch; a model file missing from the server is named in the error.
  * The prompt and token count live in the URL: a link opens with them, an edit rewrites the address in
  * place, and a link's bad value (100 kB, control characters, bytes that are not UTF-8, a count out of
- * range) is named in the page's URL notice and leaves the default. Weights over the device's limits
+ * range) is named in the page's URL notice and leaves the default; a prompt too long for a link (over
+ * MAX_URL_PROMPT_BYTES encoded) is left out of the address, with a note under the field saying so. Weights over the device's limits
  * (a device reporting a 2 MiB binding limit) stop the run with a readable message naming the buffer.
  * In Node: the table's rows and cells from given numbers, the size limit and the gunzip of the loader.
  */
@@ -319,6 +320,53 @@ describe('the model section (headless Chromium, WebGPU)', () => {
       } finally {
         await other.close();
       }
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('a prompt too long for the link stays out of the address with a note under the field, readable at phone width; a shorter one goes back in', async () => {
+    const long = '快速的棕色狐狸跳过了懒狗。'.repeat(30); // 390 characters, 3,510 bytes encoded
+    const page = await suite.served.openAnother('?model-prompt=my+%24x+%3D&model-tokens=6');
+    try {
+      await page.setViewportSize(PHONE);
+      expect(await page.inputValue('#model-prompt')).toBe('my $x =');
+      expect(await page.isVisible('#model-prompt-link')).toBe(false);
+      expect(await page.getAttribute('#model-prompt', 'aria-describedby')).toContain('model-prompt-link');
+      await page.fill('#model-prompt', long);
+      await page.waitForFunction(() => {
+        const q = new URLSearchParams(location.search);
+        return !q.has('model-prompt') && q.get('model-tokens') === '6';
+      }, null, { timeout: 10_000, polling: 50 });
+      expect(await page.textContent('#model-prompt-link')).toBe(
+        "This prompt is too long to keep in the page's link (3,510 bytes encoded, at most 2,000); the link opens with the default prompt.",
+      );
+      expect(await page.getAttribute('#model-prompt', 'aria-invalid')).toBe('false'); // a note, not a problem
+      expect(await page.isVisible('#model-blocked')).toBe(false);
+      // readable at 390 px: wrapped inside the field, on screen, at a legible size
+      const note = await page.$eval('#model-prompt-link', (e) => {
+        const r = e.getBoundingClientRect();
+        const field = e.closest('.field')!.getBoundingClientRect();
+        return { left: r.left, right: r.right, height: r.height, fieldLeft: field.left, fieldRight: field.right, fontPx: parseFloat(getComputedStyle(e).fontSize), opacity: Number(getComputedStyle(e).opacity) };
+      });
+      expect(note.left).toBeGreaterThanOrEqual(note.fieldLeft - 1);
+      expect(note.right).toBeLessThanOrEqual(Math.min(note.fieldRight, PHONE.width) + 1);
+      expect(note.height).toBeGreaterThan(note.fontPx); // wrapped over lines, not cut to one
+      expect(note.fontPx).toBeGreaterThanOrEqual(12);
+      expect(note.opacity).toBeGreaterThanOrEqual(0.8);
+      expect(await overflows(page, 'model')).toEqual([]);
+      // the address the page wrote opens with the default prompt, as the note says
+      const other = await suite.served.openAnother(new URL(page.url()).search);
+      try {
+        expect(await other.inputValue('#model-prompt')).toBe('=head1 NAME');
+        expect(await other.inputValue('#model-tokens')).toBe('6');
+      } finally {
+        await other.close();
+      }
+      await page.fill('#model-prompt', long.slice(0, 100)); // 900 bytes
+      await waitForQuery(page, 'model-prompt', long.slice(0, 100));
+      expect(await page.isVisible('#model-prompt-link')).toBe(false);
+      expect(await page.textContent('#model-prompt-link')).toBe('');
     } finally {
       await page.close();
     }
