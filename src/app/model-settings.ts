@@ -91,17 +91,22 @@ export function promptUrlBytes(prompt: string): number {
   return new URLSearchParams({ p: prompt }).toString().length - 'p='.length;
 }
 
+/** Whether the page's link keeps `prompt` (its encoded value is at most MAX_URL_PROMPT_BYTES). */
+function linkKeepsPrompt(prompt: string): boolean {
+  return promptUrlBytes(prompt) <= MAX_URL_PROMPT_BYTES;
+}
+
 /** Why the link leaves `prompt` out, as the note under the field says it (null: the link keeps it). */
 export function promptUrlNote(prompt: string): string | null {
+  if (linkKeepsPrompt(prompt)) return null;
   const bytes = promptUrlBytes(prompt);
-  if (bytes <= MAX_URL_PROMPT_BYTES) return null;
   return `This prompt is too long to keep in the page's link (${bytes.toLocaleString('en')} bytes encoded, at most ${MAX_URL_PROMPT_BYTES.toLocaleString('en')}); the link opens with the default prompt.`;
 }
 
 /** The model keys of `settings`, to append to the run section's query ('&model-prompt=…'; a prompt over MAX_URL_PROMPT_BYTES is left out). */
 export function modelSettingsToQuery(settings: ModelSettings): string {
   const params = new URLSearchParams();
-  if (promptUrlBytes(settings.prompt) <= MAX_URL_PROMPT_BYTES) params.set(MODEL_QUERY_KEYS.prompt, settings.prompt);
+  if (linkKeepsPrompt(settings.prompt)) params.set(MODEL_QUERY_KEYS.prompt, settings.prompt);
   params.set(MODEL_QUERY_KEYS.tokens, String(settings.tokens));
   return `&${params.toString()}`;
 }

@@ -19,7 +19,7 @@ import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention, 
 /** Growth factor of a buffer that is too small (amortises batches that grow one sequence at a time). */
 const GROWTH = 1.5;
 
-type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'appendK' | 'appendV' | 'appendSlots' | 'appendParams' | 'readback';
+type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'appendSlots' | 'appendParams' | 'readback';
 
 /** The buffers of a cache write bound in a workspace (PagedKvCache.prepareAppend with a workspace). */
 export interface AppendBuffers {
@@ -82,7 +82,6 @@ export class AttentionWorkspace {
     const { plan, packed, shape, scale } = call;
     const c = this.cache.config;
     const qBytes = seqIds.length * c.numQueryHeads * c.headDim * 4;
-    const newRowBytes = seqIds.length * c.numKvHeads * c.headDim * 4;  // a fused step's new K (and V) rows
     const slot = this.ensure.bind(this);
     const buffers = {
       q: slot('q', qBytes, 'storage'),
@@ -97,7 +96,7 @@ export class AttentionWorkspace {
       decodeParams: slot('decodeParams', 48, 'uniform'),
       mergeParams: slot('mergeParams', 48, 'uniform'),
       // [S, Hkv, D] f32 new K/V rows of a fused step
-      ...(plan.fusedStep ? { newK: slot('newK', newRowBytes, 'storage'), newV: slot('newV', newRowBytes, 'storage') } : {}),
+      ...(plan.fusedStep ? { newK: slot('newK', this.cache.appendInputBytes(seqIds.length), 'storage'), newV: slot('newV', this.cache.appendInputBytes(seqIds.length), 'storage') } : {}),
     };
     writeWords(this.ctx.device, buffers.blockTables, packed.blockTables);
     writeWords(this.ctx.device, buffers.contextLens, packed.contextLens);
@@ -123,15 +122,15 @@ export class AttentionWorkspace {
   /**
    * The append buffers for `numTokens` new rows (grown when too small) and the cache write bound to
    * them by `bind` (kept until a buffer is replaced): PagedKvCache.prepareAppend with a workspace
-   * calls this, so that a decode loop's cache writes allocate nothing once warm.
+   * calls this, so that a decode loop's cache writes allocate nothing once warm. The K/V inputs are
+   * the fused step's new-row buffers (newK, newV): a call either fuses its write or binds it here.
    */
   async bindAppend(numTokens: number, bind: (buffers: AppendBuffers) => Promise<BoundCacheWrite>): Promise<AppendBuffers & { write: BoundCacheWrite }> {
     if (this.destroyed) throw new Error('this attention workspace was destroyed');
-    const c = this.cache.config;
-    const rowBytes = numTokens * c.numKvHeads * c.headDim * 4;
+    const rowBytes = this.cache.appendInputBytes(numTokens);
     const buffers: AppendBuffers = {
-      kInput: this.ensure('appendK', rowBytes, 'storage'),
-      vInput: this.ensure('appendV', rowBytes, 'storage'),
+      kInput: this.ensure('newK', rowBytes, 'storage'),
+      vInput: this.ensure('newV', rowBytes, 'storage'),
       slots: this.ensure('appendSlots', numTokens * 4, 'storage'),
       params: this.ensure('appendParams', 48, 'uniform'),
     };

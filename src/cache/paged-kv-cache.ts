@@ -421,15 +421,16 @@ export class PagedKvCache {
       buffers = await workspace.bindAppend(numTokens, bind);
     } else {
       const own: GPUBuffer[] = [];
+      const owned = (buffer: GPUBuffer) => (own.push(buffer), buffer);
       destroy = () => own.forEach((b) => b.destroy());
       try {
-        const make = (label: string, bytes: number) => {
-          own.push(storageBuffer(ctx, label, bytes));
-          return own[own.length - 1];
-        };
         const inputBytes = this.appendInputBytes(numTokens);
-        const parts: AppendBuffers = { kInput: make('append K', inputBytes), vInput: make('append V', inputBytes), slots: make('append slots', slots.byteLength), params: uniformBufferFrom(ctx, 'append params', new Uint32Array(12)) };
-        own.push(parts.params);
+        const parts: AppendBuffers = {
+          kInput: owned(storageBuffer(ctx, 'append K', inputBytes)),
+          vInput: owned(storageBuffer(ctx, 'append V', inputBytes)),
+          slots: owned(storageBuffer(ctx, 'append slots', slots.byteLength)),
+          params: owned(uniformBufferFrom(ctx, 'append params', new Uint32Array(12))),  // WriteParams, written below
+        };
         buffers = { ...parts, write: await bind(parts) };
       } catch (err) {
         destroy();
@@ -449,8 +450,8 @@ export class PagedKvCache {
     };
   }
 
-  /** Bytes of one of an append's f32 inputs ([numTokens, Hkv, D]). */
-  private appendInputBytes(numTokens: number): number {
+  /** Bytes of one of an append's f32 inputs ([numTokens, Hkv, D]; a fused step's new rows too). */
+  appendInputBytes(numTokens: number): number {
     return numTokens * this.config.numKvHeads * this.config.headDim * 4;
   }
 

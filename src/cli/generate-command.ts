@@ -10,9 +10,8 @@ import { parseArgs } from 'node:util';
 import { describeGpu } from '../gpu/gpu-context';
 import { GpuModel } from '../model/gpu-model';
 import { firstDivergence, generateGreedy, type GenerationResult } from '../model/model-generate';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../layout';
 import type { CliCommand } from './commands';
-import { checkMethodsFit, formatTable, loadModelRun, METHODS_USAGE, MODEL_FLAGS_USAGE, parseMethods, positiveIntFlag } from './model-inputs';
+import { checkMethodsFit, formatTable, loadModelRun, METHODS_USAGE, MODEL_FLAG_OPTIONS, MODEL_FLAGS_USAGE, PAGE_SIZE_USAGE, pageSizeFlag, parseMethods, positiveIntFlag } from './model-inputs';
 import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
 
 const DEFAULT_METHODS = 'fp16,int4,int4-hadamard';
@@ -29,7 +28,7 @@ through append + attention of every layer.
   --tokens N        tokens to generate (default ${DEFAULT_TOKENS}); prompt + N − 1 ≤ the context length
 ${METHODS_USAGE(DEFAULT_METHODS)}
   --json OUT.json   also write the prompt ids and, per method, the ids, text, timings and divergence
-  --page-size P     tokens per cache page, ${MIN_PAGE_SIZE}..${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})
+${PAGE_SIZE_USAGE}
 ${MODEL_FLAGS_USAGE}
 Prints a table (method, decode tokens/s, prefill tokens/s, first token index that differs from fp16)
 and each method's continuation.
@@ -49,14 +48,12 @@ export const generateCommand: CliCommand = {
         methods: { type: 'string', multiple: true },
         json: { type: 'string' },
         'page-size': { type: 'string' },
-        model: { type: 'string' },
-        run: { type: 'string' },
+        ...MODEL_FLAG_OPTIONS,
       },
     });
     if (values.prompt === undefined) throw new CliInputError('--prompt TEXT is required');
     const numTokens = positiveIntFlag('tokens', values.tokens, DEFAULT_TOKENS);
-    const pageSize = positiveIntFlag('page-size', values['page-size'], DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-    if (pageSize < MIN_PAGE_SIZE) throw new CliInputError(`--page-size ${pageSize}: expected an integer in [${MIN_PAGE_SIZE}, ${MAX_PAGE_SIZE}]`);
+    const pageSize = pageSizeFlag(values['page-size']);
     if (values.json !== undefined) checkOutputFile('--json', values.json);
     const specs = parseMethods(values.methods, DEFAULT_METHODS);
     const run = loadModelRun(values.model, values.run);

@@ -4,12 +4,17 @@
  * every file problem turned into one line and exit 2 (CliInputError).
  */
 import { METHOD_GROUPS, methodFitsHeadDim, resolveMethods, UnknownMethodError, type MethodSpec } from '../accuracy/methods';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../layout';
 import { ModelFileError } from '../model/model-config';
 import { DEFAULT_MODEL_DIR, DEFAULT_RUN_DIR, readModelRun, type ModelRun } from '../model/model-files';
 import { CliInputError } from './output-file';
 
 export const MODEL_FLAGS_USAGE = `  --model DIR       the model folder (default ${DEFAULT_MODEL_DIR}): config.json, tokenizer.json, corpus/heldout.txt.gz
   --run DIR         the trained run (default ${DEFAULT_RUN_DIR}): reference.json and its F16 weights`;
+export const PAGE_SIZE_USAGE = `  --page-size P     tokens per cache page, ${MIN_PAGE_SIZE}..${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})`;
+
+/** The parseArgs options MODEL_FLAGS_USAGE describes. */
+export const MODEL_FLAG_OPTIONS = { model: { type: 'string' }, run: { type: 'string' } } as const;
 
 export const METHODS_USAGE = (fallback: string) => `  --methods LIST    comma-separated accuracy-lab ids or groups (default ${fallback}): fp16, int4, int8,
                     int4-g32, int4-q8, int4-hadamard[-q8], int4-hadamard-b{16,32,64,128}[-kv][-signs][-q8];
@@ -32,6 +37,13 @@ export function parseMethods(values: string[] | undefined, fallback: string): Me
 export function checkMethodsFit(specs: readonly MethodSpec[], headDim: number): void {
   const unfit = specs.filter((s) => !methodFitsHeadDim(s, headDim));
   if (unfit.length) throw new CliInputError(`--methods: ${unfit.map((s) => s.id).join(', ')}: Hadamard block larger than the model's head_dim ${headDim}`);
+}
+
+/** --page-size (PAGE_SIZE_USAGE): an integer in [MIN_PAGE_SIZE, MAX_PAGE_SIZE], DEFAULT_PAGE_SIZE when absent. */
+export function pageSizeFlag(text: string | undefined): number {
+  const pageSize = positiveIntFlag('page-size', text, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
+  if (pageSize < MIN_PAGE_SIZE) throw new CliInputError(`--page-size ${pageSize}: expected an integer in [${MIN_PAGE_SIZE}, ${MAX_PAGE_SIZE}]`);
+  return pageSize;
 }
 
 /** A positive integer flag (at most `max`), or `fallback` when absent. */

@@ -13,9 +13,8 @@ import { configJson } from '../model/model-config';
 import { readHeldoutStream } from '../model/model-files';
 import { GpuModel } from '../model/gpu-model';
 import { DEFAULT_PERPLEXITY_BATCH, evalWindows, runPerplexity, type PerplexityResult, type PerplexityWindow } from '../model/model-perplexity';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE } from '../layout';
 import type { CliCommand } from './commands';
-import { checkMethodsFit, loadModelRun, METHODS_USAGE, MODEL_FLAGS_USAGE, parseMethods, percent, positiveIntFlag, formatTable } from './model-inputs';
+import { checkMethodsFit, loadModelRun, METHODS_USAGE, MODEL_FLAG_OPTIONS, MODEL_FLAGS_USAGE, PAGE_SIZE_USAGE, pageSizeFlag, parseMethods, percent, positiveIntFlag, formatTable } from './model-inputs';
 import { checkOutputFile, CliInputError, writeFileAtomic } from './output-file';
 
 const DEFAULT_METHODS = 'fp16,int4,int4-hadamard';
@@ -33,7 +32,7 @@ beside it.
 ${METHODS_USAGE(DEFAULT_METHODS)}
   --json OUT.json   also write {"tokens", "referencePerplexity", "methods": {"<id>": {"perplexity", …}}, …}
   --batch N         windows decoded together, one sequence each (default ${DEFAULT_PERPLEXITY_BATCH})
-  --page-size P     tokens per cache page, ${MIN_PAGE_SIZE}..${MAX_PAGE_SIZE} (default ${DEFAULT_PAGE_SIZE})
+${PAGE_SIZE_USAGE}
 ${MODEL_FLAGS_USAGE}
 Prints one row per method: perplexity, change vs FP16 KV and vs PyTorch, loss, tokens/s.
 Exit codes: 0 done; 2 bad flags or model files; 1 GPU failure.`;
@@ -52,13 +51,11 @@ export const perplexityCommand: CliCommand = {
         json: { type: 'string' },
         batch: { type: 'string' },
         'page-size': { type: 'string' },
-        model: { type: 'string' },
-        run: { type: 'string' },
+        ...MODEL_FLAG_OPTIONS,
       },
     });
     const batch = positiveIntFlag('batch', values.batch, DEFAULT_PERPLEXITY_BATCH, 65535);
-    const pageSize = positiveIntFlag('page-size', values['page-size'], DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
-    if (pageSize < MIN_PAGE_SIZE) throw new CliInputError(`--page-size ${pageSize}: expected an integer in [${MIN_PAGE_SIZE}, ${MAX_PAGE_SIZE}]`);
+    const pageSize = pageSizeFlag(values['page-size']);
     if (values.json !== undefined) checkOutputFile('--json', values.json);
     const specs = parseMethods(values.methods, DEFAULT_METHODS);
     const run = loadModelRun(values.model, values.run);
