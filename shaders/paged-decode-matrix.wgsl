@@ -51,7 +51,8 @@
 //
 // The matrix step comes from lib/matrix-step-subgroup.wgsl (subgroup matrices) or, where the adapter
 // has none, lib/matrix-step-software.wgsl (the same tiles and hi/lo split, multiplied by plain loops
-// over the stream's lanes: what CI runs); the format from lib/kv-stream-int4.wgsl or
+// over the stream's lanes: what CI runs), its functions pasted into main by the host (inlineCalls:
+// matrix state passed between functions compiled 1.5× slower on the H200); the format from lib/kv-stream-int4.wgsl or
 // lib/kv-stream-fp16.wgsl; TileScalar (f16 with shader-f16, else f32 holding f16 values), tile_round,
 // half_pair and code_pair from lib/tile-scalar-f16.wgsl or lib/tile-scalar-f32.wgsl. Loops over
 // per-invocation arrays are marked `// unroll` (src/kernels/wgsl-unroll.ts).

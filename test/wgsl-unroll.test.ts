@@ -1,9 +1,10 @@
 /**
- * The WGSL loop unroller (src/kernels/wgsl-unroll.ts): exact expansions, nesting, step forms, and
- * refusals. The decode tests run the unrolled subgroup kernel itself on the GPU.
+ * The WGSL preprocessor (src/kernels/wgsl-unroll.ts): the loop unroller's exact expansions, nesting,
+ * step forms and refusals; line selection; function inlining. The decode tests run the kernels it
+ * produces on the GPU (the matrix kernel's inlined step: test/paged-decode-matrix.test.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { MAX_UNROLLED_ITERATIONS, selectLines, unrollLoops } from '../src/kernels/wgsl-unroll';
+import { inlineCalls, MAX_UNROLLED_ITERATIONS, selectLines, unrollLoops } from '../src/kernels/wgsl-unroll';
 
 const squash = (s: string) => s.replace(/\/\*[^*]*\*\//g, '').replace(/\s+/g, ' ').trim();
 
@@ -63,5 +64,34 @@ describe('selectLines', () => {
     expect(() => selectLines('// #if NOPE\nx\n// #endif', {})).toThrow(/unknown constant "NOPE"/);
     expect(() => selectLines('// #if Q\nx', { Q: 1 })).toThrow(/without its \/\/ #endif/);
     expect(() => selectLines('x\n// #endif', {})).toThrow(/without a matching/);
+  });
+});
+
+describe('inlineCalls', () => {
+  const step = [
+    'struct S { o: array<f32, 2>, }',
+    'fn step(state: ptr<function, S>, k: u32, x: f32) {  // inline (the reason)',
+    '  (*state).o[k] += x * f(k);',
+    '  g(state);',
+    '}',
+    'fn f(k: u32) -> f32 { return f32(k); }',
+  ].join('\n');
+  it('pastes a marked function at each call: pointers to the variable, values bound with let unless the same name', () => {
+    const code = `${step}\nfn main() {\n  var s: S;\n  let k = 1u;\n  step(&s, k, 2.0 * h(0u, 1u));\n  step(&s, 0u, 1.0);\n}`;
+    const out = inlineCalls(code);
+    expect(out).not.toMatch(/fn step/);
+    expect(squash(out.slice(out.indexOf('fn main')))).toBe(
+      'fn main() { var s: S; let k = 1u; { let x = 2.0 * h(0u, 1u); s.o[k] += x * f(k); g(&s); } { let k = 0u; let x = 1.0; s.o[k] += x * f(k); g(&s); } }',
+    );
+    expect(inlineCalls('fn main() { let a = 1u; }')).toBe('fn main() { let a = 1u; }'); // nothing marked
+  });
+  it('refuses what it cannot paste faithfully', () => {
+    expect(() => inlineCalls(`${step}\nfn main() {\n  var s: S;\n  step(&s, 1u);\n}`)).toThrow(/called with 2 arguments, takes 3/);
+    expect(() => inlineCalls(`${step}\nfn main() {\n  var s: S;\n  let p = &s;\n  step(p, 1u, 1.0);\n}`)).toThrow(/needs &variable for state/);
+    expect(() => inlineCalls(`${step}\nfn main() { var s: S; let y = step; }`)).toThrow(/used other than as a call statement/);
+    expect(() => inlineCalls(`${step}\nfn main() {\n  var s: S;\n  g(step(&s, 1u, 1.0));\n}`)).toThrow(/used other than as a call statement/);
+    expect(() => inlineCalls(`${step}\nfn main() {\n  var s: S;\n  let y = 1.0 +\n  step(&s, 1u, 1.0);\n}`)).toThrow(/used other than as a call statement/);
+    expect(() => inlineCalls('fn r(a: u32) {  // inline\n  if (a > 0u) { return; }\n}\nfn main() {\n  r(1u);\n}')).toThrow(/has a return/);
+    expect(() => inlineCalls('fn r(a: u32, b: u32) {  // inline\n  x = a - b;\n}\nfn main() {\n  r(b, a);\n}')).toThrow(/uses a, bound before it/);
   });
 });

@@ -15,10 +15,11 @@ fn o_region(stream: u32) -> u32 {
 }
 
 fn matrix_stage_queries(lid: u32) {}
-fn matrix_init(state: ptr<function, MatrixState>) {}  // o_mem starts zeroed (workgroup memory is zero-initialised)
+fn matrix_init(state: ptr<function, MatrixState>) {  // inline (o_mem starts zeroed: workgroup memory is zero-initialised)
+}
 
 // s_mem[stream] ← Sᵀ = C·Q̃ᵀ over the stream's staged K tile (padding heads 0).
-fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
+fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  // inline
   let k_base = stream * 2u * TILE_ELEMENTS;
   let s_base = stream * TILE_TOKENS * MAT_N;
   for (var e = lane; e < TILE_TOKENS * MAT_N; e += SUBGROUP_SIZE) {
@@ -44,7 +45,7 @@ fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
 }
 
 // o_mem[stream] += Vᵀ·P' over the stream's staged V tile.
-fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
+fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  // inline
   let v_base = (stream * 2u + 1u) * TILE_ELEMENTS;
   let p_base = stream * TILE_TOKENS * MAT_N;
   let o_base = o_region(stream);
@@ -70,5 +71,7 @@ fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
   }
 }
 
-fn matrix_spill(state: ptr<function, MatrixState>, stream: u32) {}
-fn matrix_fill(state: ptr<function, MatrixState>, stream: u32) {}
+fn matrix_spill(state: ptr<function, MatrixState>, stream: u32) {  // inline
+}
+fn matrix_fill(state: ptr<function, MatrixState>, stream: u32) {  // inline
+}

@@ -6,6 +6,9 @@
 //   - its output accumulator Oᵀ (O_BLOCKS result matrices of MAT_M tile positions × MAT_N heads),
 //     held across all tiles; it goes through o_mem (one region, O_REGIONS = 1, used by one stream at
 //     a time) only to be rescaled (rare) and at the end.
+// The functions taking the state are marked `// inline`: the host pastes them into the kernel's main
+// (inlineCalls, src/kernels/wgsl-unroll.ts), because the H200's driver compiled the state passed by
+// pointer, or by value, into a kernel 1.55× slower (docs/tuning.md, "Matrix state in the caller").
 // Every call comes from control flow that is uniform within the subgroup (the kernel has no branch on
 // lanes around them); the workgroup-uniformity diagnostic is off because the offsets derive from the
 // stream index.
@@ -37,7 +40,7 @@ fn matrix_stage_queries(lid: u32) {
 }
 
 // After matrix_stage_queries, behind a barrier; kv_tiles may be overwritten after the next barrier.
-fn matrix_init(state: ptr<function, MatrixState>) {
+fn matrix_init(state: ptr<function, MatrixState>) {  // inline
   for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
     // [head, channel]: element (channel r, head c) at c·HEAD_DIM + r, column-major
     (*state).q_hi[kb] = subgroupMatrixLoad<HeadsRight>(&kv_tiles, kb * MAT_K, true, HEAD_DIM);
@@ -49,7 +52,7 @@ fn matrix_init(state: ptr<function, MatrixState>) {
 }
 
 // s_mem[stream] ← Sᵀ = C·Q̃ᵀ (hi and lo parts into one accumulator) over the stream's staged K tile.
-fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
+fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  // inline
   let k_base = stream * 2u * TILE_ELEMENTS;
   let s_base = stream * TILE_TOKENS * MAT_N;
   for (var mb = 0u; mb < SCORE_BLOCKS; mb++) {  // unroll
@@ -65,7 +68,7 @@ fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
 
 // Oᵀ += Vᵀ·P' over the stream's staged V tile (Vᵀ: element (position r, token c) at c·TILE_STRIDE + r)
 // and its P' hi/lo ([token, head]); each P' block is loaded once for all O blocks.
-fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
+fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  // inline
   let v_base = (stream * 2u + 1u) * TILE_ELEMENTS;
   let p_base = stream * TILE_TOKENS * MAT_N;
   for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
@@ -80,14 +83,14 @@ fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {
 }
 
 // Oᵀ → o_mem (region o_region(stream)).
-fn matrix_spill(state: ptr<function, MatrixState>, stream: u32) {
+fn matrix_spill(state: ptr<function, MatrixState>, stream: u32) {  // inline
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
     subgroupMatrixStore(&o_mem, ob * MAT_M * MAT_N, (*state).o[ob], false, MAT_N);
   }
 }
 
 // Oᵀ ← o_mem (after the lanes rescaled it, behind a barrier).
-fn matrix_fill(state: ptr<function, MatrixState>, stream: u32) {
+fn matrix_fill(state: ptr<function, MatrixState>, stream: u32) {  // inline
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
     (*state).o[ob] = subgroupMatrixLoad<Accumulator>(&o_mem, ob * MAT_M * MAT_N, false, MAT_N);
   }

@@ -28,7 +28,7 @@ import tileScalarF32Wgsl from '../../shaders/lib/tile-scalar-f32.wgsl?raw';
 import type { KvMethod } from '../layout';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import type { ShaderVariant } from './pipeline-cache';
-import { selectLines, unrollLoops } from './wgsl-unroll';
+import { inlineCalls, selectLines, unrollLoops } from './wgsl-unroll';
 
 /** One entry of `adapter.info.subgroupMatrixConfigs` (GPUSubgroupMatrixConfig). */
 export interface MatrixConfig {
@@ -312,8 +312,8 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
     : [matrixSerialDecodeWgsl, step === 'hardware' ? matrixSerialStepSubgroupWgsl : matrixSerialStepSoftwareWgsl];
   return {
     key,
-    code: () =>
-      assembleWgsl({
+    code: () => {
+      const code = assembleWgsl({
         enables,
         // The calls are uniform within each subgroup; the analysis cannot see that for offsets from a
         // stream index (a ticket broadcast from one lane), calls under `if (stream == s)`, or loads whose
@@ -331,6 +331,9 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
           unrollLoops(matrixStepWgsl, c),
           unrollLoops(streams ? laneLoops(selectLines(kernel, c), c.UNROLL_LANES === 1) : kernel, c),
         ],
-      }),
+      });
+      // the stream kernel's matrix step functions are pasted into its main (see inlineCalls)
+      return streams ? inlineCalls(code) : code;
+    },
   };
 }

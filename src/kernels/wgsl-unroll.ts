@@ -1,5 +1,6 @@
 /**
- * A tiny WGSL preprocessor: fully unrolls `for` loops whose header ends with `// unroll`.
+ * A tiny WGSL preprocessor: fully unrolls `for` loops whose header ends with `// unroll` (below),
+ * keeps lines by a constant (selectLines) and pastes marked functions at their calls (inlineCalls).
  *
  * Why: a function-scope array (per-invocation registers: accumulators, prefetched words, scores) that
  * is indexed by a loop variable is placed in local memory by some drivers when they do not unroll the
@@ -98,4 +99,80 @@ export function selectLines(code: string, constants: Record<string, number>): st
   }
   if (keep.length) throw new Error('selectLines: a // #if without its // #endif');
   return out.join('\n');
+}
+
+const INLINE_HEADER = /fn (\w+)\(([^)]*)\) \{[ \t]*\/\/ inline\b[^\n]*/;
+
+/** Splits a parameter or argument list at its top-level commas (angles: `<…>` nests, as in types). */
+function splitArguments(text: string, angles = false): string[] {
+  const args: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '(' || c === '[' || (angles && c === '<')) depth++;
+    else if (c === ')' || c === ']' || (angles && c === '>')) depth--;
+    else if (c === ',' && depth === 0) {
+      args.push(text.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  const last = text.slice(start).trim();
+  return last === '' && args.length === 0 ? [] : [...args, last];
+}
+
+/**
+ * Pastes the bodies of functions whose header ends with `// inline` at their call sites (each call a
+ * statement `name(args);`) and drops the functions. A pointer parameter takes an argument `&v`: in
+ * the body `(*p)` becomes `v` and a bare `p` becomes `&v`; a value parameter is bound with `let`
+ * (nothing when the argument is the parameter's own name). Marked functions return nothing and have
+ * no `return`; their bodies must not use names the caller declares, other than through parameters.
+ *
+ * Why: on an NVIDIA H200 (Dawn/Vulkan) the matrix decode kernel's subgroup-matrix state passed to its
+ * step functions by pointer (or by value) made the whole kernel 1.55× slower than the same code
+ * written in the caller (docs/tuning.md, "Matrix state in the caller").
+ */
+export function inlineCalls(code: string): string {
+  for (;;) {
+    const m = INLINE_HEADER.exec(code);
+    if (!m) return code;
+    const [header, name, paramText] = m;
+    const close = matchingBrace(code, m.index + header.lastIndexOf('{'));
+    const body = code.slice(m.index + header.length, close);
+    if (/\breturn\b/.test(body.replace(/\/\/[^\n]*/g, ''))) throw new Error(`inline: "${name}" has a return`);
+    const params = splitArguments(paramText, true).map((p) => {
+      const [pname, type] = p.split(':').map((s) => s.trim());
+      return { name: pname, pointer: type.startsWith('ptr<') };
+    });
+    code = code.slice(0, m.index) + code.slice(close + 1);
+    // call statements: at the start of a line, after a statement (checked in the callback), their
+    // arguments balanced; every other use of the name (outside comments) is refused
+    const calls = new RegExp(`(?<=(?:^|\\n)[ \\t]*)${name}\\(([^;\\n]*)\\);`, 'g');
+    const uncommented = code.replace(/\/\/[^\n]*/g, '');
+    if ([...uncommented.matchAll(calls)].length !== [...uncommented.matchAll(new RegExp(`\\b${name}\\b`, 'g'))].length) {
+      throw new Error(`inline: "${name}" is used other than as a call statement`);
+    }
+    code = code.replace(calls, (_, argText: string, offset: number) => {
+      const before = code.slice(0, offset).replace(/\/\/[^\n]*/g, '').trimEnd();
+      if (before !== '' && !/[;{}]$/.test(before)) throw new Error(`inline: "${name}" is used other than as a call statement`);
+      const args = splitArguments(argText);
+      if (args.some((a) => (a.match(/\(/g) ?? []).length !== (a.match(/\)/g) ?? []).length)) throw new Error(`inline: "${name}" is used other than as a call statement`);
+      if (args.length !== params.length) throw new Error(`inline: "${name}" called with ${args.length} arguments, takes ${params.length}`);
+      let pasted = body;
+      const bindings: string[] = [];
+      params.forEach((p, i) => {
+        const arg = args[i];
+        const shadowed = params.slice(0, i).find((q) => !q.pointer && q.name !== args[params.indexOf(q)] && new RegExp(`\\b${q.name}\\b`).test(arg));
+        if (shadowed) throw new Error(`inline: "${name}"'s argument "${arg}" uses ${shadowed.name}, bound before it`);
+        if (p.pointer) {
+          const target = /^&(\w+)$/.exec(arg);
+          if (!target) throw new Error(`inline: "${name}" needs &variable for ${p.name}, got "${arg}"`);
+          pasted = pasted.replaceAll(`(*${p.name})`, '\u0000').replace(new RegExp(`\\b${p.name}\\b`, 'g'), `&${target[1]}`).replaceAll('\u0000', target[1]);
+        } else if (arg !== p.name) {
+          bindings.push(`let ${p.name} = ${arg};`);
+        }
+      });
+      return `{ /* inlined: ${name} */ ${bindings.join(' ')}${pasted}}`;
+    });
+  }
 }
