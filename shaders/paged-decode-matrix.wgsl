@@ -140,55 +140,48 @@ fn stage_token(i: u32) -> u32 {
   return x - b + b / STAGE_GROUP + (8u / STAGE_GROUP) * (b % STAGE_GROUP);
 }
 
-// (K, V) scale/min words of this lane's softmax tokens (lane + j·SUBGROUP_SIZE) of the tile at `first`.
-fn load_scale_mins(seq: u32, first: u32, chunk_end: u32, kv_head: u32, lane: u32) -> array<vec2<u32>, LANE_TOKENS> {
-  var words: array<vec2<u32>, LANE_TOKENS>;
+// words ← (K, V) scale/min words of this lane's softmax tokens (lane + j·SUBGROUP_SIZE) of the tile at `first`.
+fn load_scale_mins(words: ptr<function, array<vec2<u32>, LANE_TOKENS>>, seq: u32, first: u32, chunk_end: u32, kv_head: u32, lane: u32) {  // inline
   if (HAS_SCALE_MIN) {
     for (var j = 0u; j < LANE_TOKENS; j++) {  // unroll
       let t = min(first + min(lane + j * SUBGROUP_SIZE, TILE_TOKENS - 1u), chunk_end - 1u);
       let w = scale_min_word(seq, t, kv_head);
-      words[j] = vec2<u32>(k_cache[w], v_cache[w]);
+      (*words)[j] = vec2<u32>(k_cache[w], v_cache[w]);
     }
   }
-  return words;
 }
 
 // #if PREFETCH_TILES
 // Words of this lane's staging slots for the tile starting at token `first`: the row word of each
 // (tokens past chunk_end read its last token; they are staged as zeros).
-fn tile_rows(seq: u32, first: u32, chunk_end: u32, kv_head: u32, lane: u32) -> array<u32, LANE_WORDS> {
-  var rows: array<u32, LANE_WORDS>;
+fn tile_rows(rows: ptr<function, array<u32, LANE_WORDS>>, seq: u32, first: u32, chunk_end: u32, kv_head: u32, lane: u32) {  // inline
   for (var k = 0u; k < LANE_WORDS; k++) {  // unroll-lanes
     let i = min(lane + k * SUBGROUP_SIZE, TILE_WORDS - 1u);
-    rows[k] = row_word(seq, min(first + stage_token(i), chunk_end - 1u), kv_head) + i % ROW_WORDS;
+    (*rows)[k] = row_word(seq, min(first + stage_token(i), chunk_end - 1u), kv_head) + i % ROW_WORDS;
   }
-  return rows;
 }
 
-fn load_k_words(rows: array<u32, LANE_WORDS>) -> array<u32, LANE_WORDS> {
-  var words: array<u32, LANE_WORDS>;
+// words ← the K (load_k_words) or V (load_v_words) words at `rows`.
+fn load_k_words(words: ptr<function, array<u32, LANE_WORDS>>, rows: ptr<function, array<u32, LANE_WORDS>>) {  // inline
   for (var k = 0u; k < LANE_WORDS; k++) {  // unroll-lanes
-    words[k] = k_cache[rows[k]];
+    (*words)[k] = k_cache[(*rows)[k]];
   }
-  return words;
 }
 
-fn load_v_words(rows: array<u32, LANE_WORDS>) -> array<u32, LANE_WORDS> {
-  var words: array<u32, LANE_WORDS>;
+fn load_v_words(words: ptr<function, array<u32, LANE_WORDS>>, rows: ptr<function, array<u32, LANE_WORDS>>) {  // inline
   for (var k = 0u; k < LANE_WORDS; k++) {  // unroll-lanes
-    words[k] = v_cache[rows[k]];
+    (*words)[k] = v_cache[(*rows)[k]];
   }
-  return words;
 }
 
 // Stages a tile's words (as loaded by tile_rows' slots) into the tile at element `tile_base`; tokens
 // past chunk_end as zeros.
-fn stage_tile(tile_base: u32, words: array<u32, LANE_WORDS>, first: u32, chunk_end: u32, lane: u32) {
+fn stage_tile(tile_base: u32, words: ptr<function, array<u32, LANE_WORDS>>, first: u32, chunk_end: u32, lane: u32) {  // inline
   for (var k = 0u; k < LANE_WORDS; k++) {  // unroll-lanes
     let i = lane + k * SUBGROUP_SIZE;
     if (TILE_WORDS % SUBGROUP_SIZE == 0u || i < TILE_WORDS) {
       let t = stage_token(i);
-      stage_word(tile_base + t * TILE_STRIDE, i % ROW_WORDS, select(0u, words[k], first + t < chunk_end));
+      stage_word(tile_base + t * TILE_STRIDE, i % ROW_WORDS, select(0u, (*words)[k], first + t < chunk_end));
     }
   }
 }
@@ -325,8 +318,11 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let step_tokens = MATRIX_STREAMS * TILE_TOKENS;
   let first_chunk_end = min(context_lens[seq], chunk_start + params.tokens_per_split);
 // #if PREFETCH_TILES
-  var rows = tile_rows(seq, stream_start, first_chunk_end, kv_head, lane);
-  var k_words = load_k_words(rows);
+  var rows: array<u32, LANE_WORDS>;
+  var k_words: array<u32, LANE_WORDS>;
+  var v_words: array<u32, LANE_WORDS>;
+  tile_rows(&rows, seq, stream_start, first_chunk_end, kv_head, lane);
+  load_k_words(&k_words, &rows);
 // #endif
   if (lid == 0u) {
     context_len_shared = context_lens[seq];
@@ -370,14 +366,15 @@ fn main(@builtin(local_invocation_index) lid: u32,
 
   // prologue: K of tile 0 staged, its Sᵀ; V of tile 0, its scale/min words and K of tile 1 in flight
 // #if PREFETCH_TILES
-  stage_tile(k_tile, k_words, stream_start, chunk_end, lane);
-  var v_words = load_v_words(rows);
-  rows = tile_rows(seq, stream_start + step_tokens, chunk_end, kv_head, lane);
-  k_words = load_k_words(rows);
+  stage_tile(k_tile, &k_words, stream_start, chunk_end, lane);
+  load_v_words(&v_words, &rows);
+  tile_rows(&rows, seq, stream_start + step_tokens, chunk_end, kv_head, lane);
+  load_k_words(&k_words, &rows);
 // #else
   load_stage_tile(k_tile, false, seq, stream_start, chunk_end, kv_head, lane);
 // #endif
-  var scale_mins = load_scale_mins(seq, stream_start, chunk_end, kv_head, lane);
+  var scale_mins: array<vec2<u32>, LANE_TOKENS>;
+  load_scale_mins(&scale_mins, seq, stream_start, chunk_end, kv_head, lane);
   workgroupBarrier();
   matrix_scores(&state, stream, lane);
   workgroupBarrier();
@@ -392,12 +389,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
       atomicStore(&rescale_bits[(n + 1u) % 2u], 0u);  // read last at step n − 1, behind its last barrier
     }
 // #if PREFETCH_TILES
-    stage_tile(v_tile, v_words, first, chunk_end, lane);
+    stage_tile(v_tile, &v_words, first, chunk_end, lane);
     if (more) {
-      stage_tile(k_tile, k_words, first + step_tokens, chunk_end, lane);
-      v_words = load_v_words(rows);
-      rows = tile_rows(seq, first + 2u * step_tokens, chunk_end, kv_head, lane);
-      k_words = load_k_words(rows);
+      stage_tile(k_tile, &k_words, first + step_tokens, chunk_end, lane);
+      load_v_words(&v_words, &rows);
+      tile_rows(&rows, seq, first + 2u * step_tokens, chunk_end, kv_head, lane);
+      load_k_words(&k_words, &rows);
     }
 // #else
     load_stage_tile(v_tile, true, seq, first, chunk_end, kv_head, lane);
@@ -410,7 +407,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
       atomicOr(&rescale_bits[n % 2u], 1u << stream);
     }
     if (more) {
-      scale_mins = load_scale_mins(seq, first + step_tokens, chunk_end, kv_head, lane);
+      load_scale_mins(&scale_mins, seq, first + step_tokens, chunk_end, kv_head, lane);
     }
 
     // rescale Oᵀ's columns of the flagged streams, one stream at a time through o_mem (rare)
