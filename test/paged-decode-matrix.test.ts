@@ -19,7 +19,8 @@ import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
 import type { GpuContext } from '../src/gpu/gpu-context';
 import { LAVAPIPE_ICD_CANDIDATES } from '../src/gpu/node-gpu';
 import { decodeKernel, decodeKernelKind, matrixStep, type DecodeShape } from '../src/kernels/paged-decode';
-import { matrixDecodeWorkgroupBytes, usableMatrixConfigs, type MatrixConfig, type MatrixDecodeConstants } from '../src/kernels/paged-decode-matrix';
+import { matrixBuiltinsAsArguments, matrixDecodeWorkgroupBytes, usableMatrixConfigs, type MatrixConfig, type MatrixDecodeConstants } from '../src/kernels/paged-decode-matrix';
+import { detectMatrixBuiltins } from '../src/gpu/gpu-context';
 import { cacheLayout } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
 import { attentionTolerance, expectDecodeMatchesReferences } from './decode-checks';
@@ -223,13 +224,43 @@ describe('matrix decode kernel, hardware step WGSL on Dawn\'s null backend (fron
           });
           expect(kernel.matrix?.step).toBe('hardware');
           const module = device.createShaderModule({ code: kernel.variant.code() });
-          const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
-          if (errors.length) failures.push(`${kernel.variant.key}: ${errors.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
+          const messages = (await module.getCompilationInfo()).messages;
+          // errors, and (this Dawn takes the template spelling) no deprecation warning per matrix call
+          const faults = messages.filter((m) => m.type === 'error' || /deprecated/.test(m.message));
+          if (faults.length) failures.push(`${kernel.variant.key}: ${faults.map((m) => `line ${m.lineNum}: ${m.message}`).join('; ')}`);
         }
       }
       expect(failures).toEqual([]);
+      // the spelling probe, and the argument spelling for older implementations (still compiled here)
+      expect(await detectMatrixBuiltins(device)).toBe('template');
+      const older = decodeKernel({
+        layout: cacheLayout({ method: 'int4-hadamard', headDim: 128, numKvHeads: 8, pageSize: 16, numPages: 4 }), numQueryHeads: 32, hadamardBlock: 128,
+        rotateQ: true, rotateOut: false, randomSigns: false, useSubgroups: true, subgroupMinSize: 32, subgroupMaxSize: 32,
+        matrix: { configs: H200_CONFIGS, shaderF16: true, builtins: 'argument' }, kernel: 'matrix',
+      });
+      expect(older.variant.key).toMatch(/\/argument-builtins$/);
+      const olderCode = older.variant.code();
+      expect(olderCode).not.toMatch(/_major/);
+      const errors = (await device.createShaderModule({ code: olderCode }).getCompilationInfo()).messages.filter((m) => m.type === 'error');
+      expect(errors.map((m) => m.message)).toEqual([]);
     } finally {
       device.destroy();
     }
+  });
+});
+
+describe('matrixBuiltinsAsArguments', () => {
+  it('rewrites the template spelling of loads and stores to the argument spelling, nothing else', () => {
+    const code = [
+      'let a = subgroupMatrixLoad<CacheLeft, col_major>(&kv_tiles, base + f(i, j) * 2u, TILE_STRIDE);',
+      'subgroupMatrixStore<row_major>(&s_mem, s_base + mb * MAT_M, acc, MAT_N);',
+      'acc = subgroupMatrixMultiplyAccumulate(a, b, acc);',
+    ].join('\n');
+    expect(matrixBuiltinsAsArguments(code)).toBe([
+      'let a = subgroupMatrixLoad<CacheLeft>(&kv_tiles, base + f(i, j) * 2u, true, TILE_STRIDE);',
+      'subgroupMatrixStore(&s_mem, s_base + mb * MAT_M, acc, false, MAT_N);',
+      'acc = subgroupMatrixMultiplyAccumulate(a, b, acc);',
+    ].join('\n'));
+    expect(() => matrixBuiltinsAsArguments('subgroupMatrixLoad<T, row_major>(&x, 0u);')).toThrow(/2 arguments/);
   });
 });

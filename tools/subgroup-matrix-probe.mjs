@@ -38,8 +38,8 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_
   tile[lid] = f16(lid % 7u) * 0.125h;
   if (lid < 128u) { pmem[lid] = 0.5h; }
   workgroupBarrier();
-  let r = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
-${rep(16, (i) => `  let q${i} = subgroupMatrixLoad<R>(&tile, ${i * 128}u, true, 16u);`)}
+  let r = subgroupMatrixLoad<R, row_major>(&pmem, 0u, 8u);
+${rep(16, (i) => `  let q${i} = subgroupMatrixLoad<R, col_major>(&tile, ${i * 128}u, 16u);`)}
   var acc = A();
   var words: array<u32, 8>;
 ${rep(8, (k) => `  words[${k}] = pool[page_word(wid.x, 0u, ${k}u, lane)];`)}
@@ -47,36 +47,36 @@ ${rep(8, (i) => `  var o${i} = A();`)}
   for (var it = 0u; it < iters.x; it++) {
 BODY
   }
-  subgroupMatrixStore(&smem, 0u, acc, false, 8u);
-${rep(8, (i) => `  subgroupMatrixStore(&smem, ${(i + 1) * 128}u, o${i}, false, 8u);`)}
+  subgroupMatrixStore<row_major>(&smem, 0u, acc, 8u);
+${rep(8, (i) => `  subgroupMatrixStore<row_major>(&smem, ${(i + 1) * 128}u, o${i}, 8u);`)}
   workgroupBarrier();
   if (lid == 0u) { var t = 0.0; for (var i = 0u; i < 9u; i++) { t += smem[i * 128u + 5u]; } out[wid.x] = t; }
 }`;
-const score8 = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L>(&tile, ${kb * 16}u, false, 136u); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); }`);
+const score8 = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L, row_major>(&tile, ${kb * 16}u, 136u); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); acc = subgroupMatrixMultiplyAccumulate(c, r, acc); }`);
 const stage = rep(16, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u + it % 4u] = f16(it + ${k}u);`);
-const values = rep(8, (ob) => `    { let v = subgroupMatrixLoad<L>(&tile, ${ob * 16}u, true, 136u); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); }`);
+const values = rep(8, (ob) => `    { let v = subgroupMatrixLoad<L, col_major>(&tile, ${ob * 16}u, 136u); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); o${ob} = subgroupMatrixMultiplyAccumulate(v, p, o${ob}); }`);
 // the kernel's staging: 8 words per lane loaded one tile ahead from a scattered page, 2 codes per store
 const globalStage = `${rep(8, (k) => `    tile[(lane + ${k * 32}u) % 512u * 4u] = f16(words[${k}] & 15u);\n    tile[(lane + ${k * 32}u) % 512u * 4u + 1u] = f16(words[${k}] >> 4u);`)}
 ${rep(8, (k) => `    words[${k}] = pool[page_word(wid.x, it + 1u, ${k}u, lane)];`)}`;
-const score8q = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L>(&tile, ${kb * 16}u, false, 136u); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb}, acc); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb + 1}, acc); }`);
+const score8q = rep(8, (kb) => `    { let c = subgroupMatrixLoad<L, row_major>(&tile, ${kb * 16}u, 136u); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb}, acc); acc = subgroupMatrixMultiplyAccumulate(c, q${2 * kb + 1}, acc); }`);
 // A tile's whole chain: staging, scores, S through workgroup memory, the lanes' exp2, P', values; with
 // or without the barriers between the phases.
 const chain = (staging, scores, barriers = true) => {
   const barrier = barriers ? '\n    workgroupBarrier();' : '';
   return `${staging}${barrier}
 ${scores}
-    subgroupMatrixStore(&smem, 0u, acc, false, 8u);${barrier}
+    subgroupMatrixStore<row_major>(&smem, 0u, acc, 8u);${barrier}
     for (var j = 0u; j < 4u; j++) { let i = lane * 4u + j; pmem[i] = f16(exp2(smem[i] * 0.001)); }${barrier}
-    let p = subgroupMatrixLoad<R>(&pmem, 0u, false, 8u);
+    let p = subgroupMatrixLoad<R, row_major>(&pmem, 0u, 8u);
 ${values}${barrier}`;
 };
 const VARIANTS = {
   empty: `    acc = acc;`,
   barrier: `    workgroupBarrier();`,
-  mma1: `    acc = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<L>(&tile, 0u, false, 136u), r, acc);`,
+  mma1: `    acc = subgroupMatrixMultiplyAccumulate(subgroupMatrixLoad<L, row_major>(&tile, 0u, 136u), r, acc);`,
   mma1_noload: `    acc = subgroupMatrixMultiplyAccumulate(L(), r, acc);`,
   score8: score8,
-  store_load: `    subgroupMatrixStore(&smem, 0u, acc, false, 8u);\n    acc = subgroupMatrixMultiplyAccumulate(L(), r, subgroupMatrixLoad<A>(&smem, 0u, false, 8u));`,
+  store_load: `    subgroupMatrixStore<row_major>(&smem, 0u, acc, 8u);\n    acc = subgroupMatrixMultiplyAccumulate(L(), r, subgroupMatrixLoad<A, row_major>(&smem, 0u, 8u));`,
   stage_barrier: `${stage}\n    workgroupBarrier();`,
   chain: chain(stage, score8),
   global_stage: `${globalStage}\n    workgroupBarrier();`,

@@ -31,8 +31,8 @@ fn matrix_stage_queries(lid: u32) {
 fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {
   for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
     // q_*[head, channel]: element (channel r, head c) at c·HEAD_DIM + r, column-major
-    (*state).q_hi_right[kb] = subgroupMatrixLoad<HeadsRight>(&q_hi, kb * MAT_K, true, HEAD_DIM);
-    (*state).q_lo_right[kb] = subgroupMatrixLoad<HeadsRight>(&q_lo, kb * MAT_K, true, HEAD_DIM);
+    (*state).q_hi_right[kb] = subgroupMatrixLoad<HeadsRight, col_major>(&q_hi, kb * MAT_K, HEAD_DIM);
+    (*state).q_lo_right[kb] = subgroupMatrixLoad<HeadsRight, col_major>(&q_lo, kb * MAT_K, HEAD_DIM);
   }
 }  // o_tile starts zeroed (workgroup memory is zero-initialised)
 
@@ -41,24 +41,24 @@ fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
   for (var mb = 0u; mb < SCORE_BLOCKS; mb++) {  // unroll
     var acc = Accumulator();
     for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
-      let codes = subgroupMatrixLoad<CacheLeft>(&k_tile, mb * MAT_M * TILE_STRIDE + kb * MAT_K, false, TILE_STRIDE);
+      let codes = subgroupMatrixLoad<CacheLeft, row_major>(&k_tile, mb * MAT_M * TILE_STRIDE + kb * MAT_K, TILE_STRIDE);
       acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_hi_right[kb], acc);
       acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_lo_right[kb], acc);
     }
-    subgroupMatrixStore(&s_tile, mb * MAT_M * MAT_N, acc, false, MAT_N);
+    subgroupMatrixStore<row_major>(&s_tile, mb * MAT_M * MAT_N, acc, MAT_N);
   }
 }
 
 // o_tile += Vᵀ·P' over the staged V tile (Vᵀ: element (channel r, token c) at c·TILE_STRIDE + r).
 fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    var acc = subgroupMatrixLoad<Accumulator>(&o_tile, ob * MAT_M * MAT_N, false, MAT_N);
+    var acc = subgroupMatrixLoad<Accumulator, row_major>(&o_tile, ob * MAT_M * MAT_N, MAT_N);
     for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
-      let values = subgroupMatrixLoad<CacheLeft>(&v_tile, vs * MAT_K * TILE_STRIDE + ob * MAT_M, true, TILE_STRIDE);
-      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight>(&p_hi, vs * MAT_K * MAT_N, false, MAT_N), acc);
-      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight>(&p_lo, vs * MAT_K * MAT_N, false, MAT_N), acc);
+      let values = subgroupMatrixLoad<CacheLeft, col_major>(&v_tile, vs * MAT_K * TILE_STRIDE + ob * MAT_M, TILE_STRIDE);
+      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight, row_major>(&p_hi, vs * MAT_K * MAT_N, MAT_N), acc);
+      acc = subgroupMatrixMultiplyAccumulate(values, subgroupMatrixLoad<HeadsRight, row_major>(&p_lo, vs * MAT_K * MAT_N, MAT_N), acc);
     }
-    subgroupMatrixStore(&o_tile, ob * MAT_M * MAT_N, acc, false, MAT_N);
+    subgroupMatrixStore<row_major>(&o_tile, ob * MAT_M * MAT_N, acc, MAT_N);
   }
 }
 

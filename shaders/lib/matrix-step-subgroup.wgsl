@@ -43,8 +43,8 @@ fn matrix_stage_queries(lid: u32) {
 fn matrix_init(state: ptr<function, MatrixState>) {  // inline
   for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
     // [head, channel]: element (channel r, head c) at c·HEAD_DIM + r, column-major
-    (*state).q_hi[kb] = subgroupMatrixLoad<HeadsRight>(&kv_tiles, kb * MAT_K, true, HEAD_DIM);
-    (*state).q_lo[kb] = subgroupMatrixLoad<HeadsRight>(&kv_tiles, MAT_N * HEAD_DIM + kb * MAT_K, true, HEAD_DIM);
+    (*state).q_hi[kb] = subgroupMatrixLoad<HeadsRight, col_major>(&kv_tiles, kb * MAT_K, HEAD_DIM);
+    (*state).q_lo[kb] = subgroupMatrixLoad<HeadsRight, col_major>(&kv_tiles, MAT_N * HEAD_DIM + kb * MAT_K, HEAD_DIM);
   }
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
     (*state).o[ob] = Accumulator();
@@ -58,11 +58,11 @@ fn matrix_scores(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  /
   for (var mb = 0u; mb < SCORE_BLOCKS; mb++) {  // unroll
     var acc = Accumulator();
     for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
-      let codes = subgroupMatrixLoad<CacheLeft>(&kv_tiles, k_base + mb * MAT_M * TILE_STRIDE + kb * MAT_K, false, TILE_STRIDE);
+      let codes = subgroupMatrixLoad<CacheLeft, row_major>(&kv_tiles, k_base + mb * MAT_M * TILE_STRIDE + kb * MAT_K, TILE_STRIDE);
       acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_hi[kb], acc);
       acc = subgroupMatrixMultiplyAccumulate(codes, (*state).q_lo[kb], acc);
     }
-    subgroupMatrixStore(&s_mem, s_base + mb * MAT_M * MAT_N, acc, false, MAT_N);
+    subgroupMatrixStore<row_major>(&s_mem, s_base + mb * MAT_M * MAT_N, acc, MAT_N);
   }
 }
 
@@ -72,10 +72,10 @@ fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  /
   let v_base = (stream * 2u + 1u) * TILE_ELEMENTS;
   let p_base = stream * TILE_TOKENS * MAT_N;
   for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
-    let weights_hi = subgroupMatrixLoad<HeadsRight>(&p_hi, p_base + vs * MAT_K * MAT_N, false, MAT_N);
-    let weights_lo = subgroupMatrixLoad<HeadsRight>(&p_lo, p_base + vs * MAT_K * MAT_N, false, MAT_N);
+    let weights_hi = subgroupMatrixLoad<HeadsRight, row_major>(&p_hi, p_base + vs * MAT_K * MAT_N, MAT_N);
+    let weights_lo = subgroupMatrixLoad<HeadsRight, row_major>(&p_lo, p_base + vs * MAT_K * MAT_N, MAT_N);
     for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-      let values = subgroupMatrixLoad<CacheLeft>(&kv_tiles, v_base + vs * MAT_K * TILE_STRIDE + ob * MAT_M, true, TILE_STRIDE);
+      let values = subgroupMatrixLoad<CacheLeft, col_major>(&kv_tiles, v_base + vs * MAT_K * TILE_STRIDE + ob * MAT_M, TILE_STRIDE);
       (*state).o[ob] = subgroupMatrixMultiplyAccumulate(values, weights_hi, (*state).o[ob]);
       (*state).o[ob] = subgroupMatrixMultiplyAccumulate(values, weights_lo, (*state).o[ob]);
     }
@@ -85,13 +85,13 @@ fn matrix_values(state: ptr<function, MatrixState>, stream: u32, lane: u32) {  /
 // Oᵀ → o_mem (region o_region(stream)).
 fn matrix_spill(state: ptr<function, MatrixState>, stream: u32) {  // inline
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    subgroupMatrixStore(&o_mem, ob * MAT_M * MAT_N, (*state).o[ob], false, MAT_N);
+    subgroupMatrixStore<row_major>(&o_mem, ob * MAT_M * MAT_N, (*state).o[ob], MAT_N);
   }
 }
 
 // Oᵀ ← o_mem (after the lanes rescaled it, behind a barrier).
 fn matrix_fill(state: ptr<function, MatrixState>, stream: u32) {  // inline
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
-    (*state).o[ob] = subgroupMatrixLoad<Accumulator>(&o_mem, ob * MAT_M * MAT_N, false, MAT_N);
+    (*state).o[ob] = subgroupMatrixLoad<Accumulator, row_major>(&o_mem, ob * MAT_M * MAT_N, MAT_N);
   }
 }

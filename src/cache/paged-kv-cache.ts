@@ -701,6 +701,7 @@ export class PagedKvCache {
     return {
       configs: features['chromium-experimental-subgroup-matrix'] && features.subgroups ? adapterInfo.subgroupMatrixConfigs : [],
       shaderF16: features['shader-f16'],
+      builtins: this.ctx.matrixBuiltins ?? 'template',
     };
   }
 

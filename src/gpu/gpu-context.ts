@@ -4,7 +4,7 @@
  * largest limits the adapter allows, turns validation errors into exceptions and reports device loss.
  * Node callers obtain `gpu` from src/gpu/node-gpu.ts (Dawn); the page passes `navigator.gpu`.
  */
-import type { MatrixConfig } from '../kernels/paged-decode-matrix';
+import type { MatrixBuiltinSpelling, MatrixConfig } from '../kernels/paged-decode-matrix';
 
 /**
  * Optional features the kernels can use. None is required. `chromium-experimental-subgroup-matrix`
@@ -55,6 +55,11 @@ export interface GpuContext {
   features: Record<OptionalFeature, boolean>;
   /** The device's values of RAISED_LIMITS. */
   limits: Record<RaisedLimit, number>;
+  /**
+   * How this device's WGSL spells subgroup-matrix loads and stores (detectMatrixBuiltins); null
+   * without the matrix feature. Absent: 'template'.
+   */
+  matrixBuiltins?: MatrixBuiltinSpelling | null;
   /** Set once the device is lost; every later call should fail with this reason. */
   lostReason: string | null;
   /** Resolves when the device is lost (never for a healthy device). */
@@ -128,12 +133,33 @@ export async function openDevice(adapter: GPUAdapter, options: OpenGpuOptions = 
     limits,
     lostReason: null,
     lost: device.lost,
+    matrixBuiltins: features['chromium-experimental-subgroup-matrix'] ? await detectMatrixBuiltins(device) : null,
   };
   device.lost.then((info) => {
     context.lostReason = `GPU device lost (${info.reason}): ${info.message || 'no message'}`;
     if (info.reason !== 'destroyed') options.onDeviceLost?.(context.lostReason);
   });
   return context;
+}
+
+/**
+ * Whether the device's WGSL takes the template spelling of subgroup-matrix loads and stores
+ * (`subgroupMatrixLoad<T, col_major>(p, offset, stride)`: current Dawn, which warns once per call
+ * at the older spelling) or only the argument spelling of the first implementations: one tiny module
+ * compiled in an error scope, once per device.
+ */
+export async function detectMatrixBuiltins(device: GPUDevice): Promise<MatrixBuiltinSpelling> {
+  const code = `enable chromium_experimental_subgroup_matrix;
+var<workgroup> probe: array<f32, 64>;
+@compute @workgroup_size(64) fn main() {
+  let m = subgroupMatrixLoad<subgroup_matrix_result<f32, 8, 8>, col_major>(&probe, 0u, 8u);
+  subgroupMatrixStore<row_major>(&probe, 0u, m, 8u);
+}`;
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ label: 'subgroup-matrix spelling probe', code });
+  const info = await module.getCompilationInfo();
+  const error = await device.popErrorScope();
+  return error || info.messages.some((m) => m.type === 'error') ? 'argument' : 'template';
 }
 
 /**

@@ -48,6 +48,61 @@ export interface MatrixSupport {
   configs: readonly MatrixConfig[];
   /** `shader-f16` is enabled: tiles are f16 (else f32 holding f16 values, software step only). */
   shaderF16: boolean;
+  /**
+   * How the device's WGSL spells a matrix load/store's majorness (GpuContext.matrixBuiltins):
+   * 'template' (`subgroupMatrixLoad<T, col_major>(p, offset, stride)`, current Dawn, in which the
+   * step sources are written) or 'argument' (`subgroupMatrixLoad<T>(p, offset, true, stride)`, the
+   * first implementations; current Dawn still takes it with a deprecation warning per call).
+   * Default 'template'.
+   */
+  builtins?: MatrixBuiltinSpelling;
+}
+
+export type MatrixBuiltinSpelling = 'template' | 'argument';
+
+/** Splits an argument list at its top-level commas. */
+function topLevelArguments(text: string): string[] {
+  const args: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    if ('(['.includes(text[i])) depth++;
+    else if (')]'.includes(text[i])) depth--;
+    else if (text[i] === ',' && depth === 0) {
+      args.push(text.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  return [...args, text.slice(start).trim()];
+}
+
+/**
+ * WGSL written with the template spelling of subgroupMatrixLoad / subgroupMatrixStore rewritten to
+ * the argument spelling (majorness as a bool before the stride: col_major = true).
+ */
+export function matrixBuiltinsAsArguments(code: string): string {
+  const call = /subgroupMatrix(?:Load<(\w+), (row_major|col_major)>|Store<(row_major|col_major)>)\(/g;
+  let out = '';
+  let last = 0;
+  for (let m = call.exec(code); m; m = call.exec(code)) {
+    let end = call.lastIndex;
+    for (let depth = 1; depth > 0; end++) {
+      if (end >= code.length) throw new Error('matrixBuiltinsAsArguments: unbalanced call');
+      if (code[end] === '(') depth++;
+      else if (code[end] === ')') depth--;
+    }
+    const args = topLevelArguments(code.slice(call.lastIndex, end - 1));
+    const [load, loadMajor, storeMajor] = [m[1], m[2], m[3]];
+    const colMajor = String((loadMajor ?? storeMajor) === 'col_major');
+    if (args.length !== (load ? 3 : 4)) throw new Error(`matrixBuiltinsAsArguments: ${args.length} arguments in "${code.slice(m.index, end)}"`);
+    const rewritten = load
+      ? `subgroupMatrixLoad<${load}>(${args[0]}, ${args[1]}, ${colMajor}, ${args[2]})`
+      : `subgroupMatrixStore(${args[0]}, ${args[1]}, ${args[2]}, ${colMajor}, ${args[3]})`;
+    out += code.slice(last, m.index) + rewritten;
+    last = end;
+    call.lastIndex = end;
+  }
+  return out + code.slice(last);
 }
 
 /**
@@ -296,7 +351,7 @@ function laneLoops(code: string, unroll: boolean): string {
 }
 
 /** The matrix kernel's pipeline variant for constants `c`. */
-export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, step: MatrixStep, shaderF16: boolean): ShaderVariant {
+export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, step: MatrixStep, shaderF16: boolean, builtins: MatrixBuiltinSpelling = 'template'): ShaderVariant {
   const format = TILE_FORMATS[method]!;
   const streams = c.MATRIX_STREAMS > 0;
   const f16Tiles = step === 'hardware' || shaderF16;
@@ -306,6 +361,7 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
     `d${c.HEAD_DIM}`, `hq${c.NUM_Q_HEADS}`, `hkv${c.NUM_KV_HEADS}`, `p${c.PAGE_SIZE}`, `b${c.HADAMARD_BLOCK}`,
     `q${c.ROTATE_Q}o${c.ROTATE_OUT}s${c.RANDOM_SIGNS}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`,
     streams ? `s${c.MATRIX_STREAMS}` : 'serial', `m${c.MAT_M}x${c.MAT_N}x${c.MAT_K}t${c.TILE_TOKENS}`,
+    ...(step === 'hardware' && builtins === 'argument' ? ['argument-builtins'] : []),
   ].join('/');
   const [kernel, matrixStepWgsl] = streams
     ? [matrixDecodeWgsl, step === 'hardware' ? matrixStepSubgroupWgsl : matrixStepSoftwareWgsl]
@@ -333,7 +389,8 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
         ],
       });
       // the stream kernel's matrix step functions are pasted into its main (see inlineCalls)
-      return streams ? inlineCalls(code) : code;
+      const spelled = step === 'hardware' && builtins === 'argument' ? matrixBuiltinsAsArguments(code) : code;
+      return streams ? inlineCalls(spelled) : spelled;
     },
   };
 }

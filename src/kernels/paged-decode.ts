@@ -377,7 +377,7 @@ function matrixKernel(shape: DecodeShape): DecodeKernel {
       const constants = matrixDecodeConstants(shared, shape.layout.method, config, tile, { ...shape, matrixSubgroups: tuning.matrixSubgroups, step, f16Tiles: shaderF16 });
       if (!constants) break;
       const workgroupBytes = matrixDecodeWorkgroupBytes(constants, shaderF16 ? 2 : 4, step);
-      const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16), headGroups: constants.HEAD_GROUPS, workgroupBytes, matrix: { step, config } };
+      const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16, shape.matrix?.builtins), headGroups: constants.HEAD_GROUPS, workgroupBytes, matrix: { step, config } };
       if (workgroupBytes <= limit) return kernel;
       first ??= kernel;
       if (constants.TILE_TOKENS <= Math.max(config.M, config.K)) break;
