@@ -10,10 +10,11 @@ struct MatrixState {
 }
 
 fn matrix_stage_queries(lid: u32) {}
-fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {}  // o_tile starts zeroed (workgroup memory is zero-initialised)
+fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {  // inline (o_tile starts zeroed: workgroup memory is zero-initialised)
+}
 
 // s_tile ← Sᵀ = C·Q̃ᵀ over the staged K tile (padding heads skipped).
-fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
+fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {  // inline
   for (var e = lid; e < TILE_TOKENS * MAT_N; e += WORKGROUP_SIZE) {
     let t = e / MAT_N;
     let h = e % MAT_N;
@@ -37,7 +38,7 @@ fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
 }
 
 // o_tile += Vᵀ·P' over the staged V tile.
-fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
+fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {  // inline
   for (var e = lid; e < HEAD_DIM * MAT_N; e += WORKGROUP_SIZE) {
     let d = e / MAT_N;
     let h = e % MAT_N;
@@ -60,5 +61,7 @@ fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
   }
 }
 
-fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {}
-fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {}
+fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {  // inline
+}
+fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {  // inline
+}

@@ -1,7 +1,8 @@
 // Matrix step of paged-decode-matrix-serial.wgsl (the serial variant) on the adapter's subgroup matrices (tensor cores; needs
 // `enable f16; enable chromium_experimental_subgroup_matrix;`, TileScalar = f16). The queries' right
 // matrices live in registers: a MatrixState in the kernel's function scope (the only address space
-// matrices may live in), passed by pointer. The output accumulator Oᵀ lives in o_tile (f32) and is
+// matrices may live in), passed by pointer to functions marked `// inline`, which the host pastes
+// into the kernel's main (inlineCalls; see lib/matrix-step-subgroup.wgsl). The output accumulator Oᵀ lives in o_tile (f32) and is
 // loaded and stored around each tile's MMAs (the rescale then works on o_tile directly). Every call is
 // made from workgroup-uniform control flow with constant offsets (the feature's rules).
 
@@ -28,7 +29,7 @@ fn matrix_stage_queries(lid: u32) {
 }
 
 // After matrix_stage_queries, behind a barrier.
-fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {
+fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {  // inline
   for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
     // q_*[head, channel]: element (channel r, head c) at c·HEAD_DIM + r, column-major
     (*state).q_hi_right[kb] = subgroupMatrixLoad<HeadsRight, col_major>(&q_hi, kb * MAT_K, HEAD_DIM);
@@ -37,7 +38,7 @@ fn matrix_init(state: ptr<function, MatrixState>, lid: u32) {
 }  // o_tile starts zeroed (workgroup memory is zero-initialised)
 
 // s_tile ← Sᵀ = C·Q̃ᵀ (hi and lo parts into one accumulator) over the staged K tile.
-fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
+fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {  // inline
   for (var mb = 0u; mb < SCORE_BLOCKS; mb++) {  // unroll
     var acc = Accumulator();
     for (var kb = 0u; kb < Q_BLOCKS; kb++) {  // unroll
@@ -50,7 +51,7 @@ fn matrix_scores(state: ptr<function, MatrixState>, lid: u32) {
 }
 
 // o_tile += Vᵀ·P' over the staged V tile (Vᵀ: element (channel r, token c) at c·TILE_STRIDE + r).
-fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
+fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {  // inline
   for (var ob = 0u; ob < O_BLOCKS; ob++) {  // unroll
     var acc = subgroupMatrixLoad<Accumulator, row_major>(&o_tile, ob * MAT_M * MAT_N, MAT_N);
     for (var vs = 0u; vs < VALUE_STEPS; vs++) {  // unroll
@@ -63,5 +64,7 @@ fn matrix_values(state: ptr<function, MatrixState>, lid: u32) {
 }
 
 // Oᵀ already lives in o_tile.
-fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {}
-fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {}
+fn matrix_spill_out(state: ptr<function, MatrixState>, lid: u32) {  // inline
+}
+fn matrix_fill_out(state: ptr<function, MatrixState>, lid: u32) {  // inline
+}

@@ -388,9 +388,8 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
           unrollLoops(streams ? laneLoops(selectLines(kernel, c), c.UNROLL_LANES === 1) : kernel, c),
         ],
       });
-      // the stream kernel's matrix step functions are pasted into its main (see inlineCalls)
-      const spelled = step === 'hardware' && builtins === 'argument' ? matrixBuiltinsAsArguments(code) : code;
-      return streams ? inlineCalls(spelled) : spelled;
+      // the matrix step's functions are pasted into the kernel's main (see inlineCalls)
+      return inlineCalls(step === 'hardware' && builtins === 'argument' ? matrixBuiltinsAsArguments(code) : code);
     },
   };
 }
