@@ -28,7 +28,7 @@ import tileScalarF32Wgsl from '../../shaders/lib/tile-scalar-f32.wgsl?raw';
 import type { KvMethod } from '../layout';
 import { assembleWgsl, WGSL_LIBRARIES } from './kernel-source';
 import type { ShaderVariant } from './pipeline-cache';
-import { inlineCalls, selectLines, unrollLoops } from './wgsl-unroll';
+import { inlineCalls, selectLines, splitArguments, unrollLoops } from './wgsl-unroll';
 
 /** One entry of `adapter.info.subgroupMatrixConfigs` (GPUSubgroupMatrixConfig). */
 export interface MatrixConfig {
@@ -60,22 +60,6 @@ export interface MatrixSupport {
 
 export type MatrixBuiltinSpelling = 'template' | 'argument';
 
-/** Splits an argument list at its top-level commas. */
-function topLevelArguments(text: string): string[] {
-  const args: string[] = [];
-  let depth = 0;
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    if ('(['.includes(text[i])) depth++;
-    else if (')]'.includes(text[i])) depth--;
-    else if (text[i] === ',' && depth === 0) {
-      args.push(text.slice(start, i).trim());
-      start = i + 1;
-    }
-  }
-  return [...args, text.slice(start).trim()];
-}
-
 /**
  * WGSL written with the template spelling of subgroupMatrixLoad / subgroupMatrixStore rewritten to
  * the argument spelling (majorness as a bool before the stride: col_major = true).
@@ -91,7 +75,7 @@ export function matrixBuiltinsAsArguments(code: string): string {
       if (code[end] === '(') depth++;
       else if (code[end] === ')') depth--;
     }
-    const args = topLevelArguments(code.slice(call.lastIndex, end - 1));
+    const args = splitArguments(code.slice(call.lastIndex, end - 1));
     const [load, loadMajor, storeMajor] = [m[1], m[2], m[3]];
     const colMajor = String((loadMajor ?? storeMajor) === 'col_major');
     if (args.length !== (load ? 3 : 4)) throw new Error(`matrixBuiltinsAsArguments: ${args.length} arguments in "${code.slice(m.index, end)}"`);

@@ -104,7 +104,7 @@ export function selectLines(code: string, constants: Record<string, number>): st
 const INLINE_HEADER = /fn (\w+)\(([^)]*)\) \{[ \t]*\/\/ inline\b[^\n]*/;
 
 /** Splits a parameter or argument list at its top-level commas (angles: `<…>` nests, as in types). */
-function splitArguments(text: string, angles = false): string[] {
+export function splitArguments(text: string, angles = false): string[] {
   const args: string[] = [];
   let depth = 0;
   let start = 0;
