@@ -35,8 +35,9 @@
 //   L (lanes)   V of tile n and K of tile n + 1 are staged (each lane one u32 word at a time, bit
 //               operations, no conversions; with PREFETCH_TILES their words were loaded one step
 //               earlier, and the loads of V of tile n + 1 and K of tile n + 2 are issued now). Then the
-//               softmax of tile n: lane t takes token t (+ SUBGROUP_SIZE·j) and the HEADS_PER_WG scores
-//               of its S row; row maxima by subgroupMax, the reference maximum moved only when a score
+//               softmax of tile n: the lanes form head groups of TOKEN_LANES lanes, lane r of a group
+//               takes token r (+ TOKEN_LANES·j) and its group's heads of that S row; row maxima by
+//               reductions within the group, the reference maximum moved only when a score
 //               passes it by RESCALE_SLACK, the P' factor 2^f (P' within f16's normal range), p, P'
 //               hi/lo into p_hi / p_lo; Σp and Σp·min stay in each lane's registers (reduced at the
 //               end); the scale/min words of tile n + 1 are loaded.
@@ -66,8 +67,9 @@
 // TILE_ELEMENTS (= TILE_TOKENS·TILE_STRIDE), TILE_WORDS (= TILE_TOKENS·ROW_WORDS), LANE_WORDS
 // (= ⌈TILE_WORDS / SUBGROUP_SIZE⌉), PREFETCH_TILES (a tile's words are loaded into registers one step
 // before they are staged; else when staged), UNROLL_LANES (the loops over a lane's words, marked
-// `// unroll-lanes`, unrolled so that those arrays stay in registers), LANE_TOKENS (= ⌈TILE_TOKENS /
-// SUBGROUP_SIZE⌉), STAGE_GROUP (tokens one staging instruction covers, see stage_token), SCORE_BLOCKS
+// `// unroll-lanes`, unrolled so that those arrays stay in registers), TOKEN_LANES, HEADS_PER_LANE and
+// HEAD_GROUPS_IN_SUBGROUP (the softmax's head groups, see token_lane), LANE_TOKENS (= ⌈TILE_TOKENS /
+// TOKEN_LANES⌉), STAGE_GROUP (tokens one staging instruction covers, see stage_token), SCORE_BLOCKS
 // (= TILE_TOKENS / MAT_M), Q_BLOCKS (= HEAD_DIM / MAT_K), VALUE_STEPS (= TILE_TOKENS / MAT_K),
 // O_BLOCKS (= HEAD_DIM / MAT_M), O_REGIONS.
 
@@ -101,20 +103,61 @@ const P_LIMIT: f32 = 32768.0;
 // A query head's largest |value| is brought to [2^(Q_EXPONENT−1), 2^Q_EXPONENT).
 const Q_EXPONENT: i32 = 14;
 
-// A stream's online-softmax state per head. reference, p_factor and alpha are the same in every lane of
-// the stream (computed from subgroup reductions); sum_p and sum_p_min are this lane's tokens' part.
-struct HeadState {
-  reference: array<f32, HEADS_PER_WG>,  // the maximum p and Oᵀ refer to (log2 units)
-  p_factor: array<f32, HEADS_PER_WG>,   // 2^f (0 until a tile had a nonzero V scale)
-  alpha: array<f32, HEADS_PER_WG>,      // this step's factor for Oᵀ's column (1: unchanged)
-  sum_p: array<f32, HEADS_PER_WG>,
-  sum_p_min: array<f32, HEADS_PER_WG>,
+// The softmax's lanes: a subgroup's lanes form SUBGROUP_SIZE / TOKEN_LANES head groups of TOKEN_LANES
+// lanes; head group g takes query heads g·HEADS_PER_LANE + i (i < HEADS_PER_LANE; those ≥ HEADS_PER_WG
+// idle) and its lane r the tile's tokens r + j·TOKEN_LANES (j < LANE_TOKENS). Reductions over a head's
+// tokens stay within a head group (token_max, token_sum: XOR shuffles below TOKEN_LANES).
+fn token_lane(lane: u32) -> u32 {
+  return lane % TOKEN_LANES;
 }
 
-// The query terms of the scores, per head (the same in every lane).
+fn lane_head(lane: u32, i: u32) -> u32 {
+  return (lane / TOKEN_LANES) * HEADS_PER_LANE + i;
+}
+
+// #if HEAD_GROUPS_IN_SUBGROUP
+fn token_max(x: f32) -> f32 {
+  var m = x;
+  for (var offset = 1u; offset < TOKEN_LANES; offset <<= 1u) {  // unroll
+    m = max(m, subgroupShuffleXor(m, offset));
+  }
+  return m;
+}
+
+fn token_sum(x: f32) -> f32 {
+  var sum = x;
+  for (var offset = 1u; offset < TOKEN_LANES; offset <<= 1u) {  // unroll
+    sum += subgroupShuffleXor(sum, offset);
+  }
+  return sum;
+}
+// #else
+// one head group (TOKEN_LANES = SUBGROUP_SIZE): the subgroup's own reductions (CPU drivers run
+// shuffles far more slowly)
+fn token_max(x: f32) -> f32 {
+  return subgroupMax(x);
+}
+
+fn token_sum(x: f32) -> f32 {
+  return subgroupAdd(x);
+}
+// #endif
+
+// A stream's online-softmax state for this lane's heads (lane_head(lane, i)). reference, p_factor and
+// alpha are the same in every lane of a head group (computed from its reductions); sum_p and sum_p_min
+// are this lane's tokens' part.
+struct HeadState {
+  reference: array<f32, HEADS_PER_LANE>,  // the maximum p and Oᵀ refer to (log2 units)
+  p_factor: array<f32, HEADS_PER_LANE>,   // 2^f (0 until a tile had a nonzero V scale)
+  alpha: array<f32, HEADS_PER_LANE>,      // this step's factor for Oᵀ's column (1: unchanged)
+  sum_p: array<f32, HEADS_PER_LANE>,
+  sum_p_min: array<f32, HEADS_PER_LANE>,
+}
+
+// The query terms of the scores, for this lane's heads (0 for idle ones).
 struct QueryTerms {
-  sum: array<f32, HEADS_PER_WG>,      // Σ_d scaled query
-  unscale: array<f32, HEADS_PER_WG>,  // 2^−e
+  sum: array<f32, HEADS_PER_LANE>,      // Σ_d scaled query
+  unscale: array<f32, HEADS_PER_LANE>,  // 2^−e
 }
 
 // Word index of (token t of the sequence, kv head)'s row: the page from the block table.
@@ -140,11 +183,11 @@ fn stage_token(i: u32) -> u32 {
   return x - b + b / STAGE_GROUP + (8u / STAGE_GROUP) * (b % STAGE_GROUP);
 }
 
-// words ← (K, V) scale/min words of this lane's softmax tokens (lane + j·SUBGROUP_SIZE) of the tile at `first`.
+// words ← (K, V) scale/min words of this lane's softmax tokens (token_lane + j·TOKEN_LANES) of the tile at `first`.
 fn load_scale_mins(words: ptr<function, array<vec2<u32>, LANE_TOKENS>>, seq: u32, first: u32, chunk_end: u32, kv_head: u32, lane: u32) {  // inline
   if (HAS_SCALE_MIN) {
     for (var j = 0u; j < LANE_TOKENS; j++) {  // unroll
-      let t = min(first + min(lane + j * SUBGROUP_SIZE, TILE_TOKENS - 1u), chunk_end - 1u);
+      let t = min(first + min(token_lane(lane) + j * TOKEN_LANES, TILE_TOKENS - 1u), chunk_end - 1u);
       let w = scale_min_word(seq, t, kv_head);
       (*words)[j] = vec2<u32>(k_cache[w], v_cache[w]);
     }
@@ -224,15 +267,15 @@ fn scaled_query(h: u32, d: u32) -> f32 {
 // with contributions got alpha ≠ 1). Called by every lane of every stream (subgroup reductions).
 fn softmax_tile(hs: ptr<function, HeadState>, q: QueryTerms, scale_mins: array<vec2<u32>, LANE_TOKENS>, first: u32, chunk_end: u32, stream: u32, lane: u32) -> bool {
   let base = stream * TILE_TOKENS * MAT_N;
-  var scores: array<f32, LANE_TOKENS * HEADS_PER_WG>;  // [j, head]
+  var scores: array<f32, LANE_TOKENS * HEADS_PER_LANE>;  // [j, i]
   var v_scale_min: array<vec2<f32>, LANE_TOKENS>;
-  var tile_max: array<f32, HEADS_PER_WG>;
+  var tile_max: array<f32, HEADS_PER_LANE>;
   var v_scale_max = 0.0;
-  for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-    tile_max[h] = NEG_HUGE;
+  for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+    tile_max[i] = NEG_HUGE;
   }
   for (var j = 0u; j < LANE_TOKENS; j++) {  // unroll
-    let t = lane + j * SUBGROUP_SIZE;
+    let t = token_lane(lane) + j * TOKEN_LANES;
     let live = t < TILE_TOKENS && first + t < chunk_end;
     let row = base + min(t, TILE_TOKENS - 1u) * MAT_N;
     var k_sm = vec2<f32>(1.0, 0.0);
@@ -243,42 +286,45 @@ fn softmax_tile(hs: ptr<function, HeadState>, q: QueryTerms, scale_mins: array<v
     }
     v_scale_min[j] = select(vec2<f32>(0.0), v_sm, live);
     v_scale_max = max(v_scale_max, v_scale_min[j].x);
-    for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-      let s = select(NEG_HUGE, k_sm.x * s_mem[row + h] * q.unscale[h] + k_sm.y * q.sum[h], live);
-      scores[j * HEADS_PER_WG + h] = s;
-      tile_max[h] = max(tile_max[h], s);
+    for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+      let h = lane_head(lane, i);
+      let s = select(NEG_HUGE, k_sm.x * s_mem[row + min(h, MAT_N - 1u)] * q.unscale[i] + k_sm.y * q.sum[i], live && h < HEADS_PER_WG);
+      scores[j * HEADS_PER_LANE + i] = s;
+      tile_max[i] = max(tile_max[i], s);
     }
   }
-  let bound = exp2(RESCALE_SLACK) * subgroupMax(v_scale_max);  // ≥ every p·scale of the tile
+  let bound = exp2(RESCALE_SLACK) * token_max(v_scale_max);  // ≥ every p·scale of the tile
   var rescale = false;
-  for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-    let m = subgroupMax(tile_max[h]);
+  for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+    let m = token_max(tile_max[i]);
     var alpha = 1.0;
-    if (m > (*hs).reference[h] + RESCALE_SLACK) {
-      alpha = exp2((*hs).reference[h] - m);  // 0 the first time (exp2(−inf))
-      (*hs).reference[h] = m;
-      (*hs).sum_p[h] *= alpha;
-      (*hs).sum_p_min[h] *= alpha;
+    if (m > (*hs).reference[i] + RESCALE_SLACK) {
+      alpha = exp2((*hs).reference[i] - m);  // 0 the first time (exp2(−inf))
+      (*hs).reference[i] = m;
+      (*hs).sum_p[i] *= alpha;
+      (*hs).sum_p_min[i] *= alpha;
     }
-    let factor_before = (*hs).p_factor[h];
+    let factor_before = (*hs).p_factor[i];
     if (bound > 0.0 && (factor_before == 0.0 || bound * factor_before >= P_LIMIT)) {
       let factor = ldexp(1.0, P_EXPONENT - frexp(bound).exp);
       alpha = select(0.0, alpha * factor / factor_before, factor_before != 0.0);
-      (*hs).p_factor[h] = factor;
+      (*hs).p_factor[i] = factor;
     }
-    (*hs).alpha[h] = alpha;
+    (*hs).alpha[i] = alpha;
     // a column is still zero while its factor is (every P' was 0): nothing to rescale then
-    rescale = rescale || (factor_before != 0.0 && alpha != 1.0);
+    rescale = rescale || (lane_head(lane, i) < HEADS_PER_WG && factor_before != 0.0 && alpha != 1.0);
   }
   for (var j = 0u; j < LANE_TOKENS; j++) {  // unroll
-    let t = lane + j * SUBGROUP_SIZE;
+    let t = token_lane(lane) + j * TOKEN_LANES;
     let live = t < TILE_TOKENS && first + t < chunk_end;
-    for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-      let p = select(0.0, exp2(scores[j * HEADS_PER_WG + h] - (*hs).reference[h]), live);
-      (*hs).sum_p[h] += p;
-      (*hs).sum_p_min[h] += p * v_scale_min[j].y;
-      let parts = split_hi_lo(p * v_scale_min[j].x * (*hs).p_factor[h]);
-      if (TILE_TOKENS % SUBGROUP_SIZE == 0u || t < TILE_TOKENS) {
+    for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+      let h = lane_head(lane, i);
+      let p = select(0.0, exp2(scores[j * HEADS_PER_LANE + i] - (*hs).reference[i]), live);
+      (*hs).sum_p[i] += p;
+      (*hs).sum_p_min[i] += p * v_scale_min[j].y;
+      let parts = split_hi_lo(p * v_scale_min[j].x * (*hs).p_factor[i]);
+      // idle heads write nothing: the padding columns of P' stay zero
+      if ((TILE_TOKENS % TOKEN_LANES == 0u || t < TILE_TOKENS) && h < HEADS_PER_WG) {
         p_hi[base + t * MAT_N + h] = tile_round(parts.x);
         p_lo[base + t * MAT_N + h] = tile_round(parts.y);
       }
@@ -287,11 +333,14 @@ fn softmax_tile(hs: ptr<function, HeadState>, q: QueryTerms, scale_mins: array<v
   return rescale;
 }
 
-// o_mem[region] *= alpha per head column (this stream's lanes).
-fn rescale_out(region: u32, alpha: array<f32, HEADS_PER_WG>, lane: u32) {
-  for (var row = lane; row < HEAD_DIM; row += SUBGROUP_SIZE) {
-    for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-      o_mem[region + row * MAT_N + h] *= alpha[h];
+// o_mem[region] *= alpha per head column (each head group its heads' columns).
+fn rescale_out(region: u32, alpha: array<f32, HEADS_PER_LANE>, lane: u32) {
+  for (var row = token_lane(lane); row < HEAD_DIM; row += TOKEN_LANES) {
+    for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+      let h = lane_head(lane, i);
+      if (h < HEADS_PER_WG) {
+        o_mem[region + row * MAT_N + h] *= alpha[i];
+      }
     }
   }
 }
@@ -350,13 +399,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
   matrix_init(&state);
   let context_len = workgroupUniformLoad(&context_len_shared);  // also: every stream has its Q̃ before K is staged over it
   var q: QueryTerms;
-  for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-    q.sum[h] = q_sum_shared[h];
-    q.unscale[h] = q_unscale[h];
-  }
   var hs: HeadState;
-  for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-    hs.reference[h] = NEG_HUGE;
+  for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+    let h = min(lane_head(lane, i), HEADS_PER_WG - 1u);  // idle heads: their scores are masked
+    q.sum[i] = q_sum_shared[h];
+    q.unscale[i] = q_unscale[h];
+    hs.reference[i] = NEG_HUGE;
   }
 
   let chunk_end = min(context_len, chunk_start + params.tokens_per_split);  // = first_chunk_end, uniform
@@ -403,7 +451,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 // #endif
     let rescale = softmax_tile(&hs, q, scale_mins, first, chunk_end, stream, lane);
-    if (rescale && lane == 0u) {
+    if (rescale) {  // any lane whose head moved
       atomicOr(&rescale_bits[n % 2u], 1u << stream);
     }
     if (more) {
@@ -440,11 +488,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
   }
 
   // each stream's (reference, Σp, Σp·min, P' factor) per head; per head the workgroup's maximum and Σp
-  for (var h = 0u; h < HEADS_PER_WG; h++) {  // unroll
-    let sum_p = subgroupAdd(hs.sum_p[h]);
-    let sum_p_min = subgroupAdd(hs.sum_p_min[h]);
-    if (lane == 0u) {
-      stream_state[stream * HEADS_PER_WG + h] = vec4<f32>(hs.reference[h], sum_p, sum_p_min, hs.p_factor[h]);
+  for (var i = 0u; i < HEADS_PER_LANE; i++) {  // unroll
+    let sum_p = token_sum(hs.sum_p[i]);
+    let sum_p_min = token_sum(hs.sum_p_min[i]);
+    let h = lane_head(lane, i);
+    if (token_lane(lane) == 0u && h < HEADS_PER_WG) {
+      stream_state[stream * HEADS_PER_WG + h] = vec4<f32>(hs.reference[i], sum_p, sum_p_min, hs.p_factor[i]);
     }
   }
   workgroupBarrier();

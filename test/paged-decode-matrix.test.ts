@@ -50,7 +50,8 @@ const GRID: KernelCase[] = [
 ];
 
 /** A grid case, and a part of the variant key it must run (e.g. '/s2/': two streams). */
-type MatrixCase = KernelCase & { variant?: string };
+/** variant: a part of the kernel key the case must run; slowMs: its time limit where SwiftShader compiles it slowly. */
+type MatrixCase = KernelCase & { variant?: string; slowMs?: number };
 
 /**
  * Stream counts (the most that fit: f32 tiles on SwiftShader hold fewer), 32-token tiles, a long
@@ -64,12 +65,18 @@ const VARIANT_GRID: MatrixCase[] = [
   { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 32 }, contextLens: [9, 300], seed: 124, numSplits: 2, tuning: { matrixSubgroups: 8 } },
   { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 530], seed: 125, tuning: { matrixSubgroups: 0 }, variant: '/serial/' },
   { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 8 }, contextLens: [40, 3], seed: 126, tuning: { matrixSubgroups: 0 }, variant: '/serial/' },
+  // the softmax's head groups (lanes of a subgroup on different heads, as subgroups of 32 run 16-token
+  // tiles): 2 lanes per group (2 groups of 2 heads on SwiftShader's subgroups of 4, 4 of 1 on lavapipe's
+  // 8), and an idle head slot (3 heads per workgroup, 2 per lane on subgroups of 4). SwiftShader takes
+  // ~160 s for each (its subgroup shuffles), so they run there only.
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 8, numKvHeads: 2, pageSize: 16 }, contextLens: [1, 77, 300], seed: 127, outlierScale: 15, tuning: { matrixSubgroups: 2, matrixTokenLanes: 2 }, variant: '/l2/', slowMs: 480_000 },
+  { config: { method: 'int4', headDim: 64, numQueryHeads: 6, numKvHeads: 2, pageSize: 8 }, contextLens: [5, 40], seed: 128, numSplits: 2, tuning: { matrixSubgroups: 1, matrixTokenLanes: 2 }, variant: '/s1/l2/', slowMs: 480_000 },
 ];
 
 function label(c: MatrixCase): string {
   const k = c.config;
   const t = c.tuning;
-  const tuning = t ? ` subgroups=${t.matrixSubgroups ?? 'auto'}${t.tileTokens ? ` tile=${t.tileTokens}` : ''}` : '';
+  const tuning = t ? ` subgroups=${t.matrixSubgroups ?? 'auto'}${t.tileTokens ? ` tile=${t.tileTokens}` : ''}${t.matrixTokenLanes ? ` token-lanes=${t.matrixTokenLanes}` : ''}` : '';
   return `${k.method}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'}${tuning}`;
 }
 
@@ -94,7 +101,7 @@ function gridSuite(name: string, open: () => Promise<GpuContext>, step: 'hardwar
         } finally {
           run.cache.destroy();
         }
-      });
+      }, c.slowMs);
     }
   });
 }
@@ -148,8 +155,9 @@ describe('matrix decode kernel: choices and refusals', () => {
   it('runs one token stream per subgroup where subgroups have one size, as many as fit; else the serial kernel', () => {
     const hardware = { ...shape('int4', { configs: H200_CONFIGS, shaderF16: true }), subgroupMinSize: 32 };
     const key = (extra: Partial<DecodeShape>) => decodeKernel({ ...hardware, ...extra }).variant.key;
-    expect(key({})).toMatch(/\/wg128g4\/s4\/m16x8x16t16$/); // DEFAULT_MATRIX_SUBGROUPS subgroups of 32
-    expect(key({ tuning: { matrixSubgroups: 4, tileTokens: 32 } })).toMatch(/\/wg128g4\/s4\/m16x8x16t32$/);
+    expect(key({})).toMatch(/\/wg128g4\/s4\/l16\/m16x8x16t16$/); // DEFAULT_MATRIX_SUBGROUPS subgroups of 32
+    expect(key({ tuning: { matrixSubgroups: 4, tileTokens: 32 } })).toMatch(/\/wg128g4\/s4\/l32\/m16x8x16t32$/);
+    expect(key({ tuning: { matrixTokenLanes: 8 } })).toMatch(/\/s4\/l8\//);
     expect(key({ tuning: { matrixSubgroups: 0 } })).toMatch(/\/wg32g4\/serial\//);
     expect(key({ subgroupMinSize: 8 })).toMatch(/\/serial\//); // a varying subgroup size
     expect(key({ useSubgroups: false })).toMatch(/\/serial\//);

@@ -60,6 +60,12 @@ export interface DecodeTuning {
    * workgroup, shaders/paged-decode-matrix-serial.wgsl), kept to time both in one run.
    */
   matrixSubgroups: number;
+  /**
+   * Matrix kernel: lanes of a subgroup that share one group of query heads in the softmax, each lane
+   * one token (or more) of the tile; the subgroup's other lanes take the other heads. A power of two
+   * dividing the subgroup size; 0 = automatic (the subgroup size, or the tile's tokens if fewer).
+   */
+  matrixTokenLanes: number;
 }
 
 /**
@@ -83,6 +89,7 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   tokensPerStep: 0,
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
+  matrixTokenLanes: 0,
   targetWorkgroups: 2048,
   minTokensPerSplit: 128,
 };
@@ -106,6 +113,7 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   tokensPerStep: 0,
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
+  matrixTokenLanes: 0,
   targetWorkgroups: 256,
   minTokensPerSplit: 384,
 };
@@ -123,6 +131,7 @@ export const DEFAULT_MATRIX_DECODE_TUNING: DecodeTuning = {
   tokensPerStep: 0,
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
+  matrixTokenLanes: 0,
   targetWorkgroups: 1024,
   minTokensPerSplit: 256,
 };
@@ -149,6 +158,7 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   if (![0, 1, 2, 4, 8].includes(t.tokensPerStep)) throw new Error(`tokensPerStep must be 0 (automatic), 1, 2, 4 or 8, got ${t.tokensPerStep}`);
   if (![0, 8, 16, 32, 64].includes(t.tileTokens)) throw new Error(`tileTokens must be 0 (automatic), 8, 16, 32 or 64, got ${t.tileTokens}`);
   if (![0, 1, 2, 4, 8].includes(t.matrixSubgroups)) throw new Error(`matrixSubgroups must be 0 (the serial matrix kernel), 1, 2, 4 or 8, got ${t.matrixSubgroups}`);
+  if (![0, 1, 2, 4, 8, 16, 32, 64, 128].includes(t.matrixTokenLanes)) throw new Error(`matrixTokenLanes must be 0 (automatic) or a power of two up to 128, got ${t.matrixTokenLanes}`);
   return t;
 }
 

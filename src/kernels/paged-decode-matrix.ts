@@ -146,6 +146,8 @@ export interface SharedDecodeConstants extends Record<string, number> {
 export interface MatrixKernelContext {
   /** DecodeTuning.matrixSubgroups: subgroups (token streams) per workgroup; 0 = the serial kernel. */
   matrixSubgroups: number;
+  /** DecodeTuning.matrixTokenLanes (0 = automatic). */
+  matrixTokenLanes?: number;
   step: MatrixStep;
   /** Tiles are f16 (hardware, or shader-f16), else f32 holding f16 values. */
   f16Tiles: boolean;
@@ -207,7 +209,7 @@ export function matrixDecodeConstants<S extends SharedDecodeConstants>(shared: S
   const limit = ctx.maxWorkgroupStorageBytes ?? Infinity;
   let fitting: (S & MatrixDecodeConstants) | null = null;
   for (let streams = floorPow2(ctx.matrixSubgroups); streams >= 1 && !fitting; streams /= 2) {
-    const c = streamConstants(shared, config, tileTokensWanted, streams, subgroupSize, ctx.step, ctx.f16Tiles);
+    const c = streamConstants(shared, config, tileTokensWanted, streams, subgroupSize, ctx.step, ctx.f16Tiles, ctx.matrixTokenLanes ?? 0);
     if (streams === 1 || matrixDecodeWorkgroupBytes(c, ctx.f16Tiles ? 2 : 4, ctx.step) <= limit) fitting = c;
   }
   return fitting;
@@ -243,10 +245,14 @@ function serialConstants<S extends SharedDecodeConstants>(shared: S, chunkChanne
  * The stream kernel (paged-decode-matrix.wgsl): `streams` subgroups of `subgroupSize` lanes, each
  * with its own tiles of TILE_TOKENS tokens (a multiple of M, K and 8, the group stage_token permutes).
  */
-function streamConstants<S extends SharedDecodeConstants>(shared: S, config: MatrixConfig, tileTokensWanted: number, streams: number, subgroupSize: number, step: MatrixStep, f16Tiles: boolean): S & MatrixDecodeConstants {
-  const { HEAD_DIM: headDim, ROW_WORDS: rowWords } = shared;
+function streamConstants<S extends SharedDecodeConstants>(shared: S, config: MatrixConfig, tileTokensWanted: number, streams: number, subgroupSize: number, step: MatrixStep, f16Tiles: boolean, tokenLanesWanted: number): S & MatrixDecodeConstants {
+  const { HEAD_DIM: headDim, ROW_WORDS: rowWords, HEADS_PER_WG: heads } = shared;
   const unit = lcm(lcm(config.M, config.K), 8);
   const tileTokens = Math.ceil((tileTokensWanted || DEFAULT_MATRIX_TILE_TOKENS) / unit) * unit;
+  // the softmax: TOKEN_LANES lanes per group of HEADS_PER_LANE heads, SUBGROUP_SIZE / TOKEN_LANES groups
+  const tokenLanes = Math.min(subgroupSize, tokenLanesWanted || floorPow2(tileTokens));
+  if (subgroupSize % tokenLanes !== 0) throw new Error(`matrixTokenLanes ${tokenLanes} does not divide the subgroup size ${subgroupSize}`);
+  const headsPerLane = Math.ceil(heads / (subgroupSize / tokenLanes));
   const tileStride = headDim + TILE_ROW_PAD;
   const tileWords = tileTokens * rowWords;
   // the queries' hi/lo parts are staged where the tiles go later (hardware step)
@@ -266,7 +272,10 @@ function streamConstants<S extends SharedDecodeConstants>(shared: S, config: Mat
     TILE_ELEMENTS: tileTokens * tileStride,
     TILE_WORDS: tileWords,
     LANE_WORDS: Math.ceil(tileWords / subgroupSize),
-    LANE_TOKENS: Math.ceil(tileTokens / subgroupSize),
+    TOKEN_LANES: tokenLanes,
+    HEADS_PER_LANE: headsPerLane,
+    HEAD_GROUPS_IN_SUBGROUP: tokenLanes < subgroupSize ? 1 : 0,
+    LANE_TOKENS: Math.ceil(tileTokens / tokenLanes),
     // On matrix hardware a tile's words are loaded a step ahead into registers, in unrolled loops (so
     // the arrays stay registers). The software step only has to be right, and its CPU drivers compile
     // those loops slowly: unrolled, SwiftShader took 23 s instead of ~8 s per variant; lavapipe
@@ -344,7 +353,7 @@ export function matrixDecodeVariant(c: MatrixDecodeConstants, method: KvMethod, 
     `paged-decode-matrix-${format.name}-${step}${f16Tiles ? '-f16' : '-f32'}`,
     `d${c.HEAD_DIM}`, `hq${c.NUM_Q_HEADS}`, `hkv${c.NUM_KV_HEADS}`, `p${c.PAGE_SIZE}`, `b${c.HADAMARD_BLOCK}`,
     `q${c.ROTATE_Q}o${c.ROTATE_OUT}s${c.RANDOM_SIGNS}`, `wg${c.WORKGROUP_SIZE}g${c.HEADS_PER_WG}`,
-    streams ? `s${c.MATRIX_STREAMS}` : 'serial', `m${c.MAT_M}x${c.MAT_N}x${c.MAT_K}t${c.TILE_TOKENS}`,
+    streams ? `s${c.MATRIX_STREAMS}/l${c.TOKEN_LANES}` : 'serial', `m${c.MAT_M}x${c.MAT_N}x${c.MAT_K}t${c.TILE_TOKENS}`,
     ...(step === 'hardware' && builtins === 'argument' ? ['argument-builtins'] : []),
   ].join('/');
   const [kernel, matrixStepWgsl] = streams

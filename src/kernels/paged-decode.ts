@@ -374,7 +374,7 @@ function matrixKernel(shape: DecodeShape): DecodeKernel {
   let first: DecodeKernel | null = null;
   for (const config of candidates) {
     for (let tile = tuning.tileTokens || DEFAULT_MATRIX_TILE_TOKENS; ; tile /= 2) {
-      const constants = matrixDecodeConstants(shared, shape.layout.method, config, tile, { ...shape, matrixSubgroups: tuning.matrixSubgroups, step, f16Tiles: shaderF16 });
+      const constants = matrixDecodeConstants(shared, shape.layout.method, config, tile, { ...shape, matrixSubgroups: tuning.matrixSubgroups, matrixTokenLanes: tuning.matrixTokenLanes, step, f16Tiles: shaderF16 });
       if (!constants) break;
       const workgroupBytes = matrixDecodeWorkgroupBytes(constants, shaderF16 ? 2 : 4, step);
       const kernel = { variant: matrixDecodeVariant(constants, shape.layout.method, step, shaderF16, shape.matrix?.builtins), headGroups: constants.HEAD_GROUPS, workgroupBytes, matrix: { step, config } };
