@@ -60,7 +60,7 @@ type MatrixCase = KernelCase & { variant?: string; slowMs?: number };
  */
 const VARIANT_GRID: MatrixCase[] = [
   { config: { method: 'int4', headDim: 32, numQueryHeads: 8, numKvHeads: 2, pageSize: 8 }, contextLens: [1, 70, 257], seed: 121, tuning: { matrixSubgroups: 4 }, variant: '/s4/' },
-  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, rotateV: true }, contextLens: [5, 150], seed: 122, tuning: { matrixSubgroups: 1, tileTokens: 32 }, variant: '/s1/m16x8x16t32' },
+  { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 16, rotateV: true }, contextLens: [5, 150], seed: 122, tuning: { matrixSubgroups: 1, tileTokens: 32 }, variant: 'm16x8x16t32' },
   { config: { method: 'int4', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [2000, 3], seed: 123, outlierScale: 15, numSplits: 1, tuning: { matrixSubgroups: 2 }, variant: '/s2/' },
   { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 32 }, contextLens: [9, 300], seed: 124, numSplits: 2, tuning: { matrixSubgroups: 8 } },
   { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 77, 530], seed: 125, tuning: { matrixSubgroups: 0 }, variant: '/serial/' },
