@@ -106,11 +106,11 @@ const Q_EXPONENT: i32 = 14;
 // The softmax's lanes: a subgroup's lanes form SUBGROUP_SIZE / TOKEN_LANES head groups of TOKEN_LANES
 // lanes; head group g takes query heads g·HEADS_PER_LANE + i (i < HEADS_PER_LANE; those ≥ HEADS_PER_WG
 // idle) and its lane r the tile's tokens r + j·TOKEN_LANES (j < LANE_TOKENS). Reductions over a head's
-// tokens stay within a head group (token_max, token_sum: XOR shuffles below TOKEN_LANES).
+// tokens stay within a head group (token_max, token_sum: XOR shuffles below TOKEN_LANES; with one head
+// group, HEAD_GROUPS_IN_SUBGROUP = 0, the subgroup's own reductions).
 fn token_lane(lane: u32) -> u32 {
   return lane % TOKEN_LANES;
 }
-
 
 // #if HEAD_GROUPS_IN_SUBGROUP
 fn lane_head(lane: u32, i: u32) -> u32 {
@@ -159,7 +159,7 @@ struct HeadState {
   sum_p_min: array<f32, HEADS_PER_LANE>,
 }
 
-// The query terms of the scores, for this lane's heads (0 for idle ones).
+// The query terms of the scores, for this lane's heads (an idle slot holds the last head's: its scores are masked).
 struct QueryTerms {
   sum: array<f32, HEADS_PER_LANE>,      // Σ_d scaled query
   unscale: array<f32, HEADS_PER_LANE>,  // 2^−e

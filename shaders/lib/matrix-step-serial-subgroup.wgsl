@@ -2,8 +2,8 @@
 // `enable f16; enable chromium_experimental_subgroup_matrix;`, TileScalar = f16). The queries' right
 // matrices live in registers: a MatrixState in the kernel's function scope (the only address space
 // matrices may live in), passed by pointer to functions marked `// inline`, which the host pastes
-// into the kernel's main (inlineCalls; see lib/matrix-step-subgroup.wgsl). The output accumulator Oᵀ lives in o_tile (f32) and is
-// loaded and stored around each tile's MMAs (the rescale then works on o_tile directly). Every call is
+// into the kernel's main (inlineCalls; see lib/matrix-step-subgroup.wgsl). The output accumulator Oᵀ
+// lives in o_tile (f32) and is loaded and stored around each tile's MMAs (the rescale then works on o_tile directly). Every call is
 // made from workgroup-uniform control flow with constant offsets (the feature's rules).
 
 alias CacheLeft = subgroup_matrix_left<f16, MAT_K, MAT_M>;   // MAT_M rows × MAT_K columns

@@ -82,6 +82,7 @@ export class AttentionWorkspace {
     const { plan, packed, shape, scale } = call;
     const c = this.cache.config;
     const qBytes = seqIds.length * c.numQueryHeads * c.headDim * 4;
+    const newRowBytes = this.cache.appendInputBytes(seqIds.length);  // a fused step's new K (and V) rows
     const slot = this.ensure.bind(this);
     const buffers = {
       q: slot('q', qBytes, 'storage'),
@@ -96,7 +97,7 @@ export class AttentionWorkspace {
       decodeParams: slot('decodeParams', 48, 'uniform'),
       mergeParams: slot('mergeParams', 48, 'uniform'),
       // [S, Hkv, D] f32 new K/V rows of a fused step
-      ...(plan.fusedStep ? { newK: slot('newK', this.cache.appendInputBytes(seqIds.length), 'storage'), newV: slot('newV', this.cache.appendInputBytes(seqIds.length), 'storage') } : {}),
+      ...(plan.fusedStep ? { newK: slot('newK', newRowBytes, 'storage'), newV: slot('newV', newRowBytes, 'storage') } : {}),
     };
     writeWords(this.ctx.device, buffers.blockTables, packed.blockTables);
     writeWords(this.ctx.device, buffers.contextLens, packed.contextLens);

@@ -701,7 +701,7 @@ export class PagedKvCache {
     return {
       configs: features['chromium-experimental-subgroup-matrix'] && features.subgroups ? adapterInfo.subgroupMatrixConfigs : [],
       shaderF16: features['shader-f16'],
-      builtins: this.ctx.matrixBuiltins ?? 'template',
+      builtins: this.ctx.matrixBuiltins ?? undefined,  // absent: matrixDecodeVariant's default
     };
   }
 

@@ -162,7 +162,7 @@ export function inlineCalls(code: string): string {
       const bindings: string[] = [];
       params.forEach((p, i) => {
         const arg = args[i];
-        const shadowed = params.slice(0, i).find((q) => !q.pointer && q.name !== args[params.indexOf(q)] && new RegExp(`\\b${q.name}\\b`).test(arg));
+        const shadowed = params.slice(0, i).find((q, j) => !q.pointer && q.name !== args[j] && new RegExp(`\\b${q.name}\\b`).test(arg));
         if (shadowed) throw new Error(`inline: "${name}"'s argument "${arg}" uses ${shadowed.name}, bound before it`);
         if (p.pointer) {
           const target = /^&(\w+)$/.exec(arg);
