@@ -14,6 +14,7 @@ import {
   tokensInBudget, tokensPerSecond, variantLabel, type DecodeBenchRun, type MeasuredPoint, type PointResult,
 } from '../src/bench/decode-step-bench';
 import { measureGpu, median } from '../src/bench/gpu-timer';
+import { describeGpu } from '../src/gpu/gpu-context';
 import { benchCommand, parseBenchArgs } from '../src/cli/bench-command';
 import { cacheLayout } from '../src/layout';
 import { getPipeline } from '../src/kernels/pipeline-cache';
@@ -247,6 +248,9 @@ describe('bench command', () => {
     expect(code, err.join('\n')).toBe(0);
     const report = JSON.parse(readFileSync(json, 'utf8')) as BenchReport;
     expect(report.points.map((p) => p.status)).toEqual(['ok', 'skipped']);
+    expect(report.dawnToggles).toEqual([]);
+    expect(report.gpu).not.toContain('Dawn toggles');
+    expect(describeGpu({ ...ctx, dawnToggles: ['enable_integer_range_analysis_in_robustness'] })).toMatch(/; Dawn toggles: enable_integer_range_analysis_in_robustness$/);
     const skipped = report.points[1];
     // 100001 tokens of int4 tiny-d64 = 6251 pages of 2304 B per pool, 28.8 MB of K+V > 1 MiB budget;
     // the budget holds floor(1073741.8 / 4608) = 233 pages: 233·16 − 1 = 3727 tokens at batch 1.

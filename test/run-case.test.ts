@@ -409,6 +409,12 @@ describe('run-case CLI against tools/saw_int4_reference.py', () => {
     const badFeature = run('node', [cli, '--disable-feature', 'subgroup', 'run-case']);
     expect(badFeature.status).toBe(2);
     expect(badFeature.stderr).toMatch(/--disable-feature "subgroup" is not an optional feature .*subgroups/);
+    const badToggle = run('node', [cli, '--dawn-toggle', 'Disable Robustness', 'run-case']);
+    expect(badToggle.status).toBe(2);
+    expect(badToggle.stderr).toMatch(/--dawn-toggle "Disable Robustness" is not a Dawn toggle name/);
+    const noToggle = run('node', [cli, 'run-case', '--dawn-toggle']);
+    expect(noToggle.status).toBe(2);
+    expect(noToggle.stderr).toMatch(/--dawn-toggle needs a value: a Dawn toggle name/);
     const help = run('node', [cli, '--help']);
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/Commands:\n {2}run-case {2}/);

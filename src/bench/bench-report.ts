@@ -19,6 +19,8 @@ export interface BenchReport {
   gpu: string;
   adapter: AdapterSummary;
   features: Record<OptionalFeature, boolean>;
+  /** Dawn toggles enabled beyond the defaults (`--dawn-toggle`). */
+  dawnToggles: string[];
   limits: Record<RaisedLimit, number>;
   timingMethod: TimingMethod;
   /** The roofline measured in the same run. */
@@ -52,6 +54,7 @@ export function buildBenchReport(ctx: GpuContext, run: DecodeBenchRun, options: 
     gpu: describeGpu(ctx),
     adapter: { ...ctx.adapterInfo },
     features: { ...ctx.features },
+    dawnToggles: [...(ctx.dawnToggles ?? [])],
     limits: { ...ctx.limits },
     timingMethod: run.timingMethod,
     probe: run.probe,

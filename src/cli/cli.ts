@@ -10,7 +10,7 @@
 import { KvCacheFullError } from '../cache/page-allocator';
 import { KvConfigError } from '../cache/paged-kv-cache';
 import { describeGpu, GpuError, OPTIONAL_FEATURES, type GpuContext } from '../gpu/gpu-context';
-import { NODE_ADAPTERS, openNodeGpu, type NodeAdapterChoice, type NodeGpuOptions } from '../gpu/node-gpu';
+import { DAWN_TOGGLE_NAME, NODE_ADAPTERS, openNodeGpu, type NodeAdapterChoice, type NodeGpuOptions } from '../gpu/node-gpu';
 import { TensorFileError } from '../io/safetensors';
 import { CliInputError } from './output-file';
 import { COMMANDS, type CliCommand, type CliEnv } from './commands';
@@ -29,6 +29,7 @@ const GLOBAL_FLAGS: ReadonlyArray<readonly [string, string]> = [
   [`--adapter ${ADAPTERS.join('|')}`, "auto (default): this machine's GPU if usable, else SwiftShader; lavapipe: Mesa's CPU driver (shader-f16)"],
   ['--disable-feature NAME', `leave an optional WebGPU feature off (repeatable): ${OPTIONAL_FEATURES.join(', ')}`],
   ['--no-unsafe-dawn', 'open Dawn without allow_unsafe_apis,vulkan_enable_f16_on_nvidia (no tensor cores, no f16 on NVIDIA)'],
+  ['--dawn-toggle NAME', 'enable one more Dawn toggle (repeatable), e.g. enable_integer_range_analysis_in_robustness; reports name it'],
   ['--debug', 'print the stack of a GPU or internal failure'],
   ['-h, --help', "this text; '<command> --help' for a command's flags"],
 ];
@@ -63,6 +64,7 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
   let adapter: AdapterChoice = 'auto';
   let unsafeFeatures = true;
   const disableFeatures: string[] = [];
+  const dawnToggles: string[] = [];
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -82,7 +84,7 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
       debug = true;
       continue;
     }
-    const match = /^(--adapter|--disable-feature)(?:=(.*))?$/.exec(arg);
+    const match = /^(--adapter|--disable-feature|--dawn-toggle)(?:=(.*))?$/.exec(arg);
     if (!match) {
       // `--context -5`: node:util parseArgs calls a value that starts with '-' "ambiguous"; a negative
       // number is a value, so pass it as --context=-5 and let the command say what range it takes.
@@ -100,13 +102,17 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
     if (value === undefined) {
       value = argv[i + 1];
       if (value === undefined || value.startsWith('-')) {
-        throw new UsageError(`${flag} needs a value: ${flag === '--adapter' ? ADAPTERS.join(' or ') : `one of ${OPTIONAL_FEATURES.join(', ')}`}`);
+        const expected = flag === '--adapter' ? ADAPTERS.join(' or ') : flag === '--dawn-toggle' ? 'a Dawn toggle name' : `one of ${OPTIONAL_FEATURES.join(', ')}`;
+        throw new UsageError(`${flag} needs a value: ${expected}`);
       }
       i++;
     }
     if (flag === '--adapter') {
       if (!(ADAPTERS as readonly string[]).includes(value)) throw new UsageError(`--adapter ${JSON.stringify(value)} is not known; expected ${ADAPTERS.join(' or ')}`);
       adapter = value as AdapterChoice;
+    } else if (flag === '--dawn-toggle') {
+      if (!DAWN_TOGGLE_NAME.test(value)) throw new UsageError(`--dawn-toggle ${JSON.stringify(value)} is not a Dawn toggle name (lower-case words joined by '_')`);
+      dawnToggles.push(value);
     } else {
       if (!(OPTIONAL_FEATURES as readonly string[]).includes(value)) {
         throw new UsageError(`--disable-feature ${JSON.stringify(value)} is not an optional feature the kernels use; expected one of ${OPTIONAL_FEATURES.join(', ')}`);
@@ -114,7 +120,7 @@ function parseCommandLine(argv: readonly string[]): CommandLine {
       disableFeatures.push(value);
     }
   }
-  return { help, gpuOptions: { adapter, disableFeatures, unsafeFeatures }, rest };
+  return { help, gpuOptions: { adapter, disableFeatures, unsafeFeatures, dawnToggles }, rest };
 }
 
 /** Exit code and stderr text for an error thrown by a command. */

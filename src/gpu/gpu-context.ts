@@ -60,6 +60,8 @@ export interface GpuContext {
    * without the matrix feature. Absent: 'template'.
    */
   matrixBuiltins?: MatrixBuiltinSpelling | null;
+  /** Dawn toggles the caller enabled beyond the defaults (Node's `--dawn-toggle`); absent or empty: none. */
+  dawnToggles?: readonly string[];
   /** Set once the device is lost; every later call should fail with this reason. */
   lostReason: string | null;
   /** Resolves when the device is lost (never for a healthy device). */
@@ -190,5 +192,6 @@ export function describeGpu(ctx: GpuContext): string {
   const name = [a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'unknown adapter';
   const feats = OPTIONAL_FEATURES.filter((f) => ctx.features[f]).join(', ') || 'none';
   const matrices = ctx.features['chromium-experimental-subgroup-matrix'] ? `; matrix configs: ${a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ')}` : '';
-  return `${name}${a.isFallbackAdapter ? ' (software)' : ''}; features: ${feats}${matrices}`;
+  const toggles = ctx.dawnToggles?.length ? `; Dawn toggles: ${ctx.dawnToggles.join(', ')}` : '';
+  return `${name}${a.isFallbackAdapter ? ' (software)' : ''}; features: ${feats}${matrices}${toggles}`;
 }

@@ -37,7 +37,15 @@ export interface NodeGpuOptions extends OpenGpuOptions {
    * and `chromium-experimental-subgroup-matrix` (tensor cores) wherever the driver has them.
    */
   unsafeFeatures?: boolean;
+  /**
+   * More Dawn toggles to enable (names as Dawn spells them, e.g. `enable_integer_range_analysis_in_robustness`),
+   * for measuring what a toggle changes; recorded in GpuContext.dawnToggles and every bench report.
+   */
+  dawnToggles?: readonly string[];
 }
+
+/** A Dawn toggle name: lower-case words joined by underscores. */
+export const DAWN_TOGGLE_NAME = /^[a-z0-9]+(_[a-z0-9]+)*$/;
 
 type DawnModule = { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
 let dawn: DawnModule | null = null;
@@ -58,7 +66,19 @@ const DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
  * `vulkan_enable_f16_on_nvidia` (Dawn hides shader-f16 on NVIDIA's Vulkan driver by default). The
  * browser equivalent: `--enable-unsafe-webgpu --enable-dawn-features=vulkan_enable_f16_on_nvidia`.
  */
-export const DAWN_UNSAFE_FEATURES = 'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia';
+export const DAWN_UNSAFE_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'] as const;
+export const DAWN_UNSAFE_FEATURES = `enable-dawn-features=${DAWN_UNSAFE_TOGGLES.join(',')}`;
+
+/** The toggles an instance is opened with beyond DAWN_FLAGS: the unsafe ones (unless turned off), then the caller's. */
+export function enabledDawnToggles(options: NodeGpuOptions): string[] {
+  const extra = options.dawnToggles ?? [];
+  for (const name of extra) {
+    if (!DAWN_TOGGLE_NAME.test(name)) throw new GpuError(`${JSON.stringify(name)} is not a Dawn toggle name (lower-case words joined by '_', e.g. enable_integer_range_analysis_in_robustness)`, 'no-webgpu', true);
+  }
+  const toggles: string[] = options.unsafeFeatures === false ? [] : [...DAWN_UNSAFE_TOGGLES];
+  for (const name of extra) if (!toggles.includes(name)) toggles.push(name);
+  return toggles;
+}
 
 /**
  * Every Dawn instance we created. Dawn-node frees an instance when its JS object is collected, even
@@ -74,13 +94,15 @@ function isLavapipe(adapter: GPUAdapter): boolean {
 
 async function tryAdapter(options: NodeGpuOptions, accept: (adapter: GPUAdapter) => boolean = () => true): Promise<GpuContext | null> {
   const { create } = await loadDawn();
-  const instance = create(options.unsafeFeatures === false ? DAWN_FLAGS : [...DAWN_FLAGS, DAWN_UNSAFE_FEATURES]);
+  const toggles = enabledDawnToggles(options);
+  const instance = create(toggles.length === 0 ? DAWN_FLAGS : [...DAWN_FLAGS, `enable-dawn-features=${toggles.join(',')}`]);
   liveInstances.push(instance);
   const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter || !accept(adapter)) return null;
   try {
     const ctx = await openDevice(adapter, options);
     await smokeTest(ctx.device);
+    ctx.dawnToggles = [...(options.dawnToggles ?? [])];
     return ctx;
   } catch {
     return null;
