@@ -33,7 +33,7 @@ export interface NodeGpuOptions extends OpenGpuOptions {
    */
   adapter?: NodeAdapterChoice;
   /**
-   * Open Dawn with DAWN_UNSAFE_FEATURES (default true): the toggles that expose `shader-f16` on NVIDIA
+   * Open Dawn with DAWN_UNSAFE_TOGGLES (default true): the toggles that expose `shader-f16` on NVIDIA
    * and `chromium-experimental-subgroup-matrix` (tensor cores) wherever the driver has them.
    */
   unsafeFeatures?: boolean;
@@ -67,10 +67,9 @@ const DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
  * browser equivalent: `--enable-unsafe-webgpu --enable-dawn-features=vulkan_enable_f16_on_nvidia`.
  */
 export const DAWN_UNSAFE_TOGGLES = ['allow_unsafe_apis', 'vulkan_enable_f16_on_nvidia'] as const;
-export const DAWN_UNSAFE_FEATURES = `enable-dawn-features=${DAWN_UNSAFE_TOGGLES.join(',')}`;
 
 /** The toggles an instance is opened with beyond DAWN_FLAGS: the unsafe ones (unless turned off), then the caller's. */
-export function enabledDawnToggles(options: NodeGpuOptions): string[] {
+function enabledDawnToggles(options: NodeGpuOptions): string[] {
   const extra = options.dawnToggles ?? [];
   for (const name of extra) {
     if (!DAWN_TOGGLE_NAME.test(name)) throw new GpuError(`${JSON.stringify(name)} is not a Dawn toggle name (lower-case words joined by '_', e.g. enable_integer_range_analysis_in_robustness)`, 'no-webgpu', true);
