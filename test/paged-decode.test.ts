@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
 import { decodeKernelKind, lanesPerToken, subgroupDecodeConstants } from '../src/kernels/paged-decode';
 import { wgslU32Constants } from '../src/kernels/pipeline-cache';
-import { autoTokensPerStep, headsForGrid, resolveTuning } from '../src/kernels/decode-tuning';
+import { autoTokensPerStep, autoWorkgroupSize, headsForGrid, INT4_SMALL_WORKGROUPS_FROM, resolveTuning } from '../src/kernels/decode-tuning';
 import { cacheLayout, defaultHadamardBlock, type KvMethod } from '../src/layout';
 import { maxAbsError } from '../src/reference/metrics';
 import { ATTENTION_F32_TOL, expectDecodeMatchesReferences, maxAbs } from './decode-checks';
@@ -70,6 +70,8 @@ const GRID: Case[] = [
   { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 44, subgroups: true, tuning: { lanesPerToken: 2, tokensPerStep: 2, workgroupSize: 128, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
   { config: { method: 'fp16', headDim: 256, numQueryHeads: 8, numKvHeads: 8, pageSize: 16 }, contextLens: [33, 130], seed: 45, subgroups: true, tuning: { lanesPerToken: 1, tokensPerStep: 1, workgroupSize: 64 } },
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
+  // the large-grid INT4 configuration (autoWorkgroupSize): 64 invocations, the GQA group of 4 per workgroup
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 200, 515], seed: 49, subgroups: true, tuning: { workgroupSize: 64, splitHeadsBelowWorkgroups: 0 } },
   // head_dims that are multiples of 32 but not powers of two (Phi-3: 96): the write kernel takes fewer
   // rows per workgroup, the subgroup kernel fewer lanes per token, the workgroup kernel spare
   // invocations; the default Hadamard block is the largest power of two ≤ 128 dividing D
@@ -187,6 +189,26 @@ describe('paged decode attention vs float64 references', () => {
     cache.destroy();
   });
 
+  it('INT4 grids of ≥ 512 workgroups of 4 heads take 64 invocations; smaller grids, FP16 and explicit tunings keep theirs', async () => {
+    const layout = (method: KvMethod) => cacheLayout({ method, headDim: 128, numKvHeads: 8, pageSize: 16, numPages: 4 });
+    expect(autoWorkgroupSize(layout('int4-hadamard'), 4, INT4_SMALL_WORKGROUPS_FROM, 128)).toBe(64);
+    expect(autoWorkgroupSize(layout('int4'), 4, INT4_SMALL_WORKGROUPS_FROM - 1, 128)).toBe(128);
+    expect(autoWorkgroupSize(layout('int4'), 2, 4 * INT4_SMALL_WORKGROUPS_FROM, 128)).toBe(128);
+    expect(autoWorkgroupSize(layout('fp16'), 4, 4 * INT4_SMALL_WORKGROUPS_FROM, 128)).toBe(128);
+
+    // through the plan: Llama-3.1-8B heads, 8 kv heads × 4 heads per workgroup, one token per sequence
+    const ctx = await subgroupTestGpu();
+    for (const method of ['int4-hadamard', 'fp16'] as const) {
+      const cache = await PagedKvCache.create(ctx, { method, headDim: 128, numQueryHeads: 32, numKvHeads: 8, numPages: 64 });
+      const seqs = Array.from({ length: 64 }, () => cache.createSequence());
+      await cache.append(seqs, seqs.map(() => 1), new Float32Array(64 * 8 * 128).fill(0.5), new Float32Array(64 * 8 * 128).fill(0.25));
+      const sizes = [cache.planAttention(seqs), cache.planAttention(seqs.slice(0, 32)), cache.planAttention(seqs, { tuning: { workgroupSize: 128 } })]
+        .map((plan) => [plan.kernel, plan.headsPerWorkgroup, plan.tuning.workgroupSize]);
+      expect(sizes).toEqual(method === 'fp16' ? [['subgroup', 4, 128], ['subgroup', 4, 128], ['subgroup', 4, 128]] : [['subgroup', 4, 64], ['subgroup', 4, 128], ['subgroup', 4, 128]]);
+      cache.destroy();
+    }
+  });
+
   it('a corrupted output fails the attention check (the tolerance bites)', async () => {
     const ctx = await testGpu();
     const run = await runKernelCase(ctx, GRID[6]);
@@ -237,6 +259,7 @@ describe('int8 query (the -q8 methods) vs float64 references with the same int8 
     { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 8, numKvHeads: 1, pageSize: 8, rotateV: true, queryInt8: true }, contextLens: [1, 9, 129], seed: 43, integerQueries: true },
     { config: { method: 'int4-hadamard', headDim: 256, numQueryHeads: 8, numKvHeads: 2, pageSize: 32, queryInt8: true }, contextLens: [70, 300], seed: 44, integerQueries: true, numSplits: 3 },
     { config: { method: 'int4-hadamard', headDim: 96, numQueryHeads: 12, numKvHeads: 3, pageSize: 16, queryInt8: true }, contextLens: [50, 17], seed: 45, integerQueries: true },
+    { config: { method: 'int4', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16, queryInt8: true }, contextLens: [300, 2], seed: 46, integerQueries: true, tuning: { workgroupSize: 64, splitHeadsBelowWorkgroups: 0 } },
   ];
   for (const c of Q8_CASES) {
     const { method, headDim, numQueryHeads, numKvHeads } = c.config;

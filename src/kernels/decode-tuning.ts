@@ -96,7 +96,8 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
 
 /**
  * Subgroup kernel (paged-decode-subgroup.wgsl), measured best on the same H200 and workload for INT4
- * and FP16 alike: 128 invocations, the whole GQA group (4 heads) per workgroup; lanes per token and
+ * and FP16 alike: 128 invocations (64 for INT4 on large grids: autoWorkgroupSize), the whole GQA group
+ * (4 heads) per workgroup; lanes per token and
  * tokens per step chosen per format and shape (LANE_FORMATS). Split-K: each workgroup's prologue and
  * merge cost more than a workgroup-memory tile loop's, so the kernel wants few, long workgroups: about
  * two per SM (256 on the H200's 132) and ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k
@@ -203,6 +204,25 @@ export function autoTokensPerStep(layout: CacheLayout, lanes: number, headsPerWg
   return memoryBoundFp16 ? 2 : AUTO_TOKENS_PER_STEP;
 }
 
+
+/** From this many workgroups before split-K, INT4 grids of the subgroup kernel take 64 invocations (autoWorkgroupSize). */
+export const INT4_SMALL_WORKGROUPS_FROM = 512;
+
+/**
+ * Invocations per subgroup-kernel workgroup where the tuning does not set them: 64 for INT4 caches
+ * (int4, int4-hadamard, either query) whose grid has at least INT4_SMALL_WORKGROUPS_FROM workgroups of
+ * ≥ 4 query heads before split-K, else `defaultSize` (128). Measured on the H200, Llama-3.1-8B heads
+ * (4 heads per workgroup, 8 kv heads; docs/tuning.md "64-invocation workgroups"), attention µs 128 → 64:
+ * batch 64 × 4k (512 workgroups) int4 271 → 262, int4-hadamard-q8 223 → 201; 128 × 1k int4 173 → 152;
+ * 256 × 4k int4-q8 820 → 777; 64 × 16k int4-hadamard-q8 803 → 739; but batch 32 (256 workgroups) loses
+ * 7–24 % (32 × 4k int4-q8 107 → 132) and batch 16 1–19 %: with 128 invocations 512 register-heavy
+ * workgroups do not fit the GPU at once, 64-invocation ones do, and small grids want the longer steps.
+ * FP16 keeps 128 (it lost at 4k: 64 × 4k 284 → 296); one head per workgroup was not measured.
+ */
+export function autoWorkgroupSize(layout: CacheLayout, headsPerWg: number, workgroupsBeforeSplit: number, defaultSize: number): number {
+  const int4 = layout.method === 'int4' || layout.method === 'int4-hadamard';
+  return int4 && headsPerWg >= 4 && workgroupsBeforeSplit >= INT4_SMALL_WORKGROUPS_FROM ? 64 : defaultSize;
+}
 
 /** A decode step fuses its cache write while sequences × kv heads is at most this (fuseDecodeStep). */
 export const FUSE_STEP_MAX_ROWS = 16;

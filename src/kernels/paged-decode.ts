@@ -31,7 +31,7 @@ import { selectLines, unrollLoops } from './wgsl-unroll';
 import { ONE_BUFFER, poolKey, readPoolWgsl } from './cache-pool';
 import type { DecodePlan } from './decode-plan';
 import {
-  AUTO_TOKENS_PER_STEP, autoTokensPerStep, DEFAULT_MATRIX_DECODE_TUNING, headsForGrid, headsPerWorkgroup, resolveTuning,
+  AUTO_TOKENS_PER_STEP, autoTokensPerStep, autoWorkgroupSize, DEFAULT_MATRIX_DECODE_TUNING, headsForGrid, headsPerWorkgroup, resolveTuning,
   type DecodeKernelKind, type DecodeTuning, type SplitPlan,
 } from './decode-tuning';
 import {
@@ -278,8 +278,9 @@ function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstan
 /**
  * The tuning a grid of `numSeqs` sequences runs with: the kernel's defaults under `overrides`
  * (validated), heads per workgroup for the grid (headsForGrid; the kernel variant takes it as its
- * cap) and, for the subgroup kernel, the automatic tokens per step, which depend on the heads
- * (autoTokensPerStep). Also returns the grid before split-K. Throws on a tuning the kernels cannot run.
+ * cap) and, for the subgroup kernel, the automatic workgroup size and tokens per step, which depend
+ * on the heads and the grid (autoWorkgroupSize, autoTokensPerStep). Also returns the grid before
+ * split-K. Throws on a tuning the kernels cannot run.
  */
 export function tuningForGrid(shape: Pick<DecodeShape, 'layout' | 'numQueryHeads' | 'useSubgroups' | 'subgroupMinSize' | 'kernel' | 'matrix'>, numSeqs: number, overrides: Partial<DecodeTuning> = {}): { tuning: DecodeTuning; workgroupsBeforeSplit: number } {
   const { layout } = shape;
@@ -290,6 +291,7 @@ export function tuningForGrid(shape: Pick<DecodeShape, 'layout' | 'numQueryHeads
   tuning = { ...tuning, maxHeadsPerWorkgroup: heads };
   const workgroupsBeforeSplit = numSeqs * layout.numKvHeads * (groupSize / heads);
   if (kind === 'subgroup') {
+    if (overrides.workgroupSize === undefined) tuning = { ...tuning, workgroupSize: autoWorkgroupSize(layout, heads, workgroupsBeforeSplit, tuning.workgroupSize) };
     const lanes = lanesPerToken(shape, tuning);
     tuning = { ...tuning, tokensPerStep: tuning.tokensPerStep || autoTokensPerStep(layout, lanes, heads, workgroupsBeforeSplit, tuning) };
   }
