@@ -30,62 +30,64 @@ fn split_weight(ml: vec2<f32>, global_max: f32) -> f32 {
   return select(exp2(ml.x - global_max), 0.0, ml.y == 0.0);
 }
 
-// At batch 1 a merge waits for the latency of its loads, not for bandwidth: every invocation reads the
-// splits four at a time (independent loads in flight) and no barrier is needed before the output. On an
-// NVIDIA H200 the first version (three loops of one load each) took 3.6 µs at 3 splits, 5 µs at 7;
-// tree reductions over the workgroup instead were slower at 3 splits (docs/tuning.md).
+// The (max, sum) of the four splits s..s+3 (a block): all four loads issued before any is used; splits
+// past num_splits re-read the last one and count as empty (m = −inf, l = 0).
+fn block_ml(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, 4> {
+  var ml: array<vec2<f32>, 4>;
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    ml[j] = select(vec2<f32>(NEG_HUGE, 0.0), partial_ml[first + min(s + j, num_splits - 1u)], s + j < num_splits);
+  }
+  return ml;
+}
+
+// Element d of the partial values of the block's splits (past num_splits: the last split's, weighted 0).
+fn block_acc(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, 4> {
+  var acc: array<f32, 4>;
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    acc[j] = partial_acc[(first + min(s + j, num_splits - 1u)) * HEAD_DIM + d];
+  }
+  return acc;
+}
+
+// At batch 1 a merge waits for the latency of its loads, not for bandwidth: splits are read in blocks of
+// four independent loads, the first block of partial values before the maxima (it does not depend on
+// them), and no barrier is needed before the output. On an NVIDIA H200 (docs/tuning.md): the first
+// version (three loops of one load each) took 3.6 µs at 3 splits, 5 µs at 7; tree reductions over the
+// workgroup were slower at 3 splits; blocks of four took 1 µs off batch 1's attention against loads four
+// at a time with a one-by-one remainder (3 splits: all of them one by one).
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>) {
   let row = wid.y * NUM_Q_HEADS + wid.x;  // (seq, head)
   let num_splits = params.num_splits;
   let first = row * num_splits;
+  let first_acc = block_acc(first, 0u, num_splits, lid);  // lid < HEAD_DIM: WORKGROUP_SIZE ≤ HEAD_DIM
   // 1. M = max_s m_s and the denominator Σ_s w_s·l_s, splits in order
   var global_max = NEG_HUGE;
-  var s = 0u;
-  for (; s + 4u <= num_splits; s += 4u) {
-    var m: array<f32, 4>;
-    for (var j = 0u; j < 4u; j++) {  // unroll
-      m[j] = partial_ml[first + s + j].x;
-    }
-    global_max = max(max(global_max, max(m[0], m[1])), max(m[2], m[3]));
-  }
-  for (; s < num_splits; s++) {
-    global_max = max(global_max, partial_ml[first + s].x);
+  for (var s = 0u; s < num_splits; s += 4u) {
+    let ml = block_ml(first, s, num_splits);
+    global_max = max(max(global_max, max(ml[0].x, ml[1].x)), max(ml[2].x, ml[3].x));
   }
   var denominator = 0.0;
-  s = 0u;
-  for (; s + 4u <= num_splits; s += 4u) {
-    var ml: array<vec2<f32>, 4>;
-    for (var j = 0u; j < 4u; j++) {  // unroll
-      ml[j] = partial_ml[first + s + j];
-    }
+  for (var s = 0u; s < num_splits; s += 4u) {
+    let ml = block_ml(first, s, num_splits);
     for (var j = 0u; j < 4u; j++) {  // unroll
       denominator += split_weight(ml[j], global_max) * ml[j].y;
     }
   }
-  for (; s < num_splits; s++) {
-    let ml = partial_ml[first + s];
-    denominator += split_weight(ml, global_max) * ml.y;
-  }
   // 2. out = Σ_s w_s·acc_s / denominator, splits in order (bitwise reproducible)
   for (var d = lid; d < HEAD_DIM; d += WORKGROUP_SIZE) {
     var total = 0.0;
-    s = 0u;
-    for (; s + 4u <= num_splits; s += 4u) {
-      var acc: array<f32, 4>;
-      var w: array<f32, 4>;
-      for (var j = 0u; j < 4u; j++) {  // unroll
-        acc[j] = partial_acc[(first + s + j) * HEAD_DIM + d];
-        w[j] = split_weight(partial_ml[first + s + j], global_max);
+    for (var s = 0u; s < num_splits; s += 4u) {
+      let ml = block_ml(first, s, num_splits);
+      var acc = first_acc;
+      if (s > 0u || d != lid) {
+        acc = block_acc(first, s, num_splits, d);
       }
       for (var j = 0u; j < 4u; j++) {  // unroll
-        total += select(0.0, w[j] * acc[j], w[j] != 0.0);
+        let w = split_weight(ml[j], global_max);
+        total += select(0.0, w * acc[j], w != 0.0);
       }
-    }
-    for (; s < num_splits; s++) {
-      let w = split_weight(partial_ml[first + s], global_max);
-      total += select(0.0, w * partial_acc[(first + s) * HEAD_DIM + d], w != 0.0);
     }
     rot_buf[d] = total / denominator;
   }
