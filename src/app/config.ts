@@ -91,10 +91,10 @@ export function fitBlock(preset: PresetName, block: number): number {
 }
 
 /** A whole number typed in a field: the value, or why it cannot be used (`label` starts the message). */
-export function parseIntegerField(text: string, label: string, min: number, max: number): { value: number } | { problem: string } {
+export function parseIntegerField(text: string, label: string, min: number, max: number, emptyReason = 'it is empty'): { value: number } | { problem: string } {
   const value = parseInteger(text.trim(), min, max);
   if (value !== null) return { value };
-  const got = text.trim() === '' ? 'it is empty' : `got ${JSON.stringify(text.trim())}`;
+  const got = text.trim() === '' ? emptyReason : `got ${JSON.stringify(text.trim())}`;
   return { problem: `${label} must be a whole number from ${min} to ${max.toLocaleString('en')} (${got}).` };
 }
 

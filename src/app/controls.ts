@@ -11,7 +11,7 @@ import {
   accuracyMethodIds, accuracySizeProblem, benchBatches, benchContexts, benchPoints, blocksForHeadDim, configToQuery, fitBlockToHeadDim,
   MAX_CONTEXT, MAX_SEED, MAX_SEQS, METHOD_CHOICES, PAGE_SIZES, parseIntegerField, type AppConfig, type MethodChoice,
 } from './config';
-import { byId, el } from './dom';
+import { byId, el, emptyReason, plural } from './dom';
 import { showFieldProblem, type Problem } from './validation';
 
 /** The workload select's value when a loaded file is used. */
@@ -36,7 +36,7 @@ const NUMBER_FIELDS = [
 ] as const;
 
 function shapeText(hq: number, hkv: number, d: number): string {
-  return `${hq} query heads, ${hkv} kv heads (GQA ${hq / hkv}), head_dim ${d}`;
+  return `${plural(hq, 'query head')}, ${plural(hkv, 'kv head')} (GQA ${hq / hkv}), head_dim ${d}`;
 }
 
 function presetText(name: PresetName): string {
@@ -162,7 +162,7 @@ export class Controls {
     const workload = select('workload').value;
     if (workload !== FILE_WORKLOAD) next.workload = workload as WorkloadKind;
     for (const f of NUMBER_FIELDS) {
-      const parsed = parseIntegerField(input(f.id).value, f.label, f.min, f.max);
+      const parsed = parseIntegerField(input(f.id).value, f.label, f.min, f.max, emptyReason(input(f.id)));
       if ('value' in parsed) next[f.key] = parsed.value;
     }
     next.pageSize = Number(select('page-size').value);
@@ -182,7 +182,7 @@ export class Controls {
   private validate(): void {
     const problems: Problem[] = [];
     for (const f of NUMBER_FIELDS) {
-      const parsed = parseIntegerField(input(f.id).value, f.label, f.min, f.max);
+      const parsed = parseIntegerField(input(f.id).value, f.label, f.min, f.max, emptyReason(input(f.id)));
       const message = 'problem' in parsed ? parsed.problem : null;
       showFieldProblem(f.id, message);
       if (message) problems.push({ field: f.id, message, blocks: 'main' });
@@ -207,6 +207,12 @@ export class Controls {
     byId('workload-hint').textContent = this.useFile
       ? 'The accuracy run uses your file (its own shape); the throughput run times the preset with random data.'
       : (kind?.description ?? '');
+    const invalid = this.problemList.filter((p) => p.blocks === 'main');
+    if (invalid.length) {
+      // the configuration keeps the last valid values, which the fields no longer show
+      byId('run-plan').textContent = `No plan while ${invalid.length === 1 ? 'a setting is' : `${invalid.length} settings are`} invalid (the message under each says why).`;
+      return;
+    }
     const methods = accuracyMethodIds(c, this.accuracyHeadDim);
     const points = benchPoints(c);
     const what = this.useFile ? `your file ${f!.name}` : `${c.seqs} × ${c.context} tokens of ${c.workload}`;

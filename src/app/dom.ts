@@ -27,3 +27,16 @@ export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs =
 export function addRow(list: HTMLElement, term: string, value: string | Node): void {
   list.append(el('dt', {}, term), el('dd', {}, value));
 }
+
+/** "1 token", "3 tokens": a count and its noun (English plural in -s). */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * Why a field reads as empty: a number input holding what is not a number (letters, say) reports ''
+ * as its value, so "it is empty" would be wrong for it.
+ */
+export function emptyReason(field: HTMLInputElement | HTMLTextAreaElement): string {
+  return field.validity?.badInput ? 'what was typed is not a number' : 'it is empty';
+}

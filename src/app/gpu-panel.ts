@@ -10,7 +10,7 @@ import { addRow, byId, el } from './dom';
 
 /** What each optional feature buys, for the feature list. */
 const FEATURE_USE: Record<(typeof OPTIONAL_FEATURES)[number], string> = {
-  'shader-f16': 'f16 tiles for the tensor-core decode kernel (FP16 storage is packed in u32 and never needs it)',
+  'shader-f16': 'f16 tiles for the tensor-core decode kernel; FP16 storage is packed in u32 and never needs it',
   subgroups: 'faster softmax and dot-product reductions',
   'timestamp-query': 'GPU-side timing of each kernel',
   'chromium-experimental-subgroup-matrix': 'tensor cores for INT4 decode attention (paged-decode-matrix.wgsl)',
@@ -19,7 +19,8 @@ const FEATURE_USE: Record<(typeof OPTIONAL_FEATURES)[number], string> = {
 /** The kernel variants this device gets, one line each. */
 export function kernelVariants(ctx: GpuContext): string[] {
   const a = ctx.adapterInfo;
-  const sizes = a.subgroupMinSize ? ` (subgroup size ${a.subgroupMinSize}–${a.subgroupMaxSize})` : '';
+  const range = a.subgroupMinSize === a.subgroupMaxSize ? `${a.subgroupMinSize}` : `${a.subgroupMinSize}–${a.subgroupMaxSize}`;
+  const sizes = a.subgroupMinSize ? ` (subgroup size ${range})` : '';
   const matrix = ctx.features['chromium-experimental-subgroup-matrix'] && ctx.features['shader-f16'];
   return [
     matrix
@@ -47,9 +48,12 @@ export function showGpu(ctx: GpuContext): void {
   details.replaceChildren();
   const a = ctx.adapterInfo;
   addRow(details, 'Adapter', [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ') || 'unknown (the browser hides it)');
-  addRow(details, 'Software adapter', a.isFallbackAdapter || a.architecture === 'swiftshader' ? 'yes: timings are not representative of a GPU' : 'no');
+  const software = a.isFallbackAdapter || a.architecture === 'swiftshader';
+  addRow(details, 'Software adapter', software ? 'yes: timings are not representative of a GPU' : 'no');
   for (const f of OPTIONAL_FEATURES) {
-    addRow(details, `Feature ${f}`, ctx.features[f] ? `yes (${FEATURE_USE[f]})` : `no (${FEATURE_USE[f]}). To get it: ${FEATURE_HELP[f]}`);
+    // a software adapter lacks what it lacks whatever the flags; the flags matter on a GPU
+    const help = software ? `this software adapter does not offer it; on a GPU: ${FEATURE_HELP[f]}` : FEATURE_HELP[f];
+    addRow(details, `Feature ${f}`, ctx.features[f] ? `yes (${FEATURE_USE[f]})` : `no (${FEATURE_USE[f]}). To get it: ${help}`);
   }
   if (ctx.features['chromium-experimental-subgroup-matrix']) {
     addRow(details, 'Matrix configs', a.subgroupMatrixConfigs.map(describeMatrixConfig).join(', ') || 'none listed');

@@ -104,8 +104,15 @@ export function headlineAccuracy(rows: readonly MethodAccuracy[]): void {
     { hadamard: rel(hadamard), int4: rel(int4), fp16: rel(fp16), method: main.id });
 }
 
+/** A duration given in µs, in the unit that reads best: "86.2 µs", "218 ms", "1.25 s". */
+export function formatDuration(us: number): string {
+  if (us >= 999_500) return `${formatNumber(us / 1e6, 3)} s`; // what would round to 1000 ms
+  if (us >= 9_995) return `${formatNumber(us / 1e3, 3)} ms`; // … to 10000 µs
+  return `${formatNumber(us, 3)} µs`;
+}
+
 function speedNote(p: MeasuredPoint, fp16: MeasuredPoint | undefined): string {
-  const step = `${formatNumber(p.stepUs, 3)} µs per step${fp16 ? ` vs ${formatNumber(fp16.stepUs, 3)} µs FP16` : ''}`;
+  const step = `${formatDuration(p.stepUs)} per step${fp16 ? ` vs ${formatDuration(fp16.stepUs)} FP16` : ''}`;
   return `${step} at ${p.point.batch} × ${p.point.context} tokens, one layer (${p.variant}). Kernel: ${p.plan}.`;
 }
 

@@ -226,6 +226,16 @@ async function runMain(kind: MainKind, gpu: GpuContext, config: AppConfig, signa
   }
 }
 
+/** " N of M throughput points were skipped: …" when the bench skipped some (their rows say why and what fits). */
+function skippedNote(bench: BenchResult | null): string {
+  const points = bench?.points ?? [];
+  const skipped = points.filter((p) => p.status === 'skipped');
+  if (skipped.length === 0) return '';
+  const first = skipped[0];
+  const reason = first.status === 'skipped' ? ` (${first.reason})` : '';
+  return ` ${skipped.length === points.length ? 'Every' : `${skipped.length} of ${points.length}`} throughput point${points.length === 1 ? ' was' : skipped.length === points.length ? ' was' : 's were'} skipped${reason}; the table's Status column says what fits.`;
+}
+
 async function run(kind: RunKind): Promise<void> {
   if (!ctx || running) return;
   clearError(errorPanel);
@@ -247,7 +257,7 @@ async function run(kind: RunKind): Promise<void> {
     else if (kind === 'model-ppl') await runModelPerplexity(ctx, modelControls, controller.signal, progress);
     else await runMain(kind, ctx, config, controller.signal);
     if (isMainKind(kind)) finishHeadline('done');
-    progress(1, 1, `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+    progress(1, 1, `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.${kind === 'bench' || kind === 'both' ? skippedNote(lastBench) : ''}`);
   } catch (e) {
     if (isMainKind(kind)) {
       keepPartialResults();

@@ -18,7 +18,7 @@ import { runPerplexity, type PerplexityResult } from '../model/model-perplexity'
 import type { ModelRun } from '../model/model-run';
 import type { BpeTokenizer } from '../model/tokenizer';
 import type { ProgressFn } from './accuracy-panel';
-import { byId, el } from './dom';
+import { byId, el, emptyReason, plural } from './dom';
 import { isAbort } from './errors';
 import { softwareAdapterName } from './headline';
 import { fetchModelRun, fetchQuickStream, MODEL_ASSETS, type ModelAsset } from './model-loader';
@@ -99,21 +99,31 @@ export class ModelControls {
     const note = byId('model-prompt-link');
     note.textContent = linkNote ?? '';
     note.hidden = linkNote === null;
-    const parsed = parseTokensField(byId<HTMLInputElement>('model-tokens').value);
+    const tokensField = byId<HTMLInputElement>('model-tokens');
+    const parsed = parseTokensField(tokensField.value, emptyReason(tokensField));
     if ('value' in parsed) this.current.tokens = parsed.value;
-    let tokensMessage = 'problem' in parsed ? parsed.problem : null;
-    if (!tokensMessage && !promptMessage && this.tokenizer && 'value' in parsed) tokensMessage = contextProblem(ModelControls.promptIds(this.tokenizer.tok, prompt).length, parsed.value, this.tokenizer.contextLength);
-    showFieldProblem('model-tokens', tokensMessage);
-    if (tokensMessage) problems.push({ field: 'model-tokens', message: tokensMessage, blocks: 'model' });
+    const tokensMessage = 'problem' in parsed ? parsed.problem : null;
+    const tooLong = !tokensMessage && !promptMessage && this.tokenizer && 'value' in parsed ? contextProblem(ModelControls.promptIds(this.tokenizer.tok, prompt).length, parsed.value, this.tokenizer.contextLength) : null;
+    if (tooLong?.field === 'model-prompt') showFieldProblem('model-prompt', tooLong.message);
+    const countMessage = tokensMessage ?? (tooLong?.field === 'model-tokens' ? tooLong.message : null);
+    showFieldProblem('model-tokens', countMessage);
+    if (countMessage) problems.push({ field: 'model-tokens', message: countMessage, blocks: 'model' });
+    if (tooLong?.field === 'model-prompt') problems.push({ field: 'model-prompt', message: tooLong.message, blocks: 'model' });
     this.problemList = problems;
   }
 }
 
-/** Why `promptTokens` (with `<bos>`) and `tokens` to generate do not fit the model's context (null: they do). */
-export function contextProblem(promptTokens: number, tokens: number, contextLength: number): string | null {
+/**
+ * Why `promptTokens` (with `<bos>`) and `tokens` to generate do not fit the model's context, and the
+ * field to fix (null: they fit): the prompt when it leaves no room for a single token, else the count.
+ */
+export function contextProblem(promptTokens: number, tokens: number, contextLength: number): { field: 'model-prompt' | 'model-tokens'; message: string } | null {
   if (promptTokens + tokens - 1 <= contextLength) return null;
-  const most = Math.max(0, contextLength - promptTokens + 1);
-  return `Tokens to generate: at most ${most} after this prompt (${promptTokens} tokens with <bos>; the model's context is ${contextLength} tokens), got ${tokens}.`;
+  const most = contextLength - promptTokens + 1;
+  if (most < 1) {
+    return { field: 'model-prompt', message: `The prompt is too long: ${promptTokens} tokens with <bos>, and the model's context is ${contextLength} tokens, prompt and continuation together; shorten it to at most ${contextLength} tokens.` };
+  }
+  return { field: 'model-tokens', message: `Tokens to generate: at most ${most} after this prompt (${promptTokens} tokens with <bos>; the model's context is ${contextLength} tokens), got ${tokens}.` };
 }
 
 // ---------------------------------------------------------------- the model, loaded once
@@ -252,11 +262,11 @@ export async function runModelGeneration(ctx: GpuContext, settings: ModelSetting
   const tok = run.tokenizer;
   const promptIds = ModelControls.promptIds(tok, settings.prompt);
   const tooLong = contextProblem(promptIds.length, settings.tokens, run.config.contextLength);
-  if (tooLong) throw new RangeError(tooLong);
+  if (tooLong) throw new RangeError(tooLong.message); // the field it belongs to says so too (setTokenizer re-checked it)
   const software = softwareAdapterName(ctx) !== null;
   const columns: GenerationColumn[] = MODEL_METHODS.map((spec) => ({ spec, state: 'waiting', result: null }));
   byId('model-prompt-shown').textContent =
-    `Prompt ${JSON.stringify(settings.prompt)} (${promptIds.length} tokens with <bos>), continued greedily by ${settings.tokens} token${settings.tokens === 1 ? '' : 's'} with each KV cache; every token goes through the paged cache's append + attention.`;
+    `Prompt ${JSON.stringify(settings.prompt)} (${plural(promptIds.length, 'token')} with <bos>), continued greedily by ${plural(settings.tokens, 'token')} with each KV cache; every token goes through the paged cache's append + attention.`;
   const draw = () => showGeneration(tok, columns, software, run.config.headDim);
   draw();
   const steps = promptIds.length + settings.tokens - 1;

@@ -55,8 +55,8 @@ export function promptFault(prompt: string): string | null {
 }
 
 /** The token count typed in the form: the value, or why it cannot be used. */
-export function parseTokensField(text: string): { value: number } | { problem: string } {
-  return parseIntegerField(text, 'Tokens to generate', 1, MAX_GENERATE_TOKENS);
+export function parseTokensField(text: string, emptyReason?: string): { value: number } | { problem: string } {
+  return parseIntegerField(text, 'Tokens to generate', 1, MAX_GENERATE_TOKENS, emptyReason);
 }
 
 export interface ParsedModelSettings {

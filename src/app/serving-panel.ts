@@ -17,7 +17,7 @@ import { runSimulateSweep, type SimulateMethodResult, type SimulateResult, type 
 import type { ProgressFn } from './accuracy-panel';
 import { renderChart, type ChartSeries } from './charts';
 import type { AppConfig } from './config';
-import { byId, el } from './dom';
+import { byId, el, emptyReason, plural } from './dom';
 import { throwIfAborted } from './errors';
 import { fileStamp, showDownloads, toCsv } from './export';
 import { showFieldProblem, type Problem } from './validation';
@@ -27,7 +27,6 @@ import {
 } from './serving-config';
 import { formatNumber, renderTable, type Column } from './tables';
 
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 const input = (id: string) => byId<HTMLInputElement>(id);
 const select = (id: string) => byId<HTMLSelectElement>(id);
 
@@ -103,7 +102,7 @@ export class ServingControls {
     const field = <T>(id: string, parse: (text: string) => T | null, apply: (value: T) => void, expected: string) => {
       const text = input(id).value.trim();
       const value = parse(text);
-      const message = value === null ? `${expected} (${text === '' ? 'it is empty' : `got ${JSON.stringify(text)}`}).` : null;
+      const message = value === null ? `${expected} (${text === '' ? emptyReason(input(id)) : `got ${JSON.stringify(text)}`}).` : null;
       showFieldProblem(id, message);
       if (message) problems.push({ field: id, message, blocks: 'serving' });
       if (value !== null) apply(value);
@@ -157,6 +156,11 @@ export class ServingControls {
     if (!budgetUnreadable) showFieldProblem('sim-budget', tooSmall);
     if (tooSmall) {
       byId('sim-plan').textContent = `${plural(c.methods.length, 'method')} × ${plural(c.caps.length, 'cap')}: no plan until the budget holds a page of every method.`;
+      return;
+    }
+    if (this.fieldProblems.length) {
+      // an invalid field keeps its last valid value in the configuration, which the field no longer shows
+      byId('sim-plan').textContent = `No plan while ${this.fieldProblems.length === 1 ? 'a setting is' : `${this.fieldProblems.length} settings are`} invalid (the message under each says why).`;
       return;
     }
     const fits = servingFits(app, c);

@@ -9,7 +9,14 @@ import type { MethodAccuracy } from '../../src/accuracy/accuracy-lab';
 import { generateWorkload } from '../../src/workloads/synthetic';
 import { channelStats, spread } from '../../src/accuracy/channel-stats';
 import { paretoFrontier } from '../../src/app/figures';
+import { formatDuration } from '../../src/app/headline';
 import { formatTick, LOG_PAD_DECADES, logRange, logTickValues } from '../../src/app/ticks';
+
+describe('durations in the headline', () => {
+  it('read in the unit that fits: µs up to 10 ms, then ms, then s', () => {
+    expect([0.5, 86.2, 9994, 9999, 218_000, 999_400, 999_999, 1_250_000].map(formatDuration)).toEqual(['0.5 µs', '86.2 µs', '9990 µs', '10 ms', '218 ms', '999 ms', '1 s', '1.25 s']);
+  });
+});
 
 describe('axis ticks', () => {
   it('reads like numbers at every magnitude', () => {

@@ -47,6 +47,21 @@ describe('failures explained on the page', () => {
     }
   });
 
+  it('a throughput run whose points do not fit this GPU says so when it is done, not only in the rows', async () => {
+    const page = await suite.served.openAnother('?preset=llama-3.1-8b&seqs=256&ctx=65536&methods=int4&quick=1');
+    try {
+      // the accuracy runs are disabled (too big for a tab); the throughput run is not
+      await page.waitForSelector('#gpu-status.ok', { timeout: 60_000 });
+      await page.waitForSelector('#run-bench:not([disabled])', { timeout: 60_000 });
+      const done = await clickRunAndWait(page, 'run-bench');
+      expect(done).toMatch(/^Done in [\d.]+ s\. (Every throughput point was|\d+ of \d+ throughput points were) skipped \(.+\); the table's Status column says what fits\.$/);
+      const statuses = (await readTable(page, 'bench-table')).rows.map((r) => r.texts.status);
+      expect(statuses.some((t) => t.startsWith('skipped'))).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('a file that is not a KV dump: the loader says what is wrong with which file', async () => {
     const { page } = suite.served;
     await page.setInputFiles('#file-input', { name: 'notes.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.from('this is not a tensor file') });

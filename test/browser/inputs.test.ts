@@ -58,9 +58,13 @@ describe('strict inputs', () => {
         const blocked = field.startsWith('sim-') ? '#sim-blocked' : '#run-blocked';
         expect(await page.isVisible(blocked)).toBe(true);
         expect(await page.textContent(blocked)).toMatch(reason);
-        // The field's value is not silently replaced: what is shown is what is refused.
+        // The field's value is not silently replaced: what is shown is what is refused, and no plan
+        // describes the last valid value instead.
         expect(await page.inputValue(`#${field}`)).toBe(bad);
+        const plan = field.startsWith('sim-') ? '#sim-plan' : '#run-plan';
+        expect(await page.textContent(plan), field).toMatch(/^No plan while a setting is invalid/);
         await setField(page, field, good);
+        expect(await page.textContent(plan), field).not.toMatch(/^No plan/);
         expect(await page.getAttribute(`#${field}`, 'aria-invalid')).toBe('false');
         expect(await page.isVisible(`#${field}-error`)).toBe(false);
         expect(Object.values(await runStates(page)).some(Boolean), `${field}=${good}`).toBe(false);
@@ -68,6 +72,21 @@ describe('strict inputs', () => {
       expect(await page.isVisible('#run-blocked')).toBe(false);
     });
   }
+
+  it('a number field holding what is not a number says so (the browser reports it as empty)', async () => {
+    const { page } = suite.served;
+    await openAdvanced(page);
+    await page.fill('#context', '');
+    await page.focus('#context');
+    await page.keyboard.type('e'); // a number input takes the key but has no number
+    await page.locator('#context').dispatchEvent('change');
+    expect(await page.evaluate(() => (document.getElementById('context') as HTMLInputElement).validity.badInput)).toBe(true);
+    expect(await page.textContent('#context-error')).toMatch(/Context length must be a whole number from 1 to 65,536 \(what was typed is not a number\)/);
+    await setField(page, 'context', '');
+    expect(await page.textContent('#context-error')).toMatch(/\(it is empty\)/);
+    await setField(page, 'context', '100');
+    expect(await page.isVisible('#context-error')).toBe(false);
+  });
 
   it('an accuracy run too big for a tab disables only the accuracy runs, and says what to lower', async () => {
     const { page } = suite.served;

@@ -217,18 +217,31 @@ describe('the model section (headless Chromium, WebGPU)', () => {
 
   it('once the model is loaded, a prompt too long for the tokens asked is refused as it is typed', async () => {
     const { page } = suite.served;
-    const prompt = '=head1 DESCRIPTION\n\n' + 'The quick brown fox jumps over the lazy dog. '.repeat(60);
+    const prompt = '=head1 DESCRIPTION\n\n' + 'The quick brown fox jumps over the lazy dog. '.repeat(20);
     const promptTokens = 1 + tokenizer.encode(prompt).length;
     expect(promptTokens + 256 - 1).toBeGreaterThan(512); // too long with 256 tokens
     await setField(page, 'model-prompt', prompt);
     await setField(page, 'model-tokens', '256');
     const expected = contextProblem(promptTokens, 256, 512)!;
-    expect(expected).toMatch(/^Tokens to generate: at most \d+ after this prompt/);
-    expect(await page.textContent('#model-tokens-error')).toBe(expected);
+    expect(expected.field).toBe('model-tokens');
+    expect(expected.message).toMatch(/^Tokens to generate: at most \d+ after this prompt/);
+    expect(await page.textContent('#model-tokens-error')).toBe(expected.message);
     expect(await page.isDisabled('#model-run')).toBe(true);
-    expect(await page.textContent('#model-blocked')).toContain(expected);
+    expect(await page.textContent('#model-blocked')).toContain(expected.message);
+    // a prompt that fills the context by itself is the prompt's problem, not the count's
+    const huge = 'The quick brown fox jumps over the lazy dog. '.repeat(80);
+    const hugeTokens = 1 + tokenizer.encode(huge).length;
+    expect(hugeTokens).toBeGreaterThan(512);
+    await setField(page, 'model-prompt', huge);
+    const promptProblem = contextProblem(hugeTokens, 256, 512)!;
+    expect(promptProblem.field).toBe('model-prompt');
+    expect(await page.textContent('#model-prompt-error')).toBe(promptProblem.message);
+    expect(promptProblem.message).toMatch(/^The prompt is too long: \d+ tokens with <bos>.*at most 512 tokens/);
+    expect(await page.isVisible('#model-tokens-error')).toBe(false);
+    expect(await page.isDisabled('#model-run')).toBe(true);
     await setField(page, 'model-prompt', '=head1 NAME');
     expect(await page.isDisabled('#model-run')).toBe(false);
+    expect(await page.isVisible('#model-prompt-error')).toBe(false);
     await setField(page, 'model-tokens', '4');
   });
 
