@@ -197,7 +197,7 @@ describe('quick sweep end to end (real kernels)', () => {
       expect(p.separateStepUs).toBeCloseTo(p.appendUs + p.attentionUs, 9);
       // the step is what the default plan runs: the fused step where it fuses (the subgroup kernel here)
       expect(p.fused).toBe(p.kernel === 'subgroup' && p.point.batch * MODEL_PRESETS[p.point.preset].numKvHeads <= FUSE_STEP_MAX_ROWS);
-      if (p.kernel === 'subgroup') expect(positive(p.fusedStepUs!)).toBe(true);
+      if (p.kernel === 'subgroup') expect(positive(p.fusedStepUs!) && p.fusedStepError === null).toBe(true);
       if (p.fused) expect(positive(p.fusedStepUs!) && p.stepUs === p.fusedStepUs && p.fusedStep!.samplesNs.length > 0).toBe(true);
       else expect(p.stepUs).toBe(p.separateStepUs);
       if (p.point.method !== 'fp16') expect(positive(p.speedupVsFp16!.step) && positive(p.speedupVsFp16!.attention)).toBe(true);

@@ -115,7 +115,7 @@ function row(r: PointResult): string[] {
     String(r.headsPerWorkgroup),
     fmtSig(r.appendUs),
     fmtSig(r.attentionUs),
-    r.fusedStepUs === null ? '–' : `${fmtSig(r.fusedStepUs)}${r.fused ? '' : ' (off)'}`,
+    r.fusedStepError !== null ? 'failed' : r.fusedStepUs === null ? '–' : `${fmtSig(r.fusedStepUs)}${r.fused ? '' : ' (off)'}`,
     fmtSig(r.stepUs),
     fmtCount(r.tokensPerSecond),
     formatBytes(r.attentionBytes),

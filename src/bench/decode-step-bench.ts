@@ -326,6 +326,11 @@ export interface MeasuredPoint extends PointCommon {
   fused: boolean;
   /** The fused step (one dispatch, plus the merge with split-K) where the kernel has one, else null. */
   fusedStepUs: number | null;
+  /**
+   * Why the fused step, timed for comparison where the default plan does not fuse, could not run (e.g.
+   * a `decodeTuning` its kernel does not take); null when it ran or was not timed. The point stays ok.
+   */
+  fusedStepError: string | null;
   /** append + attention as separate dispatches (medians). */
   separateStepUs: number;
   appendMinUs: number;
@@ -639,15 +644,22 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     const stepOptions = { tuning: o.decodeTuning, kernel: o.decodeKernel };
     const fusedByDefault = cache.fusesDecodeStep(point.batch, stepOptions);
     let fusedTiming: GpuTiming | null = null;
+    let fusedStepError: string | null = null;
     if (fusedByDefault || canFuse(cache, point.batch, stepOptions)) {
-      workspace = cache.createAttentionWorkspace();
-      const fused = await workspace.prepareFusedStep(seqIds, stepOptions);
-      const copies = ctx.device.createCommandEncoder();
-      copies.copyBufferToBuffer(append.kInput, 0, fused.kInput, 0, rowBytes);
-      copies.copyBufferToBuffer(append.vInput, 0, fused.vInput, 0, rowBytes);
-      copies.copyBufferToBuffer(attention.queryBuffer, 0, fused.queryBuffer, 0, point.batch * preset.numQueryHeads * preset.headDim * 4);
-      ctx.device.queue.submit([copies.finish()]);
-      fusedTiming = await measureGpu(ctx, (p) => fused.encode(p), { ...o.timing, label: `fused step, ${label}` });
+      try {
+        workspace = cache.createAttentionWorkspace();
+        const fused = await workspace.prepareFusedStep(seqIds, stepOptions);
+        const copies = ctx.device.createCommandEncoder();
+        copies.copyBufferToBuffer(append.kInput, 0, fused.kInput, 0, rowBytes);
+        copies.copyBufferToBuffer(append.vInput, 0, fused.vInput, 0, rowBytes);
+        copies.copyBufferToBuffer(attention.queryBuffer, 0, fused.queryBuffer, 0, point.batch * preset.numQueryHeads * preset.headDim * 4);
+        ctx.device.queue.submit([copies.finish()]);
+        fusedTiming = await measureGpu(ctx, (p) => fused.encode(p), { ...o.timing, label: `fused step, ${label}` });
+      } catch (e) {
+        // only a comparison where the default plan keeps the write separate: the point's step stands without it
+        if (fusedByDefault || (e instanceof GpuError && e.kind === 'device-lost')) throw e;
+        fusedStepError = e instanceof Error ? e.message : String(e);
+      }
     }
     const separateNs = appendTiming.medianNs + attentionTiming.medianNs;
     const stepNs = fusedByDefault && fusedTiming ? fusedTiming.medianNs : separateNs;
@@ -666,6 +678,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
       stepUs: nsToUs(stepNs),
       fused: fusedByDefault,
       fusedStepUs: fusedTiming ? nsToUs(fusedTiming.medianNs) : null,
+      fusedStepError,
       separateStepUs: nsToUs(separateNs),
       appendMinUs: nsToUs(appendTiming.minNs),
       attentionMinUs: nsToUs(attentionTiming.minNs),
