@@ -12,7 +12,7 @@ import {
   MAX_CONTEXT, MAX_SEED, MAX_SEQS, METHOD_CHOICES, PAGE_SIZES, parseIntegerField, type AppConfig, type MethodChoice,
 } from './config';
 import { byId, el, emptyReason, plural } from './dom';
-import { showFieldProblem, type Problem } from './validation';
+import { noPlanText, showFieldProblem, type Problem } from './validation';
 
 /** The workload select's value when a loaded file is used. */
 export const FILE_WORKLOAD = 'file';
@@ -209,8 +209,7 @@ export class Controls {
       : (kind?.description ?? '');
     const invalid = this.problemList.filter((p) => p.blocks === 'main');
     if (invalid.length) {
-      // the configuration keeps the last valid values, which the fields no longer show
-      byId('run-plan').textContent = `No plan while ${invalid.length === 1 ? 'a setting is' : `${invalid.length} settings are`} invalid (the message under each says why).`;
+      byId('run-plan').textContent = noPlanText(invalid.length);
       return;
     }
     const methods = accuracyMethodIds(c, this.accuracyHeadDim);

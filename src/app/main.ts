@@ -7,6 +7,7 @@
  */
 import type { AccuracyReport } from '../accuracy/accuracy-lab';
 import type { KvData } from '../accuracy/kv-file';
+import type { SkippedPoint } from '../bench/decode-step-bench';
 import { GpuError, openGpu, type GpuContext } from '../gpu/gpu-context';
 import { TensorFileError } from '../io/safetensors';
 import { drawAccuracyCharts, initAccuracyMetricSelect, runAccuracyPanel, showAccuracy, showAccuracyWorkload, type ReportState } from './accuracy-panel';
@@ -226,14 +227,13 @@ async function runMain(kind: MainKind, gpu: GpuContext, config: AppConfig, signa
   }
 }
 
-/** " N of M throughput points were skipped: …" when the bench skipped some (their rows say why and what fits). */
+/** " N of M throughput points were skipped (…)" when the bench skipped some (their rows say why and what fits). */
 function skippedNote(bench: BenchResult | null): string {
   const points = bench?.points ?? [];
-  const skipped = points.filter((p) => p.status === 'skipped');
+  const skipped = points.filter((p): p is SkippedPoint => p.status === 'skipped');
   if (skipped.length === 0) return '';
-  const first = skipped[0];
-  const reason = first.status === 'skipped' ? ` (${first.reason})` : '';
-  return ` ${skipped.length === points.length ? 'Every' : `${skipped.length} of ${points.length}`} throughput point${points.length === 1 ? ' was' : skipped.length === points.length ? ' was' : 's were'} skipped${reason}; the table's Status column says what fits.`;
+  const which = skipped.length === points.length ? 'Every throughput point was' : `${skipped.length} of ${points.length} throughput points were`;
+  return ` ${which} skipped (${skipped[0].reason}); the table's Status column says what fits.`;
 }
 
 async function run(kind: RunKind): Promise<void> {

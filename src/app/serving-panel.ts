@@ -20,7 +20,7 @@ import type { AppConfig } from './config';
 import { byId, el, emptyReason, plural } from './dom';
 import { throwIfAborted } from './errors';
 import { fileStamp, showDownloads, toCsv } from './export';
-import { showFieldProblem, type Problem } from './validation';
+import { noPlanText, showFieldProblem, type Problem } from './validation';
 import {
   MAX_BUDGET_MIB, MAX_CAP, MAX_CAPS, MAX_SERVING_REPEATS, MAX_SERVING_STEPS, parseBudgetMib, parseCaps, parseRepeats, parseSteps, scaleText, servingBudgetBytes, servingFits,
   servingHadamardBlock, SERVING_METHODS, SERVING_SCALES, servingLengths, servingModel, servingSweepOptions, type ServingConfig,
@@ -159,8 +159,7 @@ export class ServingControls {
       return;
     }
     if (this.fieldProblems.length) {
-      // an invalid field keeps its last valid value in the configuration, which the field no longer shows
-      byId('sim-plan').textContent = `No plan while ${this.fieldProblems.length === 1 ? 'a setting is' : `${this.fieldProblems.length} settings are`} invalid (the message under each says why).`;
+      byId('sim-plan').textContent = noPlanText(this.fieldProblems.length);
       return;
     }
     const fits = servingFits(app, c);

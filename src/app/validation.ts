@@ -40,6 +40,14 @@ export function showBlocked(boxId: string, problems: readonly Problem[]): void {
 }
 
 /** The visible label text of a field (for messages that name it). */
+/**
+ * A run's plan while `count` of its fields are invalid: none, since the configuration still holds the
+ * last valid values, which the fields no longer show.
+ */
+export function noPlanText(count: number): string {
+  return `No plan while ${count === 1 ? 'a setting is' : `${count} settings are`} invalid (the message under each says why).`;
+}
+
 export function fieldLabel(id: string): string {
   const element = document.getElementById(id);
   if (element instanceof HTMLFieldSetElement) return element.querySelector('legend')?.textContent?.trim() ?? id;

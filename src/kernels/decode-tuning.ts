@@ -97,8 +97,7 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
 /**
  * Subgroup kernel (paged-decode-subgroup.wgsl), measured best on the same H200 and workload for INT4
  * and FP16 alike: 128 invocations (64 for INT4 on large grids: autoWorkgroupSize), the whole GQA group
- * (4 heads) per workgroup; lanes per token and
- * tokens per step chosen per format and shape (LANE_FORMATS). Split-K: each workgroup's prologue and
+ * (4 heads) per workgroup; lanes per token and tokens per step chosen per format and shape (LANE_FORMATS). Split-K: each workgroup's prologue and
  * merge cost more than a workgroup-memory tile loop's, so the kernel wants few, long workgroups: about
  * two per SM (256 on the H200's 132) and ≥ 384 tokens each were best from batch 1 × 4k to batch 64 × 4k
  * (docs/tuning.md). Grids of fewer than 64 workgroups (e.g. batch 1–4 with 8 kv heads) spread a GQA
