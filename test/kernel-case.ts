@@ -38,6 +38,8 @@ export interface KernelCase {
    * the decode kernel, 'separate' through the cache write; default: every token before attention().
    */
   decodeStep?: 'fused' | 'separate';
+  /** Split-K partials merged in the decode dispatch (true) or by the merge kernel (false); default: the plan's rule. */
+  mergeInDispatch?: boolean;
 }
 
 export interface KernelRun {
@@ -88,7 +90,7 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   for (const [part, offset] of [[firstPart, zeros], [rest, firstPart]]) {
     if (part.some((n) => n > 0)) await write(seqIds, part, gather(k, part, offset), gather(v, part, offset));
   }
-  const options = { numSplits: c.numSplits, tuning: c.tuning, kernel: c.kernel };
+  const options = { numSplits: c.numSplits, tuning: c.tuning, kernel: c.kernel, mergeInDispatch: c.mergeInDispatch };
   let out: Float32Array;
   if (c.decodeStep) {
     const last = c.contextLens.map((len) => len - 1);

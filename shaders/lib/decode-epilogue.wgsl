@@ -1,10 +1,93 @@
-// The end of the subgroup and matrix decode kernels (after lib/decode-io.wgsl and lib/hadamard.wgsl).
-// On entry, behind a barrier, rot_buf holds each of the workgroup's heads' Σ p·(scale·code + min),
-// unnormalised (relative to the head's reference maximum), and head_ml[h] that (maximum·log2e, Σp).
-// With one split the result is final: normalise, rotate V back when it was rotated (as the merge
-// kernel would) and write `out`; otherwise write the partial and its (max, sum) for
-// shaders/paged-decode-merge.wgsl. Contains barriers: call from workgroup-uniform control flow.
-// The kernel declares: var<workgroup> head_ml: array<vec2<f32>, HEADS_PER_WG>;
+// The end of the subgroup and matrix decode kernels (after lib/decode-io.wgsl, lib/hadamard.wgsl and,
+// with MERGE_IN_DISPATCH, lib/split-merge.wgsl). On entry, behind a barrier, rot_buf holds each of the
+// workgroup's heads' Σ p·(scale·code + min), unnormalised (relative to the head's reference maximum),
+// and head_ml[h] that (maximum·log2e, Σp). With one split the result is final: normalise, rotate V back
+// when it was rotated (as the merge kernel would) and write `out`. With several splits, either write
+// the partial and its (max, sum) for shaders/paged-decode-merge.wgsl, or (MERGE_IN_DISPATCH, the
+// subgroup kernel) merge them here: see merge_in_dispatch. Contains barriers: call from
+// workgroup-uniform control flow. The kernel declares: var<workgroup> head_ml: array<vec2<f32>, HEADS_PER_WG>;
+
+// #if MERGE_IN_DISPATCH
+// The last workgroup of a (sequence, head group) to finish merges every split's partial, in split
+// order, in the same dispatch. WGSL orders memory between workgroups only through atomics on one
+// location (barriers are workgroup-scoped, atomics relaxed: docs/design.md), so every partial word
+// itself travels through an atomic: a word reads MERGE_EMPTY until its split's store has arrived, and
+// the merging workgroup waits on each word it reads, not on an ordering the language does not give.
+// The counter says only which workgroup is last: by then every other split has issued its stores, so
+// the wait is for their arrival, never for a workgroup that has not run. The merger then puts
+// MERGE_EMPTY back into every word it read and the counter to 0, so the next call starts alike.
+// A word that has not arrived after MERGE_SPIN_LIMIT reads makes its output NaN (loud, never a stale
+// value; not seen in practice).
+const MERGE_EMPTY: u32 = 0xffffffffu;
+const MERGE_SPIN_LIMIT: u32 = 1048576u;
+var<private> merge_incomplete: bool = false;
+var<workgroup> merge_is_last: u32;
+
+fn merge_record_word(record: u32, i: u32) -> u32 {
+  return record * (HEAD_DIM + 2u) + i;
+}
+
+fn await_merge_word(index: u32) -> f32 {
+  var word = atomicLoad(&merge_words[index]);
+  for (var n = 0u; word == MERGE_EMPTY && n < MERGE_SPIN_LIMIT; n++) {
+    word = atomicLoad(&merge_words[index]);
+  }
+  merge_incomplete = merge_incomplete || word == MERGE_EMPTY;
+  return bitcast<f32>(word);
+}
+
+// Where lib/split-merge.wgsl finds the partials.
+fn load_partial_ml(record: u32) -> vec2<f32> {
+  return vec2<f32>(await_merge_word(merge_record_word(record, HEAD_DIM)), await_merge_word(merge_record_word(record, HEAD_DIM + 1u)));
+}
+
+fn load_partial_acc(record: u32, d: u32) -> f32 {
+  return await_merge_word(merge_record_word(record, d));
+}
+
+fn merge_in_dispatch(lid: u32, seq: u32, first_q_head: u32, split: u32) {
+  let num_splits = params.num_splits;
+  let first_row = seq * NUM_Q_HEADS + first_q_head;
+  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+    let record = (first_row + i / HEAD_DIM) * num_splits + split;
+    atomicStore(&merge_words[merge_record_word(record, i % HEAD_DIM)], bitcast<u32>(rot_buf[i]));
+  }
+  if (lid < HEADS_PER_WG) {
+    let record = (first_row + lid) * num_splits + split;
+    atomicStore(&merge_words[merge_record_word(record, HEAD_DIM)], bitcast<u32>(head_ml[lid].x));
+    atomicStore(&merge_words[merge_record_word(record, HEAD_DIM + 1u)], bitcast<u32>(head_ml[lid].y));
+  }
+  storageBarrier();  // the workgroup's stores are issued before it counts itself
+  let counter = first_row / HEADS_PER_WG;
+  if (lid == 0u) {
+    merge_is_last = select(0u, 1u, atomicAdd(&merge_counters[counter], 1u) == num_splits - 1u);
+  }
+  if (workgroupUniformLoad(&merge_is_last) == 0u) {
+    return;
+  }
+  merge_rows_into_rot_buf(lid, first_row, HEADS_PER_WG, num_splits);
+  if (merge_incomplete) {
+    for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+      rot_buf[i] = bitcast<f32>(select(0u, 0x7fc00000u, merge_incomplete));  // NaN (a runtime value: a constant NaN does not compile)
+    }
+  }
+  storageBarrier();  // every invocation has read the records before any is reset
+  let first_word = first_row * num_splits * (HEAD_DIM + 2u);
+  for (var i = lid; i < HEADS_PER_WG * num_splits * (HEAD_DIM + 2u); i += WORKGROUP_SIZE) {
+    atomicStore(&merge_words[first_word + i], MERGE_EMPTY);
+  }
+  if (lid == 0u) {
+    atomicStore(&merge_counters[counter], 0u);
+  }
+  workgroupBarrier();
+  if (ROTATE_OUT == 1u) {
+    unrotate_rows_in_workgroup(lid);
+  }
+  for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
+    out[first_row * HEAD_DIM + i] = rot_buf[i];
+  }
+}
+// #endif
 
 fn write_decode_result(lid: u32, seq: u32, first_q_head: u32, split: u32) {
   let num_splits = params.num_splits;
@@ -19,6 +102,9 @@ fn write_decode_result(lid: u32, seq: u32, first_q_head: u32, split: u32) {
       out[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i] = rot_buf[i];
     }
   } else {
+// #if MERGE_IN_DISPATCH
+    merge_in_dispatch(lid, seq, first_q_head, split);
+// #else
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
       let head = first_q_head + i / HEAD_DIM;
       partial_acc[((seq * NUM_Q_HEADS + head) * num_splits + split) * HEAD_DIM + i % HEAD_DIM] = rot_buf[i];
@@ -26,5 +112,6 @@ fn write_decode_result(lid: u32, seq: u32, first_q_head: u32, split: u32) {
     if (lid < HEADS_PER_WG) {
       partial_ml[(seq * NUM_Q_HEADS + first_q_head + lid) * num_splits + split] = head_ml[lid];
     }
+// #endif
   }
 }

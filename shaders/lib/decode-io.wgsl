@@ -21,8 +21,15 @@ struct DecodeParams {
 @group(0) @binding(3) var<storage, read> block_tables: array<u32>;       // [S, max_pages_per_seq] page ids
 @group(0) @binding(4) var<storage, read> context_lens: array<u32>;       // [S] tokens per sequence, ≥ 1
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;          // [S, NUM_Q_HEADS, HEAD_DIM]
+// #if MERGE_IN_DISPATCH
+// split-K partials merged in this dispatch (lib/decode-epilogue.wgsl): every word is MERGE_EMPTY and
+// every counter 0 between calls
+@group(0) @binding(6) var<storage, read_write> merge_words: array<atomic<u32>>;    // [S, NUM_Q_HEADS, num_splits, HEAD_DIM + 2] (acc, max·log2e, sum) as f32 bits
+@group(0) @binding(7) var<storage, read_write> merge_counters: array<atomic<u32>>; // [S, NUM_Q_HEADS / HEADS_PER_WG] splits finished
+// #else
 @group(0) @binding(6) var<storage, read_write> partial_acc: array<f32>;  // [S, NUM_Q_HEADS, num_splits, HEAD_DIM]
 @group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>; // [S, NUM_Q_HEADS, num_splits] (max·log2e, sum)
+// #endif
 @group(0) @binding(8) var<uniform> params: DecodeParams;
 
 // The workgroup's HEADS_PER_WG queries into rot_buf, rotated like K when ROTATE_Q (signs, then the

@@ -19,7 +19,7 @@ import type { AttentionCall, AttentionOptions, PagedKvCache, PreparedAttention, 
 /** Growth factor of a buffer that is too small (amortises batches that grow one sequence at a time). */
 const GROWTH = 1.5;
 
-type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'appendSlots' | 'appendParams' | 'readback';
+type SlotName = 'q' | 'out' | 'blockTables' | 'contextLens' | 'partialAcc' | 'partialMl' | 'mergeWords' | 'mergeCounters' | 'decodeParams' | 'mergeParams' | 'newK' | 'newV' | 'appendSlots' | 'appendParams' | 'readback';
 
 /** The buffers of a cache write bound in a workspace (PagedKvCache.prepareAppend with a workspace). */
 export interface AppendBuffers {
@@ -92,8 +92,10 @@ export class AttentionWorkspace {
       blockTables: slot('blockTables', packed.blockTables.byteLength, 'storage'),
       contextLens: slot('contextLens', packed.contextLens.byteLength, 'storage'),
       out: slot('out', qBytes, 'storage'),
-      partialAcc: slot('partialAcc', plan.partialAccBytes, 'storage'),
-      partialMl: slot('partialMl', plan.partialMlBytes, 'storage'),
+      // bindings 6 and 7: the merge kernel's partials, or the in-dispatch merge's words and counters
+      // (their own buffers: those hold MERGE_EMPTY and 0 between calls, which the partials would break)
+      partialAcc: plan.mergeInDispatch ? slot('mergeWords', plan.partialAccBytes, 'storage') : slot('partialAcc', plan.partialAccBytes, 'storage'),
+      partialMl: plan.mergeInDispatch ? slot('mergeCounters', plan.partialMlBytes, 'storage') : slot('partialMl', plan.partialMlBytes, 'storage'),
       decodeParams: slot('decodeParams', 48, 'uniform'),
       mergeParams: slot('mergeParams', 48, 'uniform'),
       // [S, Hkv, D] f32 new K/V rows of a fused step
@@ -167,7 +169,13 @@ export class AttentionWorkspace {
     const size = Math.max(need, Math.min(cap, Math.ceil(((have?.size ?? 0) * GROWTH) / 4) * 4));
     if (kind === 'storage') checkBufferFits(this.ctx, `attention workspace ${name}`, size);
     have?.destroy();
-    const buffer = this.ctx.device.createBuffer({ label: `attention workspace ${name}`, size, usage: usageOf(kind) });
+    // the in-dispatch merge's words start MERGE_EMPTY (lib/decode-epilogue.wgsl); everything else zeroed
+    const empty = name === 'mergeWords';
+    const buffer = this.ctx.device.createBuffer({ label: `attention workspace ${name}`, size, usage: usageOf(kind), mappedAtCreation: empty });
+    if (empty) {
+      new Uint32Array(buffer.getMappedRange()).fill(0xffffffff);
+      buffer.unmap();
+    }
     this.buffers.set(name, buffer);
     if (kind !== 'readback') {
       this.bound.clear();

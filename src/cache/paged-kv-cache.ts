@@ -161,6 +161,8 @@ export interface AttentionOptions {
    * error where the kernel cannot), false keeps the separate write; default: fuseDecodeStep's rule.
    */
   fuse?: boolean;
+  /** Split-K partials merged in the decode dispatch (true) or by the merge kernel (false); default: mergeInDispatch's rule. */
+  mergeInDispatch?: boolean;
 }
 
 /** A bound decode step (PagedKvCache.prepareDecodeStep): one new token per sequence appended, then attention over every sequence with it. */
@@ -611,7 +613,7 @@ export class PagedKvCache {
     // The one plan of this call: kernel, tuning, splits, merge, grid, variant, buffer sizes.
     try {
       const plan = planDecode(shape, seqIds.length, Math.max(...packed.contextLens), {
-        kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits, ...(decodeStep ? { decodeStep, fuse: options.fuse } : {}),
+        kernel: options.kernel, tuning: options.tuning, numSplits: options.numSplits, mergeInDispatch: options.mergeInDispatch, ...(decodeStep ? { decodeStep, fuse: options.fuse } : {}),
       });
       return { plan, packed, shape, scale };
     } catch (e) {
@@ -655,7 +657,8 @@ export class PagedKvCache {
       blockTables: storageBufferFrom(ctx, 'block tables', packed.blockTables),
       contextLens: storageBufferFrom(ctx, 'context lens', packed.contextLens),
       out: storageBuffer(ctx, 'attention out', qBytes),
-      partialAcc: storageBuffer(ctx, 'partial acc', plan.partialAccBytes),
+      // the in-dispatch merge's words start MERGE_EMPTY (0xffffffff), its counters 0
+      partialAcc: plan.mergeInDispatch ? storageBufferFrom(ctx, 'merge words', new Uint32Array(plan.partialAccBytes / 4).fill(0xffffffff)) : storageBuffer(ctx, 'partial acc', plan.partialAccBytes),
       partialMl: storageBuffer(ctx, 'partial ml', plan.partialMlBytes),
       decodeParams: uniformBufferFrom(ctx, 'decode params', new Uint32Array(decodeParams(packed.maxPagesPerSeq, plan.splits, scale, this.signBitWords))),
       mergeParams: uniformBufferFrom(ctx, 'merge params', mergeParams(plan.splits, this.signBitWords)),

@@ -8,7 +8,7 @@
 import type { MatrixConfig, MatrixStep } from './paged-decode-matrix';
 import { describeMatrixConfig } from '../gpu/gpu-context';
 import { decodeKernel, decodeKernelKind, needsMerge, tuningForGrid, type DecodeShape } from './paged-decode';
-import { chooseSplits, fuseDecodeStep, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
+import { chooseSplits, fuseDecodeStep, mergeInDispatch, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
 import type { ShaderVariant } from './pipeline-cache';
 
 export interface DecodePlanOptions {
@@ -25,6 +25,8 @@ export interface DecodePlanOptions {
   decodeStep?: boolean;
   /** With decodeStep: true fuses (an error where the shape cannot), false keeps the cache write separate. */
   fuse?: boolean;
+  /** Split-K partials merged in the decode dispatch (true; an error where the kernel cannot) or by the merge kernel (false); default: mergeInDispatch's rule. */
+  mergeInDispatch?: boolean;
 }
 
 export interface DecodePlan {
@@ -38,6 +40,8 @@ export interface DecodePlan {
   splits: SplitPlan;
   /** The split-K merge kernel runs after the decode kernel. */
   merge: boolean;
+  /** Split-K partials are merged inside the decode dispatch (no merge kernel; bindings 6/7 are the merge's words and counters). */
+  mergeInDispatch: boolean;
   /** A decode step whose cache write is fused into the decode kernel (no separate append dispatch). */
   fusedStep: boolean;
   /** dispatchWorkgroups(x, y, z) of the decode kernel: splits, kv heads × head groups, sequences. */
@@ -45,7 +49,11 @@ export interface DecodePlan {
   variant: ShaderVariant;
   /** Workgroup memory of the variant, in bytes (checked against the device before anything is bound). */
   workgroupBytes: number;
-  /** Bytes of the split-K partial buffers ([S, Hq, splits, D] f32 and [S, Hq, splits] vec2<f32>; 4 and 8 without a merge). */
+  /**
+   * Bytes of the buffers at bindings 6 and 7: the merge kernel's partials ([S, Hq, splits, D] f32 and
+   * [S, Hq, splits] vec2<f32>), or the in-dispatch merge's words ([S, Hq, splits, D + 2] u32, MERGE_EMPTY
+   * between calls) and counters ([S, Hq / heads per workgroup] u32, 0 between calls); 4 and 8 without a merge.
+   */
   partialAccBytes: number;
   partialMlBytes: number;
 }
@@ -60,11 +68,13 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
   const kind = decodeKernelKind({ ...shape, kernel: options.kernel });
   const { tuning, workgroupsBeforeSplit } = tuningForGrid({ ...shape, kernel: kind }, numSeqs, options.tuning);
   const splits = chooseSplits(workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
-  const merge = needsMerge(splits, shape, kind);
+  const inDispatch = mergeInDispatch(kind, splits.numSplits, options.mergeInDispatch);
+  const merge = needsMerge(splits, shape, kind) && !inDispatch;
   if (options.fuse !== undefined && !options.decodeStep) throw new Error('fuse applies to a decode step (decodeStep: true)');
   const fusedStep = Boolean(options.decodeStep) && fusesStep(shape, kind, numSeqs, options.fuse);
-  const kernel = decodeKernel({ ...shape, kernel: kind, tuning, fusedStep });
+  const kernel = decodeKernel({ ...shape, kernel: kind, tuning, fusedStep, mergeInDispatch: inDispatch });
   const partialFloats = numSeqs * shape.numQueryHeads * splits.numSplits;
+  const headDim = shape.layout.headDim;
   return {
     kernel: kind,
     matrix: kernel.matrix ?? null,
@@ -72,12 +82,13 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
     headsPerWorkgroup: tuning.maxHeadsPerWorkgroup,
     splits,
     merge,
+    mergeInDispatch: inDispatch,
     fusedStep,
     grid: [splits.numSplits, shape.layout.numKvHeads * kernel.headGroups, numSeqs],
     variant: kernel.variant,
     workgroupBytes: kernel.workgroupBytes,
-    partialAccBytes: merge ? partialFloats * shape.layout.headDim * 4 : 4,
-    partialMlBytes: merge ? partialFloats * 8 : 8,
+    partialAccBytes: inDispatch ? partialFloats * (headDim + 2) * 4 : merge ? partialFloats * headDim * 4 : 4,
+    partialMlBytes: inDispatch ? ((numSeqs * shape.numQueryHeads) / tuning.maxHeadsPerWorkgroup) * 4 : merge ? partialFloats * 8 : 8,
   };
 }
 
@@ -96,6 +107,6 @@ export function fusesStep(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, kind: D
 export function describePlan(plan: DecodePlan): string {
   const matrix = plan.matrix ? ` (${plan.matrix.step} ${describeMatrixConfig(plan.matrix.config)})` : '';
   const splits = `${plan.splits.numSplits} split${plan.splits.numSplits === 1 ? '' : 's'} of ≤ ${plan.splits.tokensPerSplit} tokens`;
-  return `${plan.kernel}${matrix}${plan.fusedStep ? ' with the cache write fused' : ''}, ${plan.headsPerWorkgroup} heads/wg, ${splits}${plan.merge ? ' + merge' : ''}`;
+  return `${plan.kernel}${matrix}${plan.fusedStep ? ' with the cache write fused' : ''}, ${plan.headsPerWorkgroup} heads/wg, ${splits}${plan.merge ? ' + merge' : ''}${plan.mergeInDispatch ? ', merged in the dispatch' : ''}`;
 }
 

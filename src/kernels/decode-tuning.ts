@@ -241,6 +241,18 @@ export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: bo
   return hasKernel && numSeqs * shape.layout.numKvHeads <= FUSE_STEP_MAX_ROWS;
 }
 
+/**
+ * Whether split-K partials are merged inside the decode dispatch (the last workgroup of each sequence and
+ * head group merges, lib/decode-epilogue.wgsl) rather than by the merge kernel's dependent dispatch:
+ * `requested` when given (true throws where it cannot: only the subgroup kernel merges in-dispatch),
+ * else wherever the subgroup kernel splits. Measured on the H200: docs/tuning.md, "Split-K merged in
+ * the decode dispatch".
+ */
+export function mergeInDispatch(kind: DecodeKernelKind, numSplits: number, requested?: boolean): boolean {
+  if (requested && kind !== 'subgroup') throw new Error(`only the subgroup decode kernel merges split-K partials in its own dispatch, not the ${kind} kernel`);
+  return kind === 'subgroup' && numSplits > 1 && (requested ?? true);
+}
+
 export interface SplitPlan {
   numSplits: number;
   tokensPerSplit: number;

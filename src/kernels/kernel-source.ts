@@ -11,8 +11,17 @@ import hadamardWgsl from '../../shaders/lib/hadamard.wgsl?raw';
 import kvCodesWgsl from '../../shaders/lib/kv-codes.wgsl?raw';
 import quantCodeWgsl from '../../shaders/lib/quant-code.wgsl?raw';
 import quantizeLaneWgsl from '../../shaders/lib/quantize-lane.wgsl?raw';
+import splitMergeWgsl from '../../shaders/lib/split-merge.wgsl?raw';
 import { wgslU32Constants } from './pipeline-cache';
 import { selectLines, unrollLoops } from './wgsl-unroll';
+
+/** The line selections (selectLines) of the decode kernels' shared files; absent means 0. */
+export interface DecodeFlags {
+  FUSED_STEP?: number;
+  MERGE_IN_DISPATCH?: number;
+}
+
+const decodeFlags = (flags: DecodeFlags) => ({ FUSED_STEP: flags.FUSED_STEP ?? 0, MERGE_IN_DISPATCH: flags.MERGE_IN_DISPATCH ?? 0 });
 
 export const WGSL_LIBRARIES = {
   f16: f16Wgsl,
@@ -22,12 +31,16 @@ export const WGSL_LIBRARIES = {
   quantizeLane: unrollLoops(quantizeLaneWgsl, {}),
   /** WriteParams + bindings of every cache-write kernel */
   cacheWriteIo: cacheWriteIoWgsl,
-  /** DecodeParams + bindings of the decode kernels (after `alias CacheChunk`) */
-  decodeIo: selectLines(decodeIoWgsl, { FUSED_STEP: 0 }),
-  /** the same for the fused decode step (paged-decode-subgroup.wgsl, FUSED_STEP): the K/V pools writable */
-  decodeIoFusedStep: selectLines(decodeIoWgsl, { FUSED_STEP: 1 }),
-  /** the result writer of the subgroup and matrix decode kernels (after decodeIo and hadamard) */
-  decodeEpilogue: decodeEpilogueWgsl,
+  /**
+   * DecodeParams + bindings of the decode kernels (after `alias CacheChunk`); FUSED_STEP (the fused
+   * decode step, paged-decode-subgroup.wgsl): the K/V pools writable; MERGE_IN_DISPATCH: bindings 6
+   * and 7 are the in-dispatch merge's words and counters instead of the merge kernel's partials
+   */
+  decodeIo: (flags: DecodeFlags = {}) => selectLines(decodeIoWgsl, decodeFlags(flags)),
+  /** the result writer of the subgroup and matrix decode kernels (after decodeIo, hadamard and, with MERGE_IN_DISPATCH, splitMerge) */
+  decodeEpilogue: (flags: DecodeFlags = {}) => selectLines(decodeEpilogueWgsl, decodeFlags(flags)),
+  /** the split-K merge (the merge kernel, and the subgroup kernel's in-dispatch merge) */
+  splitMerge: unrollLoops(splitMergeWgsl, {}),
   /** code-word helpers of the quantized decode formats */
   kvCodes: kvCodesWgsl,
 } as const;

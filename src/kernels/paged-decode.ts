@@ -86,6 +86,12 @@ export interface DecodeShape {
    * scores it from registers (paged-decode-subgroup.wgsl, FUSED_STEP).
    */
   fusedStep?: boolean;
+  /**
+   * Split-K partials merged in the decode dispatch by the last workgroup of each (sequence, head
+   * group) instead of by the merge kernel (subgroup kernel; lib/decode-epilogue.wgsl,
+   * MERGE_IN_DISPATCH): bindings 6 and 7 are then the merge's words and counters (mergeWordsBytes).
+   */
+  mergeInDispatch?: boolean;
 }
 
 /**
@@ -244,6 +250,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     ...shared,
     ROT_VECTORS: shared.HEADS_PER_WG + newRotRows,
     FUSED_STEP: fused ? 1 : 0,
+    MERGE_IN_DISPATCH: shape.mergeInDispatch ? 1 : 0,
     QUANTIZED: format === LANE_FORMATS.int4 ? 1 : 0,
     NEW_ROW_LANES: layout.headDim / VALUES_PER_GROUP,
     NEW_ROT_ROWS: newRotRows,
@@ -393,7 +400,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
   const pool = shape.pool ?? ONE_BUFFER;
-  const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}`;
+  const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}${constants.MERGE_IN_DISPATCH ? '-merged' : ''}`;
   const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
   // the fused step encodes new tokens with the cache write's code (lib/quantize-lane.wgsl, f16.wgsl)
   const fusedSources = !constants.FUSED_STEP ? [] : constants.QUANTIZED
@@ -407,11 +414,12 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
         constants,
         sources: [
           `alias CacheChunk = ${constants.CHUNK_WORDS === 4 ? 'vec4<u32>' : 'vec2<u32>'};`,
-          constants.FUSED_STEP ? WGSL_LIBRARIES.decodeIoFusedStep : WGSL_LIBRARIES.decodeIo,
+          WGSL_LIBRARIES.decodeIo(constants),
           pool.numBuffers > 1 ? readPoolWgsl(pool) : '',
           ...fusedSources,
           WGSL_LIBRARIES.hadamard,
-          WGSL_LIBRARIES.decodeEpilogue,
+          constants.MERGE_IN_DISPATCH ? WGSL_LIBRARIES.splitMerge : '',
+          WGSL_LIBRARIES.decodeEpilogue(constants),
           LANE_FORMATS[format].source,
           unrollLoops(selectLines(subgroupDecodeWgsl, constants), constants),
         ],
@@ -432,7 +440,7 @@ function workgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
         constants,
         sources: [
           'alias CacheChunk = vec4<u32>;\nconst CHUNK_WORDS: u32 = 4u;',
-          WGSL_LIBRARIES.decodeIo,
+          WGSL_LIBRARIES.decodeIo(),
           WGSL_LIBRARIES.hadamard,
           ...formatSources(shape.layout),
           shape.useSubgroups ? tileMaxSubgroupWgsl : tileMaxWorkgroupWgsl,
@@ -456,7 +464,7 @@ export function mergeVariant(shape: DecodeShape): ShaderVariant {
   };
   return {
     key: `paged-decode-merge/d${constants.HEAD_DIM}/hq${constants.NUM_Q_HEADS}/b${block}/o${constants.ROTATE_OUT}s${constants.RANDOM_SIGNS}`,
-    code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, unrollLoops(mergeWgsl, constants)] }),
+    code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.splitMerge, mergeWgsl] }),
   };
 }
 
