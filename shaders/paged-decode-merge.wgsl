@@ -3,7 +3,7 @@
 // is rotated back (· H_blk, × signs). One workgroup per (query head, sequence).
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_Q_HEADS, HADAMARD_BLOCK, ROTATE_OUT, RANDOM_SIGNS,
-// ROT_VECTORS (= 1), WORKGROUP_SIZE.
+// ROT_VECTORS (= 1), SPLIT_MERGE_ROWS (= 1), WORKGROUP_SIZE.
 
 struct MergeParams {
   num_splits: u32,
@@ -23,13 +23,22 @@ var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;  // [1, HEAD_DIM] me
 // Stands for −inf (a const −inf is not expressible in WGSL); exp2(NEG_HUGE − m) is 0.
 const NEG_HUGE: f32 = -3.0e38;
 
-// Where lib/split-merge.wgsl finds the partials: written by the decode kernel before this dispatch.
-fn load_partial_ml(record: u32) -> vec2<f32> {
-  return partial_ml[record];
+// Where lib/split-merge.wgsl finds the partials (written by the decode kernel before this dispatch):
+// four independent loads; splits past num_splits re-read the last one and count as empty.
+fn load_ml_block(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, 4> {
+  var ml: array<vec2<f32>, 4>;
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    ml[j] = select(vec2<f32>(NEG_HUGE, 0.0), partial_ml[first + min(s + j, num_splits - 1u)], s + j < num_splits);
+  }
+  return ml;
 }
 
-fn load_partial_acc(record: u32, d: u32) -> f32 {
-  return partial_acc[record * HEAD_DIM + d];
+fn load_acc_block(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, 4> {
+  var acc: array<f32, 4>;
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    acc[j] = partial_acc[(first + min(s + j, num_splits - 1u)) * HEAD_DIM + d];
+  }
+  return acc;
 }
 
 // The merge itself is lib/split-merge.wgsl's (also the subgroup kernel's in-dispatch merge); no barrier
@@ -38,7 +47,7 @@ fn load_partial_acc(record: u32, d: u32) -> f32 {
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>) {
   let row = wid.y * NUM_Q_HEADS + wid.x;  // (seq, head)
-  merge_rows_into_rot_buf(lid, row, 1u, params.num_splits);
+  merge_rows_into_rot_buf(lid, row, params.num_splits);
   if (ROTATE_OUT == 1u) {
     unrotate_rows_in_workgroup(lid);
   }

@@ -70,6 +70,7 @@ describe('fused decode step', () => {
       expectDecodeMatchesReferences(fused, c);
       // run to run: bit for bit
       const again = await runKernelCase(ctx, { ...c, decodeStep: 'fused' });
+      expectDecodeMatchesReferences(again, c);
       expect(Array.from(again.out)).toEqual(Array.from(fused.out));
       expect(differingWords(again.cacheWords.k, fused.cacheWords.k)).toEqual([]);
       expect(differingWords(again.cacheWords.v, fused.cacheWords.v)).toEqual([]);

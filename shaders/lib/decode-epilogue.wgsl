@@ -27,22 +27,49 @@ fn merge_record_word(record: u32, i: u32) -> u32 {
   return record * (HEAD_DIM + 2u) + i;
 }
 
-fn await_merge_word(index: u32) -> f32 {
+// The word at `index` once its split's store has arrived (MERGE_EMPTY after MERGE_SPIN_LIMIT reads).
+fn await_merge_word(index: u32) -> u32 {
   var word = atomicLoad(&merge_words[index]);
   for (var n = 0u; word == MERGE_EMPTY && n < MERGE_SPIN_LIMIT; n++) {
     word = atomicLoad(&merge_words[index]);
   }
   merge_incomplete = merge_incomplete || word == MERGE_EMPTY;
-  return bitcast<f32>(word);
+  return word;
 }
 
-// Where lib/split-merge.wgsl finds the partials.
-fn load_partial_ml(record: u32) -> vec2<f32> {
-  return vec2<f32>(await_merge_word(merge_record_word(record, HEAD_DIM)), await_merge_word(merge_record_word(record, HEAD_DIM + 1u)));
+// Where lib/split-merge.wgsl finds the partials: a block's words are all loaded before any is checked
+// (one round of loads when they have arrived, as they almost always have); a word still MERGE_EMPTY
+// is awaited alone.
+fn load_ml_block(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, 4> {
+  var words: array<u32, 8>;
+  for (var j = 0u; j < 8u; j++) {  // unroll
+    words[j] = atomicLoad(&merge_words[merge_record_word(first + min(s + j / 2u, num_splits - 1u), HEAD_DIM + j % 2u)]);
+  }
+  var ml: array<vec2<f32>, 4>;
+  for (var j = 0u; j < 8u; j++) {  // unroll
+    if (words[j] == MERGE_EMPTY) {
+      words[j] = await_merge_word(merge_record_word(first + min(s + j / 2u, num_splits - 1u), HEAD_DIM + j % 2u));
+    }
+  }
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    ml[j] = select(vec2<f32>(NEG_HUGE, 0.0), vec2<f32>(bitcast<f32>(words[2u * j]), bitcast<f32>(words[2u * j + 1u])), s + j < num_splits);
+  }
+  return ml;
 }
 
-fn load_partial_acc(record: u32, d: u32) -> f32 {
-  return await_merge_word(merge_record_word(record, d));
+fn load_acc_block(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, 4> {
+  var words: array<u32, 4>;
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    words[j] = atomicLoad(&merge_words[merge_record_word(first + min(s + j, num_splits - 1u), d)]);
+  }
+  var acc: array<f32, 4>;
+  for (var j = 0u; j < 4u; j++) {  // unroll
+    if (words[j] == MERGE_EMPTY) {
+      words[j] = await_merge_word(merge_record_word(first + min(s + j, num_splits - 1u), d));
+    }
+    acc[j] = bitcast<f32>(words[j]);
+  }
+  return acc;
 }
 
 fn merge_in_dispatch(lid: u32, seq: u32, first_q_head: u32, split: u32) {
@@ -65,7 +92,7 @@ fn merge_in_dispatch(lid: u32, seq: u32, first_q_head: u32, split: u32) {
   if (workgroupUniformLoad(&merge_is_last) == 0u) {
     return;
   }
-  merge_rows_into_rot_buf(lid, first_row, HEADS_PER_WG, num_splits);
+  merge_rows_into_rot_buf(lid, first_row, num_splits);
   if (merge_incomplete) {
     for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
       rot_buf[i] = bitcast<f32>(select(0u, 0x7fc00000u, merge_incomplete));  // NaN (a runtime value: a constant NaN does not compile)

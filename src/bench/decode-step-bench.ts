@@ -409,6 +409,8 @@ export interface DecodeBenchOptions {
   decodeTuning?: Partial<DecodeTuning>;
   /** Force this decode kernel for every point (default: each method's automatic choice). */
   decodeKernel?: DecodeKernelKind;
+  /** Split-K merged in the decode dispatch (true) or by the merge kernel (false) at every point (default: the plan's rule). */
+  mergeInDispatch?: boolean;
   /** Called after each point (done counts finished points). */
   onProgress?: (done: number, total: number, point: PointResult) => void;
 }
@@ -595,6 +597,7 @@ interface ResolvedBenchOptions {
   seed: number;
   decodeTuning: Partial<DecodeTuning>;
   decodeKernel: DecodeKernelKind | undefined;
+  mergeInDispatch: boolean | undefined;
 }
 
 async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer, probe: ProbeResult, o: ResolvedBenchOptions): Promise<PointResult> {
@@ -620,7 +623,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     await fillCache(ctx, cache, seqIds, point.context, source);
     // The decode step: one new token per sequence, then attention over context + 1 tokens.
     append = await cache.prepareAppend(seqIds, seqIds.map(() => 1));
-    attention = await cache.prepareAttention(seqIds, { tuning: o.decodeTuning, kernel: o.decodeKernel });
+    attention = await cache.prepareAttention(seqIds, { tuning: o.decodeTuning, kernel: o.decodeKernel, mergeInDispatch: o.mergeInDispatch });
     const encoder = ctx.device.createCommandEncoder();
     const rowBytes = point.batch * preset.numKvHeads * preset.headDim * 4;
     copyRepeating(encoder, source, append.kInput, rowBytes);
@@ -641,7 +644,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
     const attentionTiming = await measureGpu(ctx, (p) => attentionWork.encode(p), { ...o.timing, label: `attention, ${label}` });
     // The fused step over the same state, where the kernel has one: its new token is the one just
     // appended (each run re-encodes and re-stores it from the same rows, as the first run did).
-    const stepOptions = { tuning: o.decodeTuning, kernel: o.decodeKernel };
+    const stepOptions = { tuning: o.decodeTuning, kernel: o.decodeKernel, mergeInDispatch: o.mergeInDispatch };
     const fusedByDefault = cache.fusesDecodeStep(point.batch, stepOptions);
     let fusedTiming: GpuTiming | null = null;
     let fusedStepError: string | null = null;
@@ -708,7 +711,7 @@ async function runPoint(ctx: GpuContext, point: ResolvedPoint, source: GPUBuffer
 }
 
 /** Whether the cache's decode kernel has a fused step for this call (whatever the default rule says). */
-function canFuse(cache: PagedKvCache, numSeqs: number, options: { tuning?: Partial<DecodeTuning>; kernel?: DecodeKernelKind }): boolean {
+function canFuse(cache: PagedKvCache, numSeqs: number, options: { tuning?: Partial<DecodeTuning>; kernel?: DecodeKernelKind; mergeInDispatch?: boolean }): boolean {
   try {
     return cache.fusesDecodeStep(numSeqs, { ...options, fuse: true });
   } catch {
@@ -731,6 +734,7 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
     seed: options.seed ?? 1234,
     decodeTuning: { ...options.decodeTuning },
     decodeKernel: options.decodeKernel,
+    mergeInDispatch: options.mergeInDispatch,
   };
   const resolved = points.map(resolvePoint);
   const probe = await measureProbe(ctx, o.probeBytes, o.timing, o.seed);

@@ -27,6 +27,8 @@ export interface BenchArgs {
   decodeTuning?: Partial<DecodeTuning>;
   /** Force this decode kernel (default: each method's automatic choice). */
   decodeKernel?: DecodeKernelKind;
+  /** --merge dispatch|kernel: where split-K partials are merged (default: the plan's rule). */
+  mergeInDispatch?: boolean;
   jsonPath: string | null;
 }
 
@@ -42,7 +44,8 @@ const TUNING_KEYS = Object.keys(DEFAULT_SUBGROUP_DECODE_TUNING) as (keyof Decode
 
 const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64] [--context 512,4096] [--page-size 16[,32]]
       [--hadamard-block 128] [--warmup-ms 100] [--measure-ms 500] [--probe-mib 1024] [--max-cache-gib 8]
-      [--budget-gib 16] [--decode-tuning key=value[,key=value]] [--kernel K] [--json out.json]
+      [--budget-gib 16] [--decode-tuning key=value[,key=value]] [--kernel K] [--merge dispatch|kernel]
+      [--json out.json]
 
   Times one decode step of one layer (append one token per sequence + paged attention over all of
   them) for every combination, and reports µs, tokens/s, attention GB/s as % of a bandwidth probe
@@ -61,6 +64,9 @@ const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64]
                     (keys: ${TUNING_KEYS.join(', ')}; see DecodeTuning in src/kernels/decode-tuning.ts)
   --kernel          force the decode kernel: ${DECODE_KERNEL_KINDS.join(', ')} (default: each method's automatic
                     choice; every row and the JSON name the kernel that ran)
+  --merge           where split-K partials are merged: dispatch (the decode kernel's last workgroup per
+                    sequence and head group; subgroup kernel) or kernel (the merge kernel's dispatch);
+                    default: the merge kernel (docs/tuning.md)
   --json FILE       also write the full report (every sample) as JSON`;
 
 function decodeTuning(text: string): Partial<DecodeTuning> {
@@ -170,6 +176,10 @@ export function parseBenchArgs(args: string[]): BenchArgs {
         if (!isDecodeKernelKind(value)) throw new BenchUsageError(`--kernel takes one of ${DECODE_KERNEL_KINDS.join(', ')}, got '${value}'`);
         parsed.decodeKernel = value;
         break;
+      case '--merge':
+        if (value !== 'dispatch' && value !== 'kernel') throw new BenchUsageError(`--merge takes dispatch or kernel, got '${value}'`);
+        parsed.mergeInDispatch = value === 'dispatch';
+        break;
       default:
         throw new BenchUsageError(`unknown option '${flag}'`);
     }
@@ -231,6 +241,7 @@ export const benchCommand: CliCommand & { run(args: string[], env?: CliEnv, io?:
       if (parsed.capacityBudgetBytes !== undefined) options.capacityBudgetBytes = parsed.capacityBudgetBytes;
       if (parsed.decodeTuning !== undefined) options.decodeTuning = parsed.decodeTuning;
       if (parsed.decodeKernel !== undefined) options.decodeKernel = parsed.decodeKernel;
+      if (parsed.mergeInDispatch !== undefined) options.mergeInDispatch = parsed.mergeInDispatch;
       io.err(`bench: ${points.length} points; measuring the bandwidth probe and the two dispatch floors first`);
       const run = await runDecodeBench(gpu, points, options);
       const report = buildBenchReport(gpu, run, { quick: parsed.quick });

@@ -244,13 +244,14 @@ export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: bo
 /**
  * Whether split-K partials are merged inside the decode dispatch (the last workgroup of each sequence and
  * head group merges, lib/decode-epilogue.wgsl) rather than by the merge kernel's dependent dispatch:
- * `requested` when given (true throws where it cannot: only the subgroup kernel merges in-dispatch),
- * else wherever the subgroup kernel splits. Measured on the H200: docs/tuning.md, "Split-K merged in
- * the decode dispatch".
+ * only when `requested` (true throws where it cannot: only the subgroup kernel merges in-dispatch).
+ * Not the default: on the H200 (docs/tuning.md, "Split-K merged in the decode dispatch") it saved
+ * 0.4–0.7 µs at batch 1–2 × 1k but lost 0.6 µs at 7 splits and 4–9 µs at batch 16, and its outputs
+ * differed run to run in the last bits (~2e-7) where the merge kernel's do not.
  */
 export function mergeInDispatch(kind: DecodeKernelKind, numSplits: number, requested?: boolean): boolean {
   if (requested && kind !== 'subgroup') throw new Error(`only the subgroup decode kernel merges split-K partials in its own dispatch, not the ${kind} kernel`);
-  return kind === 'subgroup' && numSplits > 1 && (requested ?? true);
+  return kind === 'subgroup' && numSplits > 1 && (requested ?? false);
 }
 
 export interface SplitPlan {

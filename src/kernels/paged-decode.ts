@@ -251,6 +251,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     ROT_VECTORS: shared.HEADS_PER_WG + newRotRows,
     FUSED_STEP: fused ? 1 : 0,
     MERGE_IN_DISPATCH: shape.mergeInDispatch ? 1 : 0,
+    SPLIT_MERGE_ROWS: shared.HEADS_PER_WG,
     QUANTIZED: format === LANE_FORMATS.int4 ? 1 : 0,
     NEW_ROW_LANES: layout.headDim / VALUES_PER_GROUP,
     NEW_ROT_ROWS: newRotRows,
@@ -418,7 +419,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
           pool.numBuffers > 1 ? readPoolWgsl(pool) : '',
           ...fusedSources,
           WGSL_LIBRARIES.hadamard,
-          constants.MERGE_IN_DISPATCH ? WGSL_LIBRARIES.splitMerge : '',
+          constants.MERGE_IN_DISPATCH ? WGSL_LIBRARIES.splitMerge(constants) : '',
           WGSL_LIBRARIES.decodeEpilogue(constants),
           LANE_FORMATS[format].source,
           unrollLoops(selectLines(subgroupDecodeWgsl, constants), constants),
@@ -460,11 +461,12 @@ export function mergeVariant(shape: DecodeShape): ShaderVariant {
     ROTATE_OUT: shape.rotateOut ? 1 : 0,
     RANDOM_SIGNS: shape.rotateOut && shape.randomSigns ? 1 : 0,
     ROT_VECTORS: 1,
+    SPLIT_MERGE_ROWS: 1,
     WORKGROUP_SIZE: Math.min(shape.layout.headDim, 128),
   };
   return {
     key: `paged-decode-merge/d${constants.HEAD_DIM}/hq${constants.NUM_Q_HEADS}/b${block}/o${constants.ROTATE_OUT}s${constants.RANDOM_SIGNS}`,
-    code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.splitMerge, mergeWgsl] }),
+    code: () => assembleWgsl({ constants, sources: [WGSL_LIBRARIES.hadamard, WGSL_LIBRARIES.splitMerge(constants), unrollLoops(mergeWgsl, constants)] }),
   };
 }
 

@@ -10,6 +10,7 @@
  */
 import '../paged-decode.test';
 import '../decode-step.test';
+import '../split-merge.test';
 import '../paged-decode-matrix.test';
 import '../cache-write.test';
 import '../attention-workspace.test';
