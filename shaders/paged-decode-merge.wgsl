@@ -1,6 +1,6 @@
 // Split-K merge for paged decode: combines the num_splits partial results of each (sequence, query
-// head) written by the decode kernels with lib/split-merge.wgsl (log-sum-exp, splits in order). When V was rotated the result
-// is rotated back (· H_blk, × signs). One workgroup per (query head, sequence).
+// head) written by the decode kernels with lib/split-merge.wgsl (log-sum-exp, splits in order). When V
+// was rotated the result is rotated back (· H_blk, × signs). One workgroup per (query head, sequence).
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_Q_HEADS, HADAMARD_BLOCK, ROTATE_OUT, RANDOM_SIGNS,
 // ROT_VECTORS (= 1), SPLIT_MERGE_ROWS (= 1), WORKGROUP_SIZE.

@@ -24,7 +24,8 @@
 //   2. the slots are merged (log-sum-exp) within each subgroup by shuffles and across subgroups
 //      through workgroup memory, MERGE_ROWS subgroups at a time;
 //   3. lib/decode-epilogue.wgsl: with one split, normalise, rotate V back when it was rotated, and
-//      write `out`; otherwise write the partial and its (max, sum) for shaders/paged-decode-merge.wgsl.
+//      write `out`; otherwise write the partial and its (max, sum) for shaders/paged-decode-merge.wgsl
+//      (or merge them in this dispatch: MERGE_IN_DISPATCH).
 // No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
 // token slots are claimed with atomics. A non-finite K/V row only affects its own (sequence, kv head).
 //
@@ -40,9 +41,10 @@
 // and every workgroup whose split holds it scores it from those words in registers, never from memory
 // (another workgroup's store may still be in flight). So it computes what the cache write followed by
 // the unfused kernel computes, operation for operation (bit for bit on SwiftShader; a GPU compiler may
-// contract the two kernels' f32 arithmetic differently). Split-K partials are still merged by the merge kernel: WGSL
-// cannot order memory between workgroups (barriers are workgroup-scoped and atomics relaxed), so a
-// "last workgroup merges" counter would race (docs/design.md).
+// contract the two kernels' f32 arithmetic differently). Split-K partials are merged by the merge kernel, or
+// with MERGE_IN_DISPATCH by the last workgroup of each sequence and head group (lib/decode-epilogue.wgsl:
+// every partial word travels through an atomic, because WGSL cannot order memory between workgroups
+// otherwise; docs/design.md).
 //
 // Loops over per-invocation arrays are marked `// unroll` and unrolled by the host
 // (src/kernels/wgsl-unroll.ts) so that the arrays stay in registers.

@@ -121,7 +121,7 @@ function matchers(actual: unknown, message: string | undefined, negate: boolean)
   };
   return {
     toBe: (want: unknown) => check(Object.is(actual, want), `to be ${show(want)}`),
-    toEqual: (want: unknown) => check(isDeepStrictEqual(actual, want) || looselyEqual(actual, want), `to equal ${show(want)}`),
+    toEqual: (want: unknown) => check(isDeepStrictEqual(actual, want) || looselyEqual(actual, want), `to equal ${show(want)}${firstDifference(actual, want)}`),
     toBeLessThanOrEqual: (want: number) => check((actual as number) <= want, `to be ≤ ${want}`),
     toBeLessThan: (want: number) => check((actual as number) < want, `to be < ${want}`),
     toBeGreaterThan: (want: number) => check((actual as number) > want, `to be > ${want}`),
@@ -138,6 +138,14 @@ function matchers(actual: unknown, message: string | undefined, negate: boolean)
     toBeFalsy: () => check(!actual, 'to be falsy'),
     toThrow: (expected?: unknown) => check(matchesError(thrown(), expected), `to throw ${expected === undefined ? '' : show(expected)}`),
   };
+}
+
+/** Where two arrays first differ (for a failed toEqual of long arrays), else ''. */
+function firstDifference(a: unknown, b: unknown): string {
+  if (!Array.isArray(a) || !Array.isArray(b)) return '';
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i++) if (!Object.is(a[i], b[i])) return ` (first difference at index ${i}: ${show(a[i])} vs ${show(b[i])}; lengths ${a.length}, ${b.length})`;
+  return '';
 }
 
 /** toEqual ignores undefined properties, as Vitest's does. */
