@@ -32,6 +32,14 @@ struct DecodeParams {
 // #endif
 @group(0) @binding(8) var<uniform> params: DecodeParams;
 
+// #if FUSED_STEP
+// A 0 the compiler cannot see, for the fused step's quantization (lib/quant-code.wgsl): the top bit of
+// max_pages_per_seq, which no cache reaches (its pages are counted in u32 words of block tables).
+fn opaque_zero() -> u32 {
+  return params.max_pages_per_seq >> 31u;
+}
+// #endif
+
 // The workgroup's HEADS_PER_WG queries into rot_buf, rotated like K when ROTATE_Q (signs, then the
 // block Hadamard, unnormalised); returns the factor every query value still needs: the softmax scale
 // × log2(e) (so that exp2 serves as exp), × 1/√B when rotated. Contains barriers: call from uniform

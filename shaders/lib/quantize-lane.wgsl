@@ -1,7 +1,8 @@
 // One lane's 8 consecutive values of a K/V row (elements 8i..8i+7) as the cache stores them, for the
 // token-wise and grouped quantized formats: shared by the cache-write kernel (cache-write-quant.wgsl)
 // and the fused decode step (paged-decode-subgroup.wgsl, FUSED_STEP), so that a token written either
-// way has the same bits. Needs lib/f16.wgsl, lib/quant-code.wgsl and `const MAX_CODE: f32`.
+// way has the same bits. Needs lib/f16.wgsl, lib/quant-code.wgsl, `const MAX_CODE: f32` and
+// `fn opaque_zero() -> u32` (0 read from a uniform: see quant_code).
 // Numeric contract (docs/numeric-contract.md), per scale group with values in [mn, mx]:
 // scale = (mx − mn)/MAX_CODE and min rounded to f16, q = quant_code(x, min16, scale16, …), q = 0 when
 // scale16 = 0.
@@ -16,9 +17,10 @@ fn lane_codes(x: array<f32, 8>, scale_min: u32) -> array<u32, 8> {
   let scale16 = f16_value(scale_min);
   let min16 = f16_value(scale_min >> 16u);
   let inv_scale16 = select(0.0, 1.0 / scale16, scale16 != 0.0);
+  let zero = opaque_zero();
   var codes: array<u32, 8>;
   for (var e = 0u; e < 8u; e++) {  // unroll
-    codes[e] = select(0u, quant_code(x[e], min16, scale16, inv_scale16, MAX_CODE), scale16 != 0.0);
+    codes[e] = select(0u, quant_code(x[e], min16, scale16, inv_scale16, MAX_CODE, zero), scale16 != 0.0);
   }
   return codes;
 }

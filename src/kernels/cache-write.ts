@@ -100,7 +100,7 @@ export interface CacheWriteBuffers {
   /** K pool buffer 0 (of options.pool's buffers) */
   kCache: GPUBuffer;
   vCache: GPUBuffer;
-  /** WriteParams: num_tokens, 3 pad, sign_bits[8] (48 bytes) */
+  /** WriteParams: num_tokens, zero, 2 pad, sign_bits[8] (48 bytes) */
   params: GPUBuffer;
   /** The pools' buffers 1.. (poolExtras order), for a pool over several buffers. */
   poolExtras?: GPUBuffer[];
@@ -132,6 +132,7 @@ export async function bindCacheWrite(ctx: GpuContext, layout: CacheLayout, optio
 export function writeParams(numTokens: number, signBits: Uint32Array): Uint32Array {
   const params = new Uint32Array(12);
   params[0] = numTokens;
+  params[1] = 0; // zero: lib/quant-code.wgsl's opaque 0
   params.set(signBits.subarray(0, 8), 4);
   return params;
 }
