@@ -8,9 +8,9 @@
  * be 2.5 ulp off (measured on an NVIDIA H200 through Dawn: ~1.5e-4 of scale words flip; SwiftShader is
  * exact), and a rotated row's min and max come from an f32 rotation. Codes are recomputed from the
  * reference's float64 (rotated) row with the GPU's own scale/min; a code may differ by one only where
- * (x − min)/scale lies within CODE_TIE_WINDOW of a half-integer: f32 rotation vs float64, and GPU
- * compilers that reassociate f32 arithmetic defeat the kernels' exact TwoSum tie-break (measured on
- * the H200: ~7e-6 of INT8 codes, all within 4e-6 steps of a tie).
+ * (x − min)/scale lies within CODE_TIE_WINDOW of a half-integer: f32 rotation vs float64, and a GPU
+ * compiler that might still see through the kernels' exact TwoSum tie-break (the H200's did, for ~7e-6
+ * of INT8 codes within 4e-6 steps of a tie, until lib/quant-code.wgsl hid one term behind an opaque 0).
  */
 import { quantFormat, rowWordIndex, scaleMinWordIndex, type CacheLayout } from '../src/layout';
 import { f16Bits, f16FromBits, roundToF16 } from '../src/reference/f16';
