@@ -27,7 +27,7 @@
 //      write `out`; otherwise write the partial and its (max, sum) for shaders/paged-decode-merge.wgsl
 //      (or merge them in this dispatch: MERGE_IN_DISPATCH).
 // No subgroup size or layout is assumed beyond LANES_PER_TOKEN ≤ subgroup size: subgroup indices and
-// token slots are claimed with atomics. A non-finite K/V row only affects its own (sequence, kv head).
+// token slots are claimed with one atomic (both at once, so that the merge order is the same run to run). A non-finite K/V row only affects its own (sequence, kv head).
 //
 // QUERY_INT8 (the `-q8` methods, INT4 caches only): each query head is quantized to int8 (q8 = round(x/s),
 // s = max|x|/127, after rotation and scaling) and scored with exact integer dot products
@@ -64,8 +64,7 @@
 
 var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;        // [HEADS_PER_WG, HEAD_DIM] queries, later outputs (+ NEW_ROT_ROWS)
 var<workgroup> context_len_shared: u32;
-var<workgroup> subgroup_counter: atomic<u32>;                      // subgroups claimed (zero-initialised)
-var<workgroup> slot_counter: atomic<u32>;                          // token slots claimed
+var<workgroup> claim_counter: atomic<u32>;                         // (subgroups claimed << 16) | token slots claimed (zero-initialised)
 var<workgroup> counts_shared: vec2<u32>;                           // (subgroups, token slots)
 var<workgroup> subgroup_max: array<f32, MAX_SUBGROUPS * HEADS_PER_WG>; // [subgroup, head] running maxima
 var<workgroup> merge_rows: array<f32, MERGE_ROWS * HEAD_DIM>;      // [MERGE_ROWS, HEAD_DIM] subgroup sums of one head
@@ -292,7 +291,11 @@ fn main(@builtin(local_invocation_index) lid: u32,
   // loads of this slot's first step, issued before the query work, which they do not depend on
   var claim = vec2<u32>(0u);
   if (subgroupElect()) {
-    claim = vec2<u32>(atomicAdd(&subgroup_counter, 1u), atomicAdd(&slot_counter, sg_size / LANES_PER_TOKEN));
+    // one atomic for both, so that subgroup index order and slot order agree: the subgroups' partial sums
+    // are added in subgroup-index order, which then always means the same tokens in the same order
+    // (two atomics could interleave between subgroups and change the rounding from run to run)
+    let before = atomicAdd(&claim_counter, (1u << 16u) | (sg_size / LANES_PER_TOKEN));
+    claim = vec2<u32>(before >> 16u, before & 0xffffu);
   }
   claim = subgroupBroadcastFirst(claim);
   let slot = claim.y + sg_lane / LANES_PER_TOKEN;
@@ -314,7 +317,8 @@ fn main(@builtin(local_invocation_index) lid: u32,
   encode_new_row(lid, new_raw, lane);
 // #endif
   if (lid == 0u) {
-    counts_shared = vec2<u32>(atomicLoad(&subgroup_counter), atomicLoad(&slot_counter));
+    let claimed = atomicLoad(&claim_counter);
+    counts_shared = vec2<u32>(claimed >> 16u, claimed & 0xffffu);
   }
   let counts = workgroupUniformLoad(&counts_shared);
   let context_len = workgroupUniformLoad(&context_len_shared);

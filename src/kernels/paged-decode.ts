@@ -276,8 +276,8 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
 
 /** Workgroup memory of a subgroup-kernel variant, in bytes. */
 function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstants>): number {
-  // rot_buf, length, counters, counts, subgroup maxima, merge rows and sums, head_sums, head_ml
-  const floats = c.ROT_VECTORS * c.HEAD_DIM + 1 + 2 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
+  // rot_buf, length, claim counter, counts, subgroup maxima, merge rows and sums, head_sums, head_ml
+  const floats = c.ROT_VECTORS * c.HEAD_DIM + 1 + 1 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
   // the fused step: new rows' words and scale/min words, per-lane minima and maxima
   const fused = c.FUSED_STEP ? 2 * c.ROW_WORDS + 2 + 4 * c.NEW_ROW_LANES : 0;
   return (floats + fused) * 4;
