@@ -127,6 +127,22 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(() => parseBenchArgs(['--decode-tuning', 'workgroupSize=1.5'])).toThrow(/non-negative integer/);
     expect(parseBenchArgs(['--kernel', 'matrix']).decodeKernel).toBe('matrix');
     expect(() => parseBenchArgs(['--kernel', 'tensor'])).toThrow(/--kernel takes one of matrix, subgroup, workgroup, got 'tensor'/);
+    expect(parseBenchArgs(['--merge', 'dispatch']).mergeInDispatch).toBe(true);
+    expect(parseBenchArgs(['--merge', 'kernel']).mergeInDispatch).toBe(false);
+    expect(parseBenchArgs([]).mergeInDispatch).toBeUndefined();
+    expect(() => parseBenchArgs(['--merge', 'atomic'])).toThrow(/--merge takes dispatch or kernel, got 'atomic'/);
+  });
+
+  it('merges split-K in the dispatch when asked, and says so in the report and each point\'s plan', async () => {
+    const ctx = await testGpu();
+    const points = sweepPoints({ ...QUICK_SWEEP, methods: ['int4'], contexts: [1000] });
+    const run = await runDecodeBench(ctx, points, { timing: QUICK_TIMING, probeBytes: QUICK_PROBE_BYTES, mergeInDispatch: true });
+    const report = buildBenchReport(ctx, run);
+    expect(report.merge).toBe('dispatch');
+    const point = report.points[0];
+    expect(point.status === 'ok' && point.numSplits).toBe(3);
+    expect(point.status === 'ok' && point.plan).toMatch(/merged in the dispatch/);
+    expect(buildBenchReport(ctx, await runDecodeBench(ctx, points.slice(0, 0), { timing: QUICK_TIMING, probeBytes: QUICK_PROBE_BYTES })).merge).toBe('default');
   });
 
   it('runs with the decode tuning it is given and records it', async () => {

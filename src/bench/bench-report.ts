@@ -36,6 +36,8 @@ export interface BenchReport {
   maxCacheBytes: number;
   /** Decode-kernel tuning overrides ({}: each kernel's defaults). */
   decodeTuning: Partial<DecodeTuning>;
+  /** Where split-K partials were merged (`bench --merge`; 'default': the plan's rule, each point's plan says which). */
+  merge: 'dispatch' | 'kernel' | 'default';
   points: PointResult[];
   notes: string[];
 }
@@ -64,6 +66,7 @@ export function buildBenchReport(ctx: GpuContext, run: DecodeBenchRun, options: 
     capacityBudgetBytes: run.capacityBudgetBytes,
     maxCacheBytes: run.maxCacheBytes,
     decodeTuning: run.decodeTuning,
+    merge: run.merge,
     points: run.points,
     notes: [...REPORT_NOTES],
   };

@@ -390,6 +390,8 @@ export interface DecodeBenchRun {
   maxCacheBytes: number;
   /** Decode-kernel tuning overrides every point ran with ({}: each kernel's defaults). */
   decodeTuning: Partial<DecodeTuning>;
+  /** Where split-K partials were merged: as asked (`--merge dispatch|kernel`), or 'default' (the plan's rule). */
+  merge: 'dispatch' | 'kernel' | 'default';
 }
 
 export interface DecodeBenchOptions {
@@ -762,5 +764,6 @@ export async function runDecodeBench(ctx: GpuContext, points: DecodeStepPoint[],
     capacityBudgetBytes: o.capacityBudgetBytes,
     maxCacheBytes: o.maxCacheBytes,
     decodeTuning: o.decodeTuning,
+    merge: o.mergeInDispatch === undefined ? 'default' : o.mergeInDispatch ? 'dispatch' : 'kernel',
   };
 }
