@@ -3,7 +3,7 @@
 // was rotated the result is rotated back (· H_blk, × signs). One workgroup per (query head, sequence).
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_Q_HEADS, HADAMARD_BLOCK, ROTATE_OUT, RANDOM_SIGNS,
-// ROT_VECTORS (= 1), SPLIT_MERGE_ROWS (= 1), WORKGROUP_SIZE.
+// ROT_VECTORS (= 1), SPLIT_MERGE_ROWS (= 1), SPLIT_MERGE_BLOCK (= 4), WORKGROUP_SIZE.
 
 struct MergeParams {
   num_splits: u32,
@@ -24,18 +24,18 @@ var<workgroup> rot_buf: array<f32, ROT_VECTORS * HEAD_DIM>;  // [1, HEAD_DIM] me
 const NEG_HUGE: f32 = -3.0e38;
 
 // Where lib/split-merge.wgsl finds the partials (written by the decode kernel before this dispatch):
-// four independent loads; splits past num_splits re-read the last one and count as empty.
-fn load_ml_block(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, 4> {
-  var ml: array<vec2<f32>, 4>;
-  for (var j = 0u; j < 4u; j++) {  // unroll
+// SPLIT_MERGE_BLOCK independent loads; splits past num_splits re-read the last one and count as empty.
+fn load_ml_block(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, SPLIT_MERGE_BLOCK> {
+  var ml: array<vec2<f32>, SPLIT_MERGE_BLOCK>;
+  for (var j = 0u; j < SPLIT_MERGE_BLOCK; j++) {  // unroll
     ml[j] = select(vec2<f32>(NEG_HUGE, 0.0), partial_ml[first + min(s + j, num_splits - 1u)], s + j < num_splits);
   }
   return ml;
 }
 
-fn load_acc_block(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, 4> {
-  var acc: array<f32, 4>;
-  for (var j = 0u; j < 4u; j++) {  // unroll
+fn load_acc_block(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, SPLIT_MERGE_BLOCK> {
+  var acc: array<f32, SPLIT_MERGE_BLOCK>;
+  for (var j = 0u; j < SPLIT_MERGE_BLOCK; j++) {  // unroll
     acc[j] = partial_acc[(first + min(s + j, num_splits - 1u)) * HEAD_DIM + d];
   }
   return acc;

@@ -133,7 +133,7 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(() => parseBenchArgs(['--merge', 'atomic'])).toThrow(/--merge takes dispatch or kernel, got 'atomic'/);
   });
 
-  it('merges split-K in the dispatch when asked, and says so in the report and each point\'s plan', async () => {
+  it('merges split-K in the dispatch or by the merge kernel when asked, and says so in the report and each point\'s plan', async () => {
     const ctx = await testGpu();
     const points = sweepPoints({ ...QUICK_SWEEP, methods: ['int4'], contexts: [1000] });
     const run = await runDecodeBench(ctx, points, { timing: QUICK_TIMING, probeBytes: QUICK_PROBE_BYTES, mergeInDispatch: true });
@@ -142,6 +142,10 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     const point = report.points[0];
     expect(point.status === 'ok' && point.numSplits).toBe(3);
     expect(point.status === 'ok' && point.plan).toMatch(/merged in the dispatch/);
+    const byKernel = buildBenchReport(ctx, await runDecodeBench(ctx, points, { timing: QUICK_TIMING, probeBytes: QUICK_PROBE_BYTES, mergeInDispatch: false }));
+    expect(byKernel.merge).toBe('kernel');
+    const kernelPoint = byKernel.points[0];
+    expect(kernelPoint.status === 'ok' && kernelPoint.plan).toMatch(/3 splits of ≤ \d+ tokens \+ merge$/);
     expect(buildBenchReport(ctx, await runDecodeBench(ctx, points.slice(0, 0), { timing: QUICK_TIMING, probeBytes: QUICK_PROBE_BYTES })).merge).toBe('default');
   });
 

@@ -4,7 +4,7 @@
  * (sequence, head group) merges every split through atomics. Against the float64 references of
  * decode-checks.ts, both ways (in the dispatch and by the merge kernel); the same bits call after
  * call (the merge words and counters are restored after each call, whatever the shape of the next);
- * the plan's choice (only when asked) and its refusals.
+ * the plan's choice (by default at small grids) and its refusals.
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
@@ -13,6 +13,7 @@ import { maxAbsError } from '../src/reference/metrics';
 import { ATTENTION_F32_TOL, expectDecodeMatchesReferences, maxAbs } from './decode-checks';
 import { subgroupTestGpu } from './gpu-harness';
 import { runKernelCase, type KernelCase } from './kernel-case';
+import { splitMergeBlock } from '../src/kernels/decode-tuning';
 
 const CASES: KernelCase[] = [
   // Llama-3 heads at batch 3: one head per workgroup, a sequence of 1 token (its other splits empty), V rotated
@@ -41,7 +42,8 @@ describe('split-K merged in the decode dispatch', () => {
           const plan = run.cache.planAttention(run.seqIds, { numSplits: c.numSplits, tuning: c.tuning, mergeInDispatch: inDispatch });
           expect(plan.splits.numSplits).toBeGreaterThan(1);
           expect([plan.mergeInDispatch, plan.merge]).toEqual([inDispatch, !inDispatch]);
-          expect(plan.variant.key.includes('-merged/')).toBe(inDispatch);
+          // the in-dispatch merge reads its splits in one round: a block of the split count rounded up (4, 8, 16; 18 splits: two blocks of 16)
+          expect(/-merged(\d+)\//.exec(plan.variant.key)?.[1]).toBe(inDispatch ? String(splitMergeBlock(plan.splits.numSplits)) : undefined);
           expectDecodeMatchesReferences(run, c);
         } finally {
           run.cache.destroy();
@@ -82,6 +84,7 @@ describe('split-K merged in the decode dispatch', () => {
         sameAsFirst(await ws.attention(seqs, q, merged));
       }
       sameAsFirst(await cache.attention(seqs, q, merged)); // the cache's own workspace
+      expect(cache.planAttention(seqs).mergeInDispatch).toBe(false); // 3 sequences × 8 kv heads = 24 rows: the merge kernel by default
       sameAsFirst(await cache.attention(seqs, q)); // the merge kernel
       ws.destroy();
     } finally {
@@ -89,13 +92,18 @@ describe('split-K merged in the decode dispatch', () => {
     }
   });
 
-  it('is planned only when asked, where the subgroup kernel splits; refused on the other kernels', async () => {
+  it('reads every split in one round up to 16 (blocks of the split count rounded up to a power of two, at least 4)', () => {
+    expect([1, 3, 4, 5, 7, 8, 9, 16, 17, 40].map(splitMergeBlock)).toEqual([4, 4, 4, 8, 8, 8, 16, 16, 16, 16]);
+  });
+
+  it('is planned by default where the subgroup kernel splits a small grid (≤ 16 sequences × kv heads); refused on the other kernels', async () => {
     const ctx = await subgroupTestGpu();
     const cache = await PagedKvCache.create(ctx, { method: 'int4', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 16, numPages: 80 });
     try {
       const seq = cache.createSequence();
       await cache.append([seq], [1200], new Float32Array(1200 * 64), new Float32Array(1200 * 64));
-      expect(cache.planAttention([seq], { numSplits: 3 }).mergeInDispatch).toBe(false);
+      expect(cache.planAttention([seq], { numSplits: 3 }).mergeInDispatch).toBe(true); // one row
+      expect(cache.planAttention([seq], { numSplits: 3, mergeInDispatch: false })).toMatchObject({ mergeInDispatch: false, merge: true });
       expect(cache.planAttention([seq], { numSplits: 1, mergeInDispatch: true }).mergeInDispatch).toBe(false);
       const split = cache.planAttention([seq], { numSplits: 3, mergeInDispatch: true });
       expect([split.mergeInDispatch, split.merge]).toEqual([true, false]);

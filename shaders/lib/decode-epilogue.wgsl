@@ -39,31 +39,35 @@ fn await_merge_word(index: u32) -> u32 {
 
 // Where lib/split-merge.wgsl finds the partials: a block's words are all loaded before any is checked
 // (one round of loads when they have arrived, as they almost always have); a word still MERGE_EMPTY
-// is awaited alone.
-fn load_ml_block(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, 4> {
-  var words: array<u32, 8>;
-  for (var j = 0u; j < 8u; j++) {  // unroll
-    words[j] = atomicLoad(&merge_words[merge_record_word(first + min(s + j / 2u, num_splits - 1u), HEAD_DIM + j % 2u)]);
+// is awaited alone. SPLIT_MERGE_BLOCK is the plan's split count rounded up (at least 4), so every
+// pass of the merge reads its splits in one round.
+fn load_ml_block(first: u32, s: u32, num_splits: u32) -> array<vec2<f32>, SPLIT_MERGE_BLOCK> {
+  var words: array<vec2<u32>, SPLIT_MERGE_BLOCK>;
+  for (var j = 0u; j < SPLIT_MERGE_BLOCK; j++) {  // unroll
+    let record = first + min(s + j, num_splits - 1u);
+    words[j] = vec2<u32>(atomicLoad(&merge_words[merge_record_word(record, HEAD_DIM)]), atomicLoad(&merge_words[merge_record_word(record, HEAD_DIM + 1u)]));
   }
-  var ml: array<vec2<f32>, 4>;
-  for (var j = 0u; j < 8u; j++) {  // unroll
-    if (words[j] == MERGE_EMPTY) {
-      words[j] = await_merge_word(merge_record_word(first + min(s + j / 2u, num_splits - 1u), HEAD_DIM + j % 2u));
+  var ml: array<vec2<f32>, SPLIT_MERGE_BLOCK>;
+  for (var j = 0u; j < SPLIT_MERGE_BLOCK; j++) {  // unroll
+    let record = first + min(s + j, num_splits - 1u);
+    if (words[j].x == MERGE_EMPTY) {
+      words[j].x = await_merge_word(merge_record_word(record, HEAD_DIM));
     }
-  }
-  for (var j = 0u; j < 4u; j++) {  // unroll
-    ml[j] = select(vec2<f32>(NEG_HUGE, 0.0), vec2<f32>(bitcast<f32>(words[2u * j]), bitcast<f32>(words[2u * j + 1u])), s + j < num_splits);
+    if (words[j].y == MERGE_EMPTY) {
+      words[j].y = await_merge_word(merge_record_word(record, HEAD_DIM + 1u));
+    }
+    ml[j] = select(vec2<f32>(NEG_HUGE, 0.0), bitcast<vec2<f32>>(words[j]), s + j < num_splits);
   }
   return ml;
 }
 
-fn load_acc_block(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, 4> {
-  var words: array<u32, 4>;
-  for (var j = 0u; j < 4u; j++) {  // unroll
+fn load_acc_block(first: u32, s: u32, num_splits: u32, d: u32) -> array<f32, SPLIT_MERGE_BLOCK> {
+  var words: array<u32, SPLIT_MERGE_BLOCK>;
+  for (var j = 0u; j < SPLIT_MERGE_BLOCK; j++) {  // unroll
     words[j] = atomicLoad(&merge_words[merge_record_word(first + min(s + j, num_splits - 1u), d)]);
   }
-  var acc: array<f32, 4>;
-  for (var j = 0u; j < 4u; j++) {  // unroll
+  var acc: array<f32, SPLIT_MERGE_BLOCK>;
+  for (var j = 0u; j < SPLIT_MERGE_BLOCK; j++) {  // unroll
     if (words[j] == MERGE_EMPTY) {
       words[j] = await_merge_word(merge_record_word(first + min(s + j, num_splits - 1u), d));
     }

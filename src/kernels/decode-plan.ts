@@ -8,7 +8,7 @@
 import type { MatrixConfig, MatrixStep } from './paged-decode-matrix';
 import { describeMatrixConfig } from '../gpu/gpu-context';
 import { decodeKernel, decodeKernelKind, needsMerge, tuningForGrid, type DecodeShape } from './paged-decode';
-import { chooseSplits, fuseDecodeStep, mergeInDispatch, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
+import { chooseSplits, fuseDecodeStep, mergeInDispatch, splitMergeBlock, type DecodeKernelKind, type DecodeTuning, type SplitPlan } from './decode-tuning';
 import type { ShaderVariant } from './pipeline-cache';
 
 export interface DecodePlanOptions {
@@ -68,11 +68,11 @@ export function planDecode(shape: Omit<DecodeShape, 'kernel' | 'tuning'>, numSeq
   const kind = decodeKernelKind({ ...shape, kernel: options.kernel });
   const { tuning, workgroupsBeforeSplit } = tuningForGrid({ ...shape, kernel: kind }, numSeqs, options.tuning);
   const splits = chooseSplits(workgroupsBeforeSplit, maxContext, options.numSplits, tuning);
-  const inDispatch = mergeInDispatch(kind, splits.numSplits, options.mergeInDispatch);
+  const inDispatch = mergeInDispatch(kind, splits.numSplits, numSeqs * shape.layout.numKvHeads, options.mergeInDispatch);
   const merge = needsMerge(splits, shape, kind) && !inDispatch;
   if (options.fuse !== undefined && !options.decodeStep) throw new Error('fuse applies to a decode step (decodeStep: true)');
   const fusedStep = Boolean(options.decodeStep) && fusesStep(shape, kind, numSeqs, options.fuse);
-  const kernel = decodeKernel({ ...shape, kernel: kind, tuning, fusedStep, mergeInDispatch: inDispatch });
+  const kernel = decodeKernel({ ...shape, kernel: kind, tuning, fusedStep, mergeInDispatch: inDispatch, mergeBlock: splitMergeBlock(splits.numSplits) });
   const partialFloats = numSeqs * shape.numQueryHeads * splits.numSplits;
   const headDim = shape.layout.headDim;
   return {

@@ -242,16 +242,38 @@ export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: bo
 }
 
 /**
+ * Rows (sequences × kv heads) up to which split-K partials are merged in the decode dispatch by default.
+ * Measured on the H200 (Llama-3.1-8B heads, docs/tuning.md "Split-K merged in the decode dispatch"):
+ * at batch 1–2 (8–16 rows) the merge in the dispatch saves the merge kernel's dependent dispatch
+ * (attention 1 × 1k 10.3 → 9.8 µs fp16, 1 × 4k 16.7 → 15.9 µs, 2 × 1k 12.2 → 11.2 µs); at batch 4 it is
+ * even (±0.5 µs), at batch 16 it loses 4–14 µs (half the workgroups merge four heads after their own
+ * work, which the merge kernel spreads over the grid).
+ */
+export const MERGE_IN_DISPATCH_MAX_ROWS = 16;
+
+/**
  * Whether split-K partials are merged inside the decode dispatch (the last workgroup of each sequence and
  * head group merges, lib/decode-epilogue.wgsl) rather than by the merge kernel's dependent dispatch:
- * only when `requested` (true throws where it cannot: only the subgroup kernel merges in-dispatch).
- * Not the default: on the H200 (docs/tuning.md, "Split-K merged in the decode dispatch") it saved
- * 0.4–0.7 µs at batch 1–2 × 1k but lost 0.6 µs at 7 splits and 4–9 µs at batch 16, and its outputs
- * differed run to run in the last bits (~2e-7) where the merge kernel's do not.
+ * `requested` when given (true throws where it cannot: only the subgroup kernel merges in its dispatch),
+ * else on the subgroup kernel while `rows` (sequences × kv heads) ≤ MERGE_IN_DISPATCH_MAX_ROWS. Either
+ * way the result is the same bits run to run (splits merged in a fixed order; test/split-merge.test.ts,
+ * on the H200 too).
  */
-export function mergeInDispatch(kind: DecodeKernelKind, numSplits: number, requested?: boolean): boolean {
+export function mergeInDispatch(kind: DecodeKernelKind, numSplits: number, rows: number, requested?: boolean): boolean {
   if (requested && kind !== 'subgroup') throw new Error(`only the subgroup decode kernel merges split-K partials in its own dispatch, not the ${kind} kernel`);
-  return kind === 'subgroup' && numSplits > 1 && (requested ?? false);
+  return kind === 'subgroup' && numSplits > 1 && (requested ?? rows <= MERGE_IN_DISPATCH_MAX_ROWS);
+}
+
+/**
+ * Splits the in-dispatch merge loads in one round (SPLIT_MERGE_BLOCK): the split count rounded up to a
+ * power of two, at least 4 (the merge kernel's block), at most 16. A batch-1 merge waits for the
+ * latency of its loads, so one round for every split count (7 splits at batch 1 × 4k were two rounds
+ * per pass with blocks of four: docs/tuning.md, "Split-K merged in the decode dispatch").
+ */
+export function splitMergeBlock(numSplits: number): number {
+  let block = 4;
+  while (block < numSplits && block < 16) block *= 2;
+  return block;
 }
 
 export interface SplitPlan {

@@ -38,9 +38,9 @@ export const WGSL_LIBRARIES = {
    */
   decodeIo: (flags: DecodeFlags = {}) => selectLines(decodeIoWgsl, decodeFlags(flags)),
   /** the result writer of the subgroup and matrix decode kernels (after decodeIo, hadamard and, with MERGE_IN_DISPATCH, splitMerge) */
-  decodeEpilogue: (flags: DecodeFlags = {}) => unrollLoops(selectLines(decodeEpilogueWgsl, decodeFlags(flags)), {}),
-  /** the split-K merge (the merge kernel, and the subgroup kernel's in-dispatch merge); its rows loop unrolled by SPLIT_MERGE_ROWS */
-  splitMerge: (constants: { SPLIT_MERGE_ROWS: number }) => unrollLoops(splitMergeWgsl, constants),
+  decodeEpilogue: (flags: DecodeFlags & { SPLIT_MERGE_BLOCK?: number } = {}) => unrollLoops(selectLines(decodeEpilogueWgsl, decodeFlags(flags)), { SPLIT_MERGE_BLOCK: flags.SPLIT_MERGE_BLOCK ?? 4 }),
+  /** the split-K merge (the merge kernel, and the subgroup kernel's in-dispatch merge); its loops unrolled by SPLIT_MERGE_ROWS and SPLIT_MERGE_BLOCK */
+  splitMerge: (constants: { SPLIT_MERGE_ROWS: number; SPLIT_MERGE_BLOCK: number }) => unrollLoops(splitMergeWgsl, constants),
   /** code-word helpers of the quantized decode formats */
   kvCodes: kvCodesWgsl,
 } as const;

@@ -92,6 +92,8 @@ export interface DecodeShape {
    * MERGE_IN_DISPATCH): bindings 6 and 7 are then the merge's words and counters (mergeWordsBytes).
    */
   mergeInDispatch?: boolean;
+  /** Splits the in-dispatch merge reads in one round of loads (SPLIT_MERGE_BLOCK; splitMergeBlock of the plan's split count; default 4). */
+  mergeBlock?: number;
 }
 
 /**
@@ -252,6 +254,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     FUSED_STEP: fused ? 1 : 0,
     MERGE_IN_DISPATCH: shape.mergeInDispatch ? 1 : 0,
     SPLIT_MERGE_ROWS: shared.HEADS_PER_WG,
+    SPLIT_MERGE_BLOCK: shape.mergeInDispatch ? (shape.mergeBlock ?? MERGE_KERNEL_SPLIT_BLOCK) : MERGE_KERNEL_SPLIT_BLOCK,
     QUANTIZED: format === LANE_FORMATS.int4 ? 1 : 0,
     NEW_ROW_LANES: layout.headDim / VALUES_PER_GROUP,
     NEW_ROT_ROWS: newRotRows,
@@ -401,7 +404,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const constants = subgroupDecodeConstants(shape);
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
   const pool = shape.pool ?? ONE_BUFFER;
-  const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}${constants.MERGE_IN_DISPATCH ? '-merged' : ''}`;
+  const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}${constants.MERGE_IN_DISPATCH ? `-merged${constants.SPLIT_MERGE_BLOCK}` : ''}`;
   const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
   // the fused step encodes new tokens with the cache write's code (lib/quantize-lane.wgsl, f16.wgsl)
   const fusedSources = !constants.FUSED_STEP ? [] : constants.QUANTIZED
@@ -452,6 +455,12 @@ function workgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   return { variant, headGroups: constants.HEAD_GROUPS, workgroupBytes: decodeWorkgroupBytes(constants) };
 }
 
+/**
+ * Splits the merge kernel reads per round of loads (lib/split-merge.wgsl): blocks of four, measured on
+ * the H200 (docs/tuning.md, "The merge kernel reads splits in blocks of four").
+ */
+export const MERGE_KERNEL_SPLIT_BLOCK = 4;
+
 export function mergeVariant(shape: DecodeShape): ShaderVariant {
   const block = shape.rotateOut ? shape.hadamardBlock : 1;
   const constants = {
@@ -462,6 +471,7 @@ export function mergeVariant(shape: DecodeShape): ShaderVariant {
     RANDOM_SIGNS: shape.rotateOut && shape.randomSigns ? 1 : 0,
     ROT_VECTORS: 1,
     SPLIT_MERGE_ROWS: 1,
+    SPLIT_MERGE_BLOCK: MERGE_KERNEL_SPLIT_BLOCK,
     WORKGROUP_SIZE: Math.min(shape.layout.headDim, 128),
   };
   return {
