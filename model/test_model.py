@@ -156,6 +156,65 @@ class Corpus(unittest.TestCase):
                          'See "Operators" in perlop, the docs and https://perl.org. <tag> \n\n'
                          '    my $x = 1;\n    print "B<not code>";\n\nback in pod\n')
 
+    def test_extract_pod(self):
+        pm = ('package Foo;\nuse strict;\n\n=head1 NAME\n\nFoo - a module\n\n=cut\n\nsub foo { 1 }\n'
+              '\nmy $x =\n  2;\n=pod\n\nMore B<pod>.\n\n=cutting edge is still pod\n\n=cut\n\n1;\n__END__\n\n'
+              '=head2 After END\n\nTo the end of the file\n')
+        pod = make_corpus.extract_pod(pm)
+        self.assertNotIn('sub foo', pod)
+        self.assertNotIn('use strict', pod)
+        self.assertNotIn('__END__', pod)
+        self.assertIn('\n=cutting edge is still pod\n', pod)  # only the line `=cut` ends a block
+        self.assertEqual(make_corpus.pod_to_text(pod),
+                         'NAME\n\nFoo - a module\n\nMore pod.\n\nAfter END\n\nTo the end of the file\n')
+        self.assertEqual(make_corpus.extract_pod('no pod here\n'), '')
+
+    def test_dep5_last_stanza_governs(self):
+        text = ('Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n'
+                'Files: *\nCopyright:\n Larry Wall\n .\n and others\nLicense: GPL-1+ or Artistic\nComment:\n x\n\n'
+                'Files: cpan/Text-Tabs/*\nCopyright: David Muir Sharnoff\nLicense: TEXT-TABS\n\n'
+                'Files:\n cpan/Foo/*\n dist/Ba?/lib/*.pm\nCopyright: unknown\nLicense: GPL-2+ or Artistic\n\n'
+                'Files: cpan/Foo/lib/Foo/Free.pm\nCopyright: me\nLicense: GPL-1+ or Artistic\n\n'
+                'License: TEXT-TABS\n the licence text\n')
+        st = make_corpus.parse_dep5(text)
+        self.assertEqual([s['license'] for s in st], ['GPL-1+ or Artistic', 'TEXT-TABS', 'GPL-2+ or Artistic',
+                                                      'GPL-1+ or Artistic'])
+        self.assertEqual(st[0]['copyright'], 'Larry Wall; and others')
+        self.assertEqual(st[2]['files'], ['cpan/Foo/*', 'dist/Ba?/lib/*.pm'])
+        gov = lambda path: make_corpus.governing_stanza(st, path)
+        self.assertEqual(gov('lib/strict.pm'), (0, '*'))
+        self.assertEqual(gov('cpan/Text-Tabs/lib/Text/Wrap.pm'), (1, 'cpan/Text-Tabs/*'))
+        self.assertEqual(gov('cpan/Foo/lib/Foo.pm'), (2, 'cpan/Foo/*'))
+        self.assertEqual(gov('dist/Bar/lib/A/B.pm'), (2, 'dist/Ba?/lib/*.pm'))  # * spans slashes
+        self.assertEqual(gov('dist/Barr/lib/B.pm'), (0, '*'))  # ? is one character
+        self.assertEqual(gov('cpan/Foo/lib/Foo/Free.pm'), (3, 'cpan/Foo/lib/Foo/Free.pm'))  # the last match wins
+        self.assertEqual(gov('xcpan/Foo/lib/Foo.pm'), (0, '*'))  # the whole path must match
+
+    def test_module_sources_map(self):
+        table = make_corpus.read_module_sources()
+        self.assertGreater(len(table), 500)
+        self.assertTrue(all(how in ('same', 'patched', 'built') for _, how in table.values()))
+        self.assertEqual(table['Getopt/Long.pm'], ('cpan/Getopt-Long/lib/Getopt/Long.pm', 'same'))
+        self.assertEqual(table['pod/perldiag.pod'][0], 'pod/perldiag.pod')
+
+    def test_corpus_licences(self):
+        """Every module file in the corpus is governed by a GPL-1+ or Artistic stanza; the perl-doc split is
+        the one of the perl-doc-only corpus (its held-out files come first in the held-out text)."""
+        with open(os.path.join(HERE, 'corpus', 'SOURCES.md'), encoding='utf-8') as f:
+            sources = f.read()
+        rows = re.findall(r'^\| (\S+) \| (\S+) \| `([^`]+)` \| \d+ \| [0-9a-f]{64} \| \d+ \|$', sources, re.M)
+        self.assertGreater(len(rows), 400)
+        table = make_corpus.read_module_sources()
+        for rel, src, pat in rows:
+            self.assertEqual(table[rel][0], src)
+            self.assertTrue(make_corpus.dep5_pattern(pat).match(src), rel)
+        for name in ('Getopt/Long.pm', 'Tie/File.pm', 'Text/Wrap.pm', 'Pod/Html.pm', 'ok.pm'):
+            self.assertNotIn(name, [r[0] for r in rows])
+        heldout = re.search(r'^## Files in heldout.*?\n\n### perl-doc.*?\n\n(.*?)\n\n', sources, re.M | re.S).group(1)
+        self.assertEqual(re.findall(r'^\| (perl\S*\.pod) \|', heldout, re.M),
+                         ['perl.pod', 'perl5180delta.pod', 'perl5262delta.pod', 'perl584delta.pod', 'perlcygwin.pod',
+                          'perlfaq5.pod', 'perlhurd.pod', 'perlootut.pod', 'perlref.pod', 'perltooc.pod'])
+
     def test_files_match_sources(self):
         with open(os.path.join(HERE, 'corpus', 'SOURCES.md'), encoding='utf-8') as f:
             sources = f.read()
@@ -174,10 +233,12 @@ class Corpus(unittest.TestCase):
         total = sum(os.path.getsize(train.CORPUS[s]) for s in ('train', 'heldout'))
         self.assertLess(total, 4_000_000)
 
-    @unittest.skipUnless(os.environ.get('PERL_DOC_PKG'), 'set PERL_DOC_PKG to the unpacked perl-doc package to regenerate')
+    @unittest.skipUnless(os.environ.get('PERL_DOC_PKG') and os.environ.get('PERL_MODULES_PKG'),
+                         'set PERL_DOC_PKG and PERL_MODULES_PKG to the unpacked perl-doc and perl-modules-5.36 '
+                         'packages to regenerate')
     def test_regenerates_byte_for_byte(self):
         with tempfile.TemporaryDirectory() as d:
-            make_corpus.main([os.environ['PERL_DOC_PKG'], '--out', d])
+            make_corpus.main([os.environ['PERL_DOC_PKG'], '--modules', os.environ['PERL_MODULES_PKG'], '--out', d])
             for name in ('train.txt.gz', 'heldout.txt.gz', 'SOURCES.md'):
                 with open(os.path.join(d, name), 'rb') as a, open(os.path.join(HERE, 'corpus', name), 'rb') as b:
                     self.assertEqual(a.read(), b.read(), name)
