@@ -22,6 +22,9 @@ import re
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_corpus  # noqa: E402
+
 # Files made at build time, not present in the source tree: installed path -> the source that makes it.
 BUILT = {
     'Pod/Functions.pm': 'ext/Pod-Functions/Functions_pm.PL',
@@ -35,21 +38,8 @@ HEADER = ('# installed path (under usr/share/perl/<version>/ of perl-modules)\ts
 
 def module_files(modules_dir):
     """(perl version, [relative paths of .pm/.pod files], their root) of an unpacked perl-modules package."""
-    base = os.path.join(modules_dir, 'usr', 'share', 'perl')
-    if not os.path.isdir(base):
-        sys.exit('%s has no usr/share/perl; unpack it with dpkg-deb -x perl-modules-*.deb DIR' % modules_dir)
-    versions = sorted(d for d in os.listdir(base)
-                      if os.path.isdir(os.path.join(base, d)) and not os.path.islink(os.path.join(base, d)))
-    if len(versions) != 1:
-        sys.exit('expected one real usr/share/perl/<version> folder in %s, found %r' % (modules_dir, versions))
-    root = os.path.join(base, versions[0])
-    rels = []
-    for d, dirs, files in os.walk(root):
-        dirs.sort()
-        for f in files:
-            if f.endswith(('.pm', '.pod')):
-                rels.append(os.path.relpath(os.path.join(d, f), root).replace(os.sep, '/'))
-    return versions[0], sorted(rels), root
+    root, version = make_corpus.find_module_dir(modules_dir)
+    return version, make_corpus.module_files(root), root
 
 
 def git_blob_sha1(data):

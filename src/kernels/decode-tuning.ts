@@ -245,8 +245,8 @@ export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: bo
  * Rows (sequences × kv heads) up to which split-K partials are merged in the decode dispatch by default.
  * Measured on the H200 (Llama-3.1-8B heads, docs/tuning.md "Split-K merged in the decode dispatch"):
  * at batch 1–2 (8–16 rows) the merge in the dispatch saves the merge kernel's dependent dispatch
- * (attention 1 × 1k 10.3 → 9.8 µs fp16, 1 × 4k 16.7 → 15.9 µs, 2 × 1k 12.2 → 11.2 µs); at batch 4 it is
- * even (±0.5 µs), at batch 16 it loses 4–14 µs (half the workgroups merge four heads after their own
+ * (fp16 attention 1 × 1k 10.4 → 9.8 µs, 1 × 4k 16.5 → 15.4, 2 × 1k 11.9 → 11.2; int4-hadamard steps
+ * 0.4–1.1 µs shorter); at batch 4 it is even (±0.5 µs), at batch 16 it loses 4–14 µs (half the workgroups merge four heads after their own
  * work, which the merge kernel spreads over the grid).
  */
 export const MERGE_IN_DISPATCH_MAX_ROWS = 16;
