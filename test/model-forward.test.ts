@@ -40,12 +40,12 @@ const F16_EMULATION_REL_TOL = 1e-4;
 
 /**
  * GPU with an fp16 KV cache vs PyTorch fp32 with exact K/V (reference.json), absolute, on the trained
- * model (max |logit| ≈ 16.5): numpy float64 with K/V rounded to f16 moves its prompt logits at the
- * reference positions by at most 2.4e-3 from exact float64 (4.3e-3 over all 128 positions); f32
- * arithmetic adds ≤ 3.5e-5 × 16.5 ≈ 6e-4 (as above); PyTorch fp32 vs float64 is 5e-6. About twice
- * their sum. Measured on SwiftShader: 2.0e-3; naive INT4 KV: 0.94.
+ * model (max |logit| ≈ 17.4): numpy float64 with K/V rounded to f16 moves its prompt logits at the
+ * reference positions by at most 4.3e-3 from exact float64 (7.2e-3 over all 128 positions); f32
+ * arithmetic adds ≤ 3.5e-5 × 17.4 ≈ 6e-4 (as above); PyTorch fp32 vs float64 is 6e-6. About twice
+ * their sum. Measured on SwiftShader: 4.0e-3; naive INT4 KV: 0.78.
  */
-const REFERENCE_LOGIT_TOL = 5e-3;
+const REFERENCE_LOGIT_TOL = 1e-2;
 
 interface RandomReference {
   config: Record<string, unknown>;
