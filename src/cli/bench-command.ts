@@ -66,7 +66,8 @@ const USAGE = `bench [--quick] [--preset P[,P]] [--methods a,b] [--batch 1,8,64]
                     choice; every row and the JSON name the kernel that ran)
   --merge           where split-K partials are merged: dispatch (the decode kernel's last workgroup per
                     sequence and head group; subgroup kernel) or kernel (the merge kernel's dispatch);
-                    default: the merge kernel (docs/tuning.md)
+                    default: in the dispatch while sequences × kv heads ≤ 16, else the merge kernel
+                    (docs/tuning.md; every row's plan says which ran)
   --json FILE       also write the full report (every sample) as JSON`;
 
 function decodeTuning(text: string): Partial<DecodeTuning> {
