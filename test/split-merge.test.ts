@@ -8,12 +8,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KvConfigError, PagedKvCache } from '../src/cache/paged-kv-cache';
+import { splitMergeBlock } from '../src/kernels/decode-tuning';
 import { SeededRandom } from '../src/reference/random';
 import { maxAbsError } from '../src/reference/metrics';
 import { ATTENTION_F32_TOL, expectDecodeMatchesReferences, maxAbs } from './decode-checks';
 import { subgroupTestGpu } from './gpu-harness';
 import { runKernelCase, type KernelCase } from './kernel-case';
-import { splitMergeBlock } from '../src/kernels/decode-tuning';
 
 const CASES: KernelCase[] = [
   // Llama-3 heads at batch 3: one head per workgroup, a sequence of 1 token (its other splits empty), V rotated

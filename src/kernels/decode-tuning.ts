@@ -246,8 +246,8 @@ export function fuseDecodeStep(kind: DecodeKernelKind, shape: { useSubgroups: bo
  * Measured on the H200 (Llama-3.1-8B heads, docs/tuning.md "Split-K merged in the decode dispatch"):
  * at batch 1–2 (8–16 rows) the merge in the dispatch saves the merge kernel's dependent dispatch
  * (fp16 attention 1 × 1k 10.4 → 9.8 µs, 1 × 4k 16.5 → 15.4, 2 × 1k 11.9 → 11.2; int4-hadamard steps
- * 0.4–1.1 µs shorter); at batch 4 it is even (±0.5 µs), at batch 16 it loses 4–14 µs (half the workgroups merge four heads after their own
- * work, which the merge kernel spreads over the grid).
+ * 0.4–1.1 µs shorter); at batch 4 it is even (±0.5 µs), at batch 16 it loses 4–14 µs (half the
+ * workgroups merge four heads after their own work, which the merge kernel spreads over the grid).
  */
 export const MERGE_IN_DISPATCH_MAX_ROWS = 16;
 
@@ -265,14 +265,23 @@ export function mergeInDispatch(kind: DecodeKernelKind, numSplits: number, rows:
 }
 
 /**
+ * Splits the merge kernel reads per round of loads (lib/split-merge.wgsl): blocks of four, measured on
+ * the H200 (docs/tuning.md, "The merge kernel reads splits in blocks of four").
+ */
+export const MERGE_KERNEL_SPLIT_BLOCK = 4;
+
+/** The largest block the in-dispatch merge loads at once (more splits take several rounds). */
+export const MAX_SPLIT_MERGE_BLOCK = 16;
+
+/**
  * Splits the in-dispatch merge loads in one round (SPLIT_MERGE_BLOCK): the split count rounded up to a
- * power of two, at least 4 (the merge kernel's block), at most 16. A batch-1 merge waits for the
- * latency of its loads, so one round for every split count (7 splits at batch 1 × 4k were two rounds
- * per pass with blocks of four: docs/tuning.md, "Split-K merged in the decode dispatch").
+ * power of two, at least MERGE_KERNEL_SPLIT_BLOCK, at most MAX_SPLIT_MERGE_BLOCK. A batch-1 merge waits
+ * for the latency of its loads, so one round for every split count (7 splits at batch 1 × 4k were two
+ * rounds per pass with blocks of four: docs/tuning.md, "Split-K merged in the decode dispatch").
  */
 export function splitMergeBlock(numSplits: number): number {
-  let block = 4;
-  while (block < numSplits && block < 16) block *= 2;
+  let block = MERGE_KERNEL_SPLIT_BLOCK;
+  while (block < numSplits && block < MAX_SPLIT_MERGE_BLOCK) block *= 2;
   return block;
 }
 

@@ -37,8 +37,8 @@ export const WGSL_LIBRARIES = {
    * and 7 are the in-dispatch merge's words and counters instead of the merge kernel's partials
    */
   decodeIo: (flags: DecodeFlags = {}) => selectLines(decodeIoWgsl, decodeFlags(flags)),
-  /** the result writer of the subgroup and matrix decode kernels (after decodeIo, hadamard and, with MERGE_IN_DISPATCH, splitMerge) */
-  decodeEpilogue: (flags: DecodeFlags & { SPLIT_MERGE_BLOCK?: number } = {}) => unrollLoops(selectLines(decodeEpilogueWgsl, decodeFlags(flags)), { SPLIT_MERGE_BLOCK: flags.SPLIT_MERGE_BLOCK ?? 4 }),
+  /** the result writer of the subgroup and matrix decode kernels (after decodeIo, hadamard and, with MERGE_IN_DISPATCH, splitMerge and SPLIT_MERGE_BLOCK) */
+  decodeEpilogue: (flags: DecodeFlags & { SPLIT_MERGE_BLOCK?: number } = {}) => unrollLoops(selectLines(decodeEpilogueWgsl, decodeFlags(flags)), flags.SPLIT_MERGE_BLOCK ? { SPLIT_MERGE_BLOCK: flags.SPLIT_MERGE_BLOCK } : {}),
   /** the split-K merge (the merge kernel, and the subgroup kernel's in-dispatch merge); its loops unrolled by SPLIT_MERGE_ROWS and SPLIT_MERGE_BLOCK */
   splitMerge: (constants: { SPLIT_MERGE_ROWS: number; SPLIT_MERGE_BLOCK: number }) => unrollLoops(splitMergeWgsl, constants),
   /** code-word helpers of the quantized decode formats */

@@ -31,7 +31,7 @@ import { selectLines, unrollLoops } from './wgsl-unroll';
 import { ONE_BUFFER, poolKey, readPoolWgsl } from './cache-pool';
 import type { DecodePlan } from './decode-plan';
 import {
-  AUTO_TOKENS_PER_STEP, autoTokensPerStep, autoWorkgroupSize, DEFAULT_MATRIX_DECODE_TUNING, headsForGrid, headsPerWorkgroup, resolveTuning,
+  AUTO_TOKENS_PER_STEP, autoTokensPerStep, autoWorkgroupSize, DEFAULT_MATRIX_DECODE_TUNING, headsForGrid, headsPerWorkgroup, MERGE_KERNEL_SPLIT_BLOCK, resolveTuning,
   type DecodeKernelKind, type DecodeTuning, type SplitPlan,
 } from './decode-tuning';
 import {
@@ -454,12 +454,6 @@ function workgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   };
   return { variant, headGroups: constants.HEAD_GROUPS, workgroupBytes: decodeWorkgroupBytes(constants) };
 }
-
-/**
- * Splits the merge kernel reads per round of loads (lib/split-merge.wgsl): blocks of four, measured on
- * the H200 (docs/tuning.md, "The merge kernel reads splits in blocks of four").
- */
-export const MERGE_KERNEL_SPLIT_BLOCK = 4;
 
 export function mergeVariant(shape: DecodeShape): ShaderVariant {
   const block = shape.rotateOut ? shape.hadamardBlock : 1;
