@@ -35,7 +35,7 @@
 //
 // FUSED_STEP (one decode step in one dispatch; src/kernels/paged-decode.ts plans it): the sequence's
 // last token (position context_len − 1) is the step's new token, whose K/V rows arrive in new_k / new_v
-// (f32, unquantized) instead of the cache. Every workgroup encodes them in its prologue, with the cache
+// (f32, unquantized) instead of the cache. The workgroups whose split holds it encode them in their prologue, with the cache
 // write kernel's code (lib/quantize-lane.wgsl, the Hadamard rotation in the same pass as the query's):
 // the workgroup of head group 0 whose split holds the token stores them in the cache for later steps,
 // and every workgroup whose split holds it scores it from those words in registers, never from memory
@@ -313,21 +313,24 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let new_raw = load_new_row(lid, seq, kv_head);
 // #endif
   let q_scale = load_queries(lid, seq, first_q_head);  // ends with a barrier: every subgroup has claimed
+  let context_len = workgroupUniformLoad(&context_len_shared);
 // #if FUSED_STEP
-  encode_new_row(lid, new_raw, lane);
+  // only the workgroups whose split holds the new token encode it (a uniform branch: its barriers are
+  // the whole workgroup's); the others never meet it in their token loop
+  new_token = context_len - 1u;
+  let holds_new_token = chunk_start <= context_len - 1u && context_len - 1u < chunk_start + params.tokens_per_split;
+  if (holds_new_token) {
+    encode_new_row(lid, new_raw, lane);
+    if (wid.y % HEAD_GROUPS == 0u) {
+      store_new_token(lid, seq, kv_head);
+    }
+  }
 // #endif
   if (lid == 0u) {
     let claimed = atomicLoad(&claim_counter);
     counts_shared = vec2<u32>(claimed >> 16u, claimed & 0xffffu);
   }
   let counts = workgroupUniformLoad(&counts_shared);
-  let context_len = workgroupUniformLoad(&context_len_shared);
-// #if FUSED_STEP
-  new_token = context_len - 1u;
-  if (wid.y % HEAD_GROUPS == 0u && chunk_start <= new_token && new_token < first_chunk_end) {
-    store_new_token(lid, seq, kv_head);
-  }
-// #endif
 
 // #if QUERY_INT8
   var q8_lane: array<u32, ACC_VECS>;       // [head, lane word] int8 codes of values 4w..4w+3
