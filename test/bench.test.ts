@@ -13,7 +13,7 @@ import {
   pointCacheConfig, QUICK_PROBE_BYTES, QUICK_SWEEP, QUICK_TIMING, resolvePoint, runDecodeBench, speedup, sweepPoints,
   tokensInBudget, tokensPerSecond, variantLabel, type DecodeBenchRun, type MeasuredPoint, type PointResult,
 } from '../src/bench/decode-step-bench';
-import { measureGpu, median } from '../src/bench/gpu-timer';
+import { isSteady, MAX_UNSTEADY_REPEATS, measureGpu, median, STEADY_TOLERANCE, WALL_CLOCK_STEADY_TOLERANCE } from '../src/bench/gpu-timer';
 import { describeGpu } from '../src/gpu/gpu-context';
 import { benchCommand, parseBenchArgs } from '../src/cli/bench-command';
 import { cacheLayout } from '../src/layout';
@@ -37,6 +37,19 @@ describe('bench arithmetic (by hand from the layout facts)', () => {
     expect(tokensPerSecond(64, 2e6)).toBe(32_000); // 64 tokens every 2 ms
     expect(median([5, 1, 3])).toBe(3);
     expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+
+  it('a sample set is steady when its halves agree: the H200 ramp (85 → 19.1 µs) is not, noise within the tolerance is', () => {
+    const ramp = [...Array(6).fill(85), ...Array(10).fill(47), ...Array(16).fill(25.5), ...Array(4).fill(19.1)];
+    expect(isSteady(ramp)).toBe(false);
+    const settled = Array.from({ length: 40 }, (_, i) => 19.1 * (1 + 0.01 * Math.sin(i)));  // ±1 % noise
+    expect(isSteady(settled)).toBe(true);
+    // a 4 % step between the halves fails at 3 %, passes at 5 %
+    const step = [...Array(10).fill(100), ...Array(10).fill(104)];
+    expect(STEADY_TOLERANCE).toBe(0.03);
+    expect(isSteady(step)).toBe(false);
+    expect(isSteady(step, 0.05)).toBe(true);
+    expect(isSteady([85, 47, 25, 19, 19, 19, 19])).toBe(true);  // under 8 samples: not judged
   });
 
   it('speedup and overhead formulas', () => {
@@ -178,6 +191,9 @@ describe('gpu-timer (real GPU work)', () => {
       expect(t.dispatchesPerSample).toBeLessThanOrEqual(8);
       for (const v of [...t.samplesNs, t.medianNs, t.minNs]) expect(Number.isFinite(v) && v > 0).toBe(true);
       expect(t.minNs).toBeLessThanOrEqual(t.medianNs);
+      // the set kept is steady unless every repeat was used up
+      expect(t.unsteadyMediansNs.length).toBeLessThanOrEqual(MAX_UNSTEADY_REPEATS);
+      if (!isSteady(t.samplesNs, t.method === 'timestamp' ? STEADY_TOLERANCE : WALL_CLOCK_STEADY_TOLERANCE)) expect(t.unsteadyMediansNs.length).toBe(MAX_UNSTEADY_REPEATS);
     }
     // A fixed repetition count is used as given.
     const fixed = await measureGpu(ctx, encode, { ...options, dispatchesPerSample: 3 });

@@ -68,8 +68,22 @@ export function buildBenchReport(ctx: GpuContext, run: DecodeBenchRun, options: 
     decodeTuning: run.decodeTuning,
     merge: run.merge,
     points: run.points,
-    notes: [...REPORT_NOTES],
+    notes: [...REPORT_NOTES, ...unsteadyNotes(run.points)],
   };
+}
+
+/** A note naming the timings whose first sample sets were unsteady and measured again (none: no note). */
+function unsteadyNotes(points: readonly PointResult[]): string[] {
+  const redone: string[] = [];
+  for (const p of points) {
+    if (p.status !== 'ok') continue;
+    for (const [part, t] of [['append', p.append], ['attention', p.attention], ['fused step', p.fusedStep]] as const) {
+      if (t && t.unsteadyMediansNs.length) {
+        redone.push(`${p.point.preset} ${p.variant} ${p.point.batch} × ${p.point.context} ${part} (${t.unsteadyMediansNs.map((ns) => fmtSig(ns / 1e3)).join(', ')} → ${fmtSig(t.medianNs / 1e3)} µs)`);
+      }
+    }
+  }
+  return redone.length ? [`measured again because the first sample set was not steady (its halves' medians differ by > 3 %, e.g. GPU clocks still ramping up): ${redone.join('; ')}`] : [];
 }
 
 /** The report as JSON text (2-space indent). */

@@ -290,10 +290,12 @@ export interface TimingSummary {
   method: TimingMethod;
   dispatchesPerSample: number;
   samplesNs: number[];
+  /** Medians of sample sets discarded as unsteady before these samples (GpuTiming; empty: none). */
+  unsteadyMediansNs: number[];
 }
 
 function summarize(t: GpuTiming): TimingSummary {
-  return { medianNs: t.medianNs, minNs: t.minNs, method: t.method, dispatchesPerSample: t.dispatchesPerSample, samplesNs: t.samplesNs };
+  return { medianNs: t.medianNs, minNs: t.minNs, method: t.method, dispatchesPerSample: t.dispatchesPerSample, samplesNs: t.samplesNs, unsteadyMediansNs: t.unsteadyMediansNs };
 }
 
 interface PointCommon {

@@ -16,7 +16,10 @@
  * With `dispatchesPerSample: 'auto'` (the default) the repetitions are doubled, then scaled, until one
  * sample lasts `targetSampleMs`, so coarse clocks (browsers quantize timestamps, often to 100 µs) and
  * submit latency stay a small fraction of each sample. Then warm-up samples run until `warmupMs` has
- * passed, then samples are collected for `measureMs` and at least `minSamples`.
+ * passed, then samples are collected for `measureMs` and at least `minSamples`. A set of samples whose
+ * two halves' medians differ by more than STEADY_TOLERANCE (WALL_CLOCK_STEADY_TOLERANCE) (the GPU was not in one state throughout,
+ * e.g. its clocks still ramping up after idling: docs/tuning.md, "The bench waits for a steady GPU")
+ * is discarded and measured again, at most MAX_UNSTEADY_REPEATS times; the timing says how often.
  *
  * Repeating work back to back inside one pass keeps its inputs hot in the GPU's caches when they are
  * small: an attention over a few MiB of KV is then timed at L2 rather than DRAM speed.
@@ -58,6 +61,8 @@ export interface GpuTiming {
   method: TimingMethod;
   /** Repetitions of the work inside each timed pass. */
   dispatchesPerSample: number;
+  /** Medians (ns per repetition) of the sample sets discarded as unsteady, in order (empty: none). */
+  unsteadyMediansNs: number[];
   /** Why timestamps were asked for (or available) but wall-clock was used. */
   fallbackReason?: string;
 }
@@ -76,6 +81,16 @@ const MAX_SAMPLES_PER_SUBMIT = 64;
 const TARGET_SUBMIT_NS = 20e6;
 /** Give up when this many samples in a row come back unusable. */
 const MAX_BAD_SAMPLES = 16;
+/**
+ * A sample set is steady when the medians of its first and second halves differ by at most this
+ * fraction of the smaller. On the H200 a batch-1 step measured right after the host compiled its
+ * pipelines once ran 85, 47, 25.5 and finally 19.1 µs within one set (clocks ramping up: docs/tuning.md).
+ */
+export const STEADY_TOLERANCE = 0.03;
+/** The same for wall-clock samples, whose submit and callback latency jitters more. */
+export const WALL_CLOCK_STEADY_TOLERANCE = 0.1;
+/** Unsteady sample sets discarded before the last one is kept as it is. */
+export const MAX_UNSTEADY_REPEATS = 3;
 
 /** Median of `values` (mean of the middle two for an even count); NaN for none. */
 export function median(values: readonly number[]): number {
@@ -83,6 +98,18 @@ export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Whether the samples (in the order measured) come from one steady state: the medians of the first
+ * and second halves within `tolerance` of the smaller one. Fewer than 8 samples count as steady.
+ */
+export function isSteady(samplesNs: readonly number[], tolerance = STEADY_TOLERANCE): boolean {
+  if (samplesNs.length < 8) return true;
+  const half = samplesNs.length >> 1;
+  const first = median(samplesNs.slice(0, half));
+  const second = median(samplesNs.slice(samplesNs.length - half));
+  return Math.abs(first - second) <= tolerance * Math.min(first, second);
 }
 
 /** Times `reps` repetitions of the work in each of `count` samples; NaN marks an unusable sample. */
@@ -249,15 +276,25 @@ export async function measureGpu(ctx: GpuContext, encode: (pass: GPUComputePassE
         await collect(batchSize(MAX_SAMPLES_PER_SUBMIT, leftMs * 1e6));
       }
 
-      const samplesNs: number[] = [];
-      const measureStartMs = performance.now();
-      let badInARow = 0;
-      while (samplesNs.length < o.maxSamples && (samplesNs.length < o.minSamples || performance.now() - measureStartMs < o.measureMs)) {
-        const leftNs = Math.max((o.measureMs - (performance.now() - measureStartMs)) * 1e6, (o.minSamples - samplesNs.length) * sampleNs);
-        const usable = await collect(batchSize(o.maxSamples - samplesNs.length, leftNs));
-        badInARow = usable.length ? 0 : badInARow + 1;
-        if (badInARow >= MAX_BAD_SAMPLES) throw new Error(`timing ${o.label ?? 'GPU work'}: ${MAX_BAD_SAMPLES} unusable samples in a row`);
-        for (const ns of usable) samplesNs.push(ns / reps);
+      const measureSet = async (): Promise<number[]> => {
+        const samplesNs: number[] = [];
+        const measureStartMs = performance.now();
+        let badInARow = 0;
+        while (samplesNs.length < o.maxSamples && (samplesNs.length < o.minSamples || performance.now() - measureStartMs < o.measureMs)) {
+          const leftNs = Math.max((o.measureMs - (performance.now() - measureStartMs)) * 1e6, (o.minSamples - samplesNs.length) * sampleNs);
+          const usable = await collect(batchSize(o.maxSamples - samplesNs.length, leftNs));
+          badInARow = usable.length ? 0 : badInARow + 1;
+          if (badInARow >= MAX_BAD_SAMPLES) throw new Error(`timing ${o.label ?? 'GPU work'}: ${MAX_BAD_SAMPLES} unusable samples in a row`);
+          for (const ns of usable) samplesNs.push(ns / reps);
+        }
+        return samplesNs;
+      };
+      let samplesNs = await measureSet();
+      const unsteadyMediansNs: number[] = [];
+      const tolerance = runner.method === 'timestamp' ? STEADY_TOLERANCE : WALL_CLOCK_STEADY_TOLERANCE;
+      while (!isSteady(samplesNs, tolerance) && unsteadyMediansNs.length < MAX_UNSTEADY_REPEATS) {
+        unsteadyMediansNs.push(median(samplesNs));
+        samplesNs = await measureSet();
       }
       const timing: GpuTiming = {
         samplesNs,
@@ -265,6 +302,7 @@ export async function measureGpu(ctx: GpuContext, encode: (pass: GPUComputePassE
         minNs: Math.min(...samplesNs),
         method: runner.method,
         dispatchesPerSample: reps,
+        unsteadyMediansNs,
       };
       if (fallbackReason) timing.fallbackReason = fallbackReason;
       return timing;
