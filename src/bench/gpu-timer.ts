@@ -18,7 +18,7 @@
  * submit latency stay a small fraction of each sample. Then warm-up samples run until `warmupMs` has
  * passed, then samples are collected for `measureMs` and at least `minSamples`. A set of samples whose
  * two halves' medians differ by more than STEADY_TOLERANCE (WALL_CLOCK_STEADY_TOLERANCE) (the GPU was not in one state throughout,
- * e.g. its clocks still ramping up after idling: docs/tuning.md, "The bench waits for a steady GPU")
+ * e.g. its clocks still ramping up after idling: docs/benchmarks.md, 2026-12-04)
  * is discarded and measured again, at most MAX_UNSTEADY_REPEATS times; the timing says how often.
  *
  * Repeating work back to back inside one pass keeps its inputs hot in the GPU's caches when they are
@@ -84,7 +84,7 @@ const MAX_BAD_SAMPLES = 16;
 /**
  * A sample set is steady when the medians of its first and second halves differ by at most this
  * fraction of the smaller. On the H200 a batch-1 step measured right after the host compiled its
- * pipelines once ran 85, 47, 25.5 and finally 19.1 µs within one set (clocks ramping up: docs/tuning.md).
+ * pipelines once ran 85, 47, 25.5 and finally 19.1 µs within one set (docs/benchmarks.md, 2026-12-04).
  */
 export const STEADY_TOLERANCE = 0.03;
 /** The same for wall-clock samples, whose submit and callback latency jitters more. */
