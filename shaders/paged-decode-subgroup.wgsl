@@ -12,8 +12,9 @@
 // K and V rows (coalesced: one CacheChunk load per CHUNK_WORDS words) and adds its partial dot
 // products to the other lanes' with subgroupShuffleXor (the host keeps LANES_PER_TOKEN ≤ the
 // adapter's smallest subgroup, so a token's lanes are always in one subgroup).
-//   0. claim this subgroup's index and token slots; issue the first step's loads; load the queries
-//      (rotated when K is) into registers, pre-scaled for the format's lane order;
+//   0. issue the loads that depend on nothing (context length, queries, new rows); claim this subgroup's
+//      index and token slots; issue the first step's loads; the queries (rotated when K is) into
+//      registers, pre-scaled for the format's lane order;
 //   1. each token slot (the lanes of one token) runs its own online softmax over steps of
 //      TOKENS_PER_STEP consecutive tokens of one page (one block-table read per step), with no
 //      barrier and no workgroup memory in the loop; a step's loads are issued one step ahead (two
@@ -51,7 +52,8 @@
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
-// HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT, RANDOM_SIGNS, ROT_VECTORS (= HEADS_PER_WG); LANES_PER_TOKEN,
+// HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT, RANDOM_SIGNS, ROT_VECTORS (= HEADS_PER_WG), Q_LOADS (= ⌈HEADS_PER_WG · HEAD_DIM /
+// WORKGROUP_SIZE⌉: query values per invocation); LANES_PER_TOKEN,
 // CHANNELS_PER_LANE (= HEAD_DIM / LANES_PER_TOKEN), GROUPS_PER_LANE (groups of 8 values),
 // CHUNK_WORDS, GROUPS_PER_CHUNK, CHUNKS_PER_LANE, LANE_VECS (vec4 of one head's lane values
 // = 2·GROUPS_PER_LANE), ACC_VECS (= HEADS_PER_WG·LANE_VECS), TOKENS_PER_STEP, STEP_SCORES
@@ -170,19 +172,31 @@ fn new_row_rotated(is_v: bool) -> bool {
   return select(ROTATE_Q, ROTATE_OUT, is_v) == 1u;
 }
 
-// 1st part (before load_queries): this invocation's 8 values of the new row, × signs when it rotates, also
-// into its rot_buf row then, which load_queries rotates with the queries.
-fn load_new_row(lid: u32, seq: u32, kv_head: u32) -> array<f32, 8> {
+// 1st part (loads only, first in the prologue): this invocation's 8 values of the new row.
+fn fetch_new_row(lid: u32, seq: u32, kv_head: u32) -> array<f32, 8> {
+  let who = new_row_of(lid);
+  var x: array<f32, 8>;
+  if (who.x == 1u) {
+    let base = (seq * NUM_KV_HEADS + kv_head) * HEAD_DIM + who.z * 8u;
+    for (var e = 0u; e < 8u; e++) {  // unroll
+      x[e] = select(new_k[base + e], new_v[base + e], who.y == 1u);
+    }
+  }
+  return x;
+}
+
+// 2nd part (before the queries' rotation): the values × signs when the row rotates, also into its
+// rot_buf row then, which rotate_queries rotates with the queries.
+fn stage_new_row(lid: u32, loaded: array<f32, 8>) -> array<f32, 8> {
   let who = new_row_of(lid);
   var x: array<f32, 8>;
   if (who.x == 1u) {
     let is_v = who.y == 1u;
     let lane = who.z;
-    let base = (seq * NUM_KV_HEADS + kv_head) * HEAD_DIM + lane * 8u;
     let lane_signs = sign_word(lane * 8u);
     let rotated = new_row_rotated(is_v);
     for (var e = 0u; e < 8u; e++) {  // unroll
-      var value = select(new_k[base + e], new_v[base + e], is_v);
+      var value = loaded[e];
       if (rotated && RANDOM_SIGNS == 1u) {
         value *= hadamard_sign(lane_signs, lane * 8u + e);
       }
@@ -195,7 +209,7 @@ fn load_new_row(lid: u32, seq: u32, kv_head: u32) -> array<f32, 8> {
   return x;
 }
 
-// 2nd part (after load_queries, from uniform control flow: barriers): the rows as the cache stores them,
+// 3rd part (after rotate_queries, from uniform control flow: barriers): the rows as the cache stores them,
 // into new_words / new_scale_min, then this lane's chunks of them into registers.
 fn encode_new_row(lid: u32, raw: array<f32, 8>, lane: u32) {
   let who = new_row_of(lid);
@@ -287,8 +301,18 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let first_q_head = kv_head * GROUP_SIZE + (wid.y % HEAD_GROUPS) * HEADS_PER_WG;
   let seq = wid.z;
 
-  // 0. the subgroup index and token slots of this subgroup (workgroup memory starts zeroed), and the
-  // loads of this slot's first step, issued before the query work, which they do not depend on
+  // 0. every load of the prologue that depends on nothing is issued first (an invocation waits at the
+  // first instruction that uses a value still in flight, so a load behind such a use would wait too):
+  // the context length, the queries, the fused step's new rows; then the subgroup index and token
+  // slots of this subgroup (workgroup memory starts zeroed) and the loads of this slot's first step
+  let seq_context_len = context_lens[seq];
+  var q_loaded: array<f32, Q_LOADS>;  // values lid + j·WORKGROUP_SIZE of the workgroup's queries
+  for (var j = 0u; j < Q_LOADS; j++) {  // unroll
+    q_loaded[j] = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + min(lid + j * WORKGROUP_SIZE, HEADS_PER_WG * HEAD_DIM - 1u)];
+  }
+// #if FUSED_STEP
+  let new_loaded = fetch_new_row(lid, seq, kv_head);
+// #endif
   var claim = vec2<u32>(0u);
   if (subgroupElect()) {
     // one atomic for both, so that subgroup index order and slot order agree: the subgroups' partial sums
@@ -302,17 +326,22 @@ fn main(@builtin(local_invocation_index) lid: u32,
   let lane = sg_lane % LANES_PER_TOKEN;
   let chunk_start = split * params.tokens_per_split;
   let slot_offset = slot * TOKENS_PER_STEP;
-  let first_chunk_end = min(context_lens[seq], chunk_start + params.tokens_per_split);
+  let first_chunk_end = min(seq_context_len, chunk_start + params.tokens_per_split);
   var next = load_step(step_page(seq, chunk_start + slot_offset, first_chunk_end), chunk_start + slot_offset, first_chunk_end, kv_head, lane);
 
   // queries, rotated when K is
   if (lid == 0u) {
-    context_len_shared = context_lens[seq];
+    context_len_shared = seq_context_len;
   }
 // #if FUSED_STEP
-  let new_raw = load_new_row(lid, seq, kv_head);
+  let new_raw = stage_new_row(lid, new_loaded);
 // #endif
-  let q_scale = load_queries(lid, seq, first_q_head);  // ends with a barrier: every subgroup has claimed
+  for (var j = 0u; j < Q_LOADS; j++) {  // unroll
+    if (lid + j * WORKGROUP_SIZE < HEADS_PER_WG * HEAD_DIM) {
+      stage_query_value(lid + j * WORKGROUP_SIZE, q_loaded[j]);
+    }
+  }
+  let q_scale = rotate_queries(lid);  // ends with a barrier: every subgroup has claimed
   let context_len = workgroupUniformLoad(&context_len_shared);
 // #if FUSED_STEP
   // only the workgroups whose split holds the new token encode it (a uniform branch: its barriers are

@@ -46,12 +46,18 @@ fn opaque_zero() -> u32 {
 // control flow; rot_buf is complete when it returns.
 fn load_queries(lid: u32, seq: u32, first_q_head: u32) -> f32 {
   for (var i = lid; i < HEADS_PER_WG * HEAD_DIM; i += WORKGROUP_SIZE) {
-    var value = q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i];
-    if (ROTATE_Q == 1u) {
-      value *= random_sign(i % HEAD_DIM);
-    }
-    rot_buf[i] = value;
+    stage_query_value(i, q[(seq * NUM_Q_HEADS + first_q_head) * HEAD_DIM + i]);
   }
+  return rotate_queries(lid);
+}
+
+// Value i of the workgroup's queries (loaded from q) into rot_buf, × its random sign when ROTATE_Q.
+fn stage_query_value(i: u32, loaded: f32) {
+  rot_buf[i] = select(loaded, loaded * random_sign(i % HEAD_DIM), ROTATE_Q == 1u);
+}
+
+// load_queries after every value is staged: the rotation (or a barrier) and the factor.
+fn rotate_queries(lid: u32) -> f32 {
   if (ROTATE_Q == 1u) {
     hadamard_rows_in_workgroup(lid, 1u);
   } else {

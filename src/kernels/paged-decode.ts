@@ -251,6 +251,7 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   return {
     ...shared,
     ROT_VECTORS: shared.HEADS_PER_WG + newRotRows,
+    Q_LOADS: Math.ceil((shared.HEADS_PER_WG * layout.headDim) / tuning.workgroupSize),
     FUSED_STEP: fused ? 1 : 0,
     MERGE_IN_DISPATCH: shape.mergeInDispatch ? 1 : 0,
     SPLIT_MERGE_ROWS: shared.HEADS_PER_WG,
