@@ -16,7 +16,12 @@ export interface ModelSettings {
   tokens: number;
 }
 
-export const DEFAULT_MODEL_SETTINGS: Readonly<ModelSettings> = Object.freeze({ prompt: '=head1 NAME', tokens: 32 });
+/**
+ * The default prompt: a heading as the training text has it (rendered POD: `NAME` on a line of its own,
+ * then a blank line). The model goes on with a module's name line and its DESCRIPTION; raw POD such as
+ * `=head1 NAME` was rare in that text and is continued by every method with the same "!!!!".
+ */
+export const DEFAULT_MODEL_SETTINGS: Readonly<ModelSettings> = Object.freeze({ prompt: 'NAME\n\n', tokens: 32 });
 /** Tokens the page generates at most per method (the model's context, 512, bounds prompt + tokens too). */
 export const MAX_GENERATE_TOKENS = 256;
 export const MAX_PROMPT_CHARS = 4000;

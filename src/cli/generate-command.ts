@@ -4,7 +4,7 @@
  * side: the continuation, tokens/s and the first generated token where a method leaves FP16 KV's
  * continuation. Registered in src/cli/commands.ts as `generate: generateCommand`.
  *
- *   generate --prompt "=head1 NAME" --tokens 48 --methods fp16,int4,int4-hadamard
+ *   generate --prompt 'my $x =' --tokens 48 --methods fp16,int4,int4-hadamard
  */
 import { parseArgs } from 'node:util';
 import { describeGpu } from '../gpu/gpu-context';

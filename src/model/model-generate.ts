@@ -5,7 +5,7 @@
  * the CPU until the end.
  *
  * @example
- *   const r = await generateGreedy(model, [bos, ...tok.encode('=head1 NAME')], 32, methodSpec('int4-hadamard'));
+ *   const r = await generateGreedy(model, [bos, ...tok.encode('NAME\n\n')], 32, methodSpec('int4-hadamard'));
  *   tok.decode(r.tokens);
  */
 import type { MethodSpec } from '../accuracy/methods';

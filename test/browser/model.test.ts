@@ -25,6 +25,7 @@ import { readTokenizer } from '../../src/model/model-files';
 import { contextProblem, formatPercent, MODEL_METHODS, perplexityColumns, perplexityRows } from '../../src/app/model-panel';
 import { fetchAsset, gunzip, MAX_WEIGHTS_BYTES, MODEL_ASSETS, tooBigMessage, type ModelAsset } from '../../src/app/model-loader';
 import { ModelFileError } from '../../src/model/model-config';
+import { DEFAULT_MODEL_SETTINGS } from '../../src/app/model-settings';
 import { columnNumbers, readTable, RUN_TIMEOUT_MS, readyPageForSuite, waitForGpu } from './page-helpers';
 
 const DESKTOP = { width: 1400, height: 900 };
@@ -125,7 +126,7 @@ describe('the model section (headless Chromium, WebGPU)', () => {
 
   it('shows its defaults and fetches none of the model before a button is pressed', async () => {
     const { page } = suite.served;
-    expect(await page.inputValue('#model-prompt')).toBe('=head1 NAME');
+    expect(await page.inputValue('#model-prompt')).toBe(DEFAULT_MODEL_SETTINGS.prompt);
     expect(await page.inputValue('#model-tokens')).toBe('32');
     expect(await page.isDisabled('#model-run')).toBe(false);
     expect(await page.isDisabled('#model-ppl')).toBe(false);
@@ -177,7 +178,7 @@ describe('the model section (headless Chromium, WebGPU)', () => {
     console.info(`model section, 3 methods × 4 tokens (model fetched and uploaded): ${((Date.now() - started) / 1000).toFixed(1)} s`);
     expect(await page.isVisible('#error-panel')).toBe(false);
     expect(await page.isVisible('#model-cancel')).toBe(false);
-    expect(await page.textContent('#model-prompt-shown')).toMatch(/^Prompt "=head1 NAME" \(\d+ tokens with <bos>\), continued greedily by 4 tokens/);
+    expect(await page.textContent('#model-prompt-shown')).toMatch(/^Prompt "NAME\\n\\n" \(\d+ tokens with <bos>\), continued greedily by 4 tokens/);
 
     const columns = await readColumns(page);
     expect(columns.map((c) => c.method)).toEqual(METHOD_IDS);
@@ -371,7 +372,7 @@ describe('the model section (headless Chromium, WebGPU)', () => {
       // the address the page wrote opens with the default prompt, as the note says
       const other = await suite.served.openAnother(new URL(page.url()).search);
       try {
-        expect(await other.inputValue('#model-prompt')).toBe('=head1 NAME');
+        expect(await other.inputValue('#model-prompt')).toBe(DEFAULT_MODEL_SETTINGS.prompt);
         expect(await other.inputValue('#model-tokens')).toBe('6');
       } finally {
         await other.close();
@@ -408,7 +409,7 @@ describe('the model section (headless Chromium, WebGPU)', () => {
         await page.goto(new URL(query, home).href);
         await page.waitForSelector('#url-notice:not([hidden])');
         expect(await page.$$eval('#url-notice p', (ps) => ps.map((p) => p.textContent)), query.slice(0, 60)).toEqual(expected);
-        expect(await page.inputValue('#model-prompt')).toBe('=head1 NAME');
+        expect(await page.inputValue('#model-prompt')).toBe(DEFAULT_MODEL_SETTINGS.prompt);
         expect(await page.inputValue('#model-tokens')).toBe('32');
         expect(await page.getAttribute('#model-prompt', 'aria-invalid')).toBe('false');
         expect(await page.getAttribute('#model-tokens', 'aria-invalid')).toBe('false');
