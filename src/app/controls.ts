@@ -54,6 +54,11 @@ export class Controls {
   private problemList: Problem[] = [];
   /** head_dim the block options were made for. */
   private blocksHeadDim = 0;
+  /**
+   * The Hadamard block last asked for (the URL's, then the user's pick): the one shown is this one fitted
+   * to the head_dim in use, so a shape whose head_dim it does not divide lowers it only while chosen.
+   */
+  private wantedBlock: number;
 
   /**
    * @param onChange called after every change of the form (valid or not: the page re-checks what may run)
@@ -61,6 +66,7 @@ export class Controls {
    */
   constructor(initial: AppConfig, private readonly onChange: (config: AppConfig) => void, private readonly extraQuery: () => string = () => '') {
     this.current = { ...initial, methods: [...initial.methods] };
+    this.wantedBlock = initial.block;
     fillSelect(select('preset'), PRESET_NAMES.map((n) => ({ value: n, text: MODEL_PRESETS[n].name })));
     fillSelect(select('workload'), [
       ...WORKLOAD_KINDS.map((k) => ({ value: k.id, text: k.title })),
@@ -144,7 +150,7 @@ export class Controls {
   /** Block options: the Hadamard blocks dividing the accuracy run's head_dim (the chosen one fitted to it). */
   private fillBlocks(): void {
     const d = this.accuracyHeadDim;
-    this.current.block = fitBlockToHeadDim(d, this.current.block);
+    this.current.block = fitBlockToHeadDim(d, this.wantedBlock);
     if (d !== this.blocksHeadDim) {
       fillSelect(select('block'), blocksForHeadDim(d).map((b) => ({ value: String(b), text: `B = ${b}` })));
       this.blocksHeadDim = d;
@@ -167,6 +173,7 @@ export class Controls {
     }
     next.pageSize = Number(select('page-size').value);
     next.block = Number(select('block').value);
+    if (next.block !== this.current.block) this.wantedBlock = next.block;  // picked in the select
     next.rotateV = input('rotate-v').checked;
     next.methods = METHOD_CHOICES.filter((m: MethodChoice) => input(`method-${m}`).checked);
     next.quick = input('quick').checked;

@@ -114,7 +114,8 @@ export class FileSource {
       this.events.onData(data, name, 'loaded');
     } catch (e) {
       // The files are kept: a change of the axis order re-reads them.
-      this.status('No file loaded: the last one could not be used (see the message above).');
+      // said here too, where the eye is: the error panel with its advice sits at the top of the page
+      this.status(`No file loaded: ${e instanceof Error ? e.message : String(e)} (the panel at the top of the page says more).`);
       byId('file-clear').hidden = true;
       this.events.onData(null, null, 'failed');
       this.events.onError(e);

@@ -7,11 +7,22 @@
 /** Log axes end at least this many decades beyond the data. */
 export const LOG_PAD_DECADES = 0.25;
 
-/** A tick or value as people write it: 0.25, 120, 1e-4, 3.2e6. */
+/**
+ * Large ticks (tokens/s, bytes, tokens) with a suffix, so one axis never mixes 100000 with 1e6:
+ * [from, suffix, divisor].
+ */
+const LARGE_TICK_UNITS: readonly (readonly [number, string, number])[] = [[1e12, 'T', 1e12], [1e9, 'G', 1e9], [1e6, 'M', 1e6], [1e4, 'k', 1e3]];
+
+/** A tick or value as people write it: 0.25, 120, 5000, 20k, 3.2M, 1e-4. */
 export function formatTick(v: number): string {
   if (v === 0) return '0';
   const abs = Math.abs(v);
-  if (abs >= 1e-3 && abs < 1e6) return String(Number(v.toPrecision(3)));
+  if (abs < 1e15) {
+    for (const [from, suffix, divisor] of LARGE_TICK_UNITS) {
+      if (abs >= from) return `${Number((v / divisor).toPrecision(3))}${suffix}`;
+    }
+    if (abs >= 1e-3) return String(Number(v.toPrecision(3)));
+  }
   const [mantissa, exponent] = v.toExponential(1).split('e');
   return `${mantissa.replace(/\.0$/, '')}e${exponent.replace('+', '')}`;
 }

@@ -63,7 +63,7 @@ describe('the model section in the URL', () => {
   it('round-trips the defaults and a prompt with spaces, newlines, tabs, reserved and non-ASCII characters, next to the other keys', () => {
     expect(modelSettingsFromQuery(modelSettingsToQuery(DEFAULT_MODEL_SETTINGS))).toEqual({ settings: DEFAULT_MODEL_SETTINGS, warnings: [] });
     expect(modelSettingsFromQuery(modelSettingsToQuery(typed))).toEqual({ settings: typed, warnings: [] });
-    expect(modelSettingsToQuery(DEFAULT_MODEL_SETTINGS)).toBe('&model-prompt=%3Dhead1+NAME&model-tokens=32');
+    expect(modelSettingsToQuery(DEFAULT_MODEL_SETTINGS)).toBe('&model-prompt=NAME%0A%0A&model-tokens=32');
     const all = `${configToQuery(DEFAULT_CONFIG)}${servingConfigToQuery(DEFAULT_SERVING_CONFIG)}${modelSettingsToQuery(typed)}`;
     expect(modelSettingsFromQuery(all).settings).toEqual(typed);
     expect(configFromQuery(all)).toEqual({ config: DEFAULT_CONFIG, warnings: [] });

@@ -20,7 +20,9 @@ describe('durations in the headline', () => {
 
 describe('axis ticks', () => {
   it('reads like numbers at every magnitude', () => {
-    expect([1e-7, 1e-4, 0.001, 0.01, 0.25, 1, 120, 1e5, 3.2e6].map(formatTick)).toEqual(['1e-7', '1e-4', '0.001', '0.01', '0.25', '1', '120', '100000', '3.2e6']);
+    expect([1e-7, 1e-4, 0.001, 0.01, 0.25, 1, 120, 5000, 1e5, 3.2e6].map(formatTick)).toEqual(['1e-7', '1e-4', '0.001', '0.01', '0.25', '1', '120', '5000', '100k', '3.2M']);
+    // one axis of tokens/s never mixes plain digits with exponents (the page showed 100000 beside 1e6)
+    expect([1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 2.5e9, -2e6, 1.5e12, 3e15].map(formatTick)).toEqual(['10k', '20k', '50k', '100k', '200k', '500k', '1M', '2M', '2.5G', '-2M', '1.5T', '3e15']);
   });
 
   it('labels decades on a wide log axis and 1-2-5 on a short one, never the same label twice', () => {

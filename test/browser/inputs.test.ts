@@ -135,6 +135,8 @@ describe('strict inputs', () => {
     await page.setInputFiles('#file-input', { name: 'nan.safetensors', mimeType: 'application/octet-stream', buffer: bytes });
     await page.waitForSelector('#error-panel:not([hidden])');
     expect(await page.textContent('#error-panel .error-message')).toMatch(/nan\.safetensors: .*not finite/);
+    // the status beside the file input says why too (the panel is at the top of the page)
+    expect(await page.textContent('#file-status')).toMatch(/^No file loaded: .*not finite.*\(the panel at the top of the page says more\)\.$/);
     expect(workers.some((url) => /kv-file-worker/.test(url)), `workers: ${workers.join(', ')}`).toBe(true);
     expect(await page.inputValue('#workload')).not.toBe('file');
   });
@@ -171,6 +173,22 @@ describe('strict inputs', () => {
     await page.selectOption('#workload', 'gaussian');
     expect(await page.isVisible('#workload-error')).toBe(false);
     expect(await page.isDisabled('#run-accuracy')).toBe(false);
+  });
+
+  it('a preset whose head_dim the block does not divide lowers the block only while it is chosen', async () => {
+    const { page } = suite.served;
+    await page.selectOption('#block', '128');
+    await page.selectOption('#preset', 'tiny-d64');
+    expect(await page.$$eval('#block option', (options) => options.map((o) => (o as HTMLOptionElement).value))).toEqual(['16', '32', '64']);
+    expect(await page.inputValue('#block')).toBe('64');
+    await page.selectOption('#preset', 'llama-3.1-8b');
+    expect(await page.inputValue('#block')).toBe('128'); // what was asked for, not the lowered 64
+    // a block picked on the small shape is the one asked for from then on
+    await page.selectOption('#preset', 'tiny-d64');
+    await page.selectOption('#block', '32');
+    await page.selectOption('#preset', 'llama-3.1-8b');
+    expect(await page.inputValue('#block')).toBe('32');
+    await page.selectOption('#block', '128');
   });
 
   it('logs no console errors', () => {
