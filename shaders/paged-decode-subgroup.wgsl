@@ -36,10 +36,10 @@
 //
 // FUSED_STEP (one decode step in one dispatch; src/kernels/paged-decode.ts plans it): the sequence's
 // last token (position context_len − 1) is the step's new token, whose K/V rows arrive in new_k / new_v
-// (f32, unquantized) instead of the cache. The workgroups whose split holds it encode them in their prologue, with the cache
-// write kernel's code (lib/quantize-lane.wgsl, the Hadamard rotation in the same pass as the query's):
-// the workgroup of head group 0 whose split holds the token stores them in the cache for later steps,
-// and every workgroup whose split holds it scores it from those words in registers, never from memory
+// (f32, unquantized) instead of the cache. The workgroups whose split holds it encode them in their
+// prologue, with the cache write kernel's code (lib/quantize-lane.wgsl, the Hadamard rotation in the same
+// pass as the query's): the one of head group 0 stores them in the cache for later steps, and each of
+// them scores the token from those words in registers, never from memory
 // (another workgroup's store may still be in flight). So it computes what the cache write followed by
 // the unfused kernel computes, operation for operation (bit for bit on SwiftShader; a GPU compiler may
 // contract the two kernels' f32 arithmetic differently). Split-K partials are merged by the merge kernel, or
@@ -52,8 +52,8 @@
 //
 // Constants from src/kernels/paged-decode.ts: HEAD_DIM, NUM_KV_HEADS, PAGE_SIZE, ROW_WORDS, PAGE_WORDS,
 // SCALE_MIN_REGION_OFFSET, NUM_Q_HEADS, GROUP_SIZE, HEADS_PER_WG, HEAD_GROUPS, WORKGROUP_SIZE,
-// HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT, RANDOM_SIGNS, ROT_VECTORS (= HEADS_PER_WG), Q_LOADS (= ⌈HEADS_PER_WG · HEAD_DIM /
-// WORKGROUP_SIZE⌉: query values per invocation); LANES_PER_TOKEN,
+// HADAMARD_BLOCK, ROTATE_Q, ROTATE_OUT, RANDOM_SIGNS, ROT_VECTORS (= HEADS_PER_WG), Q_LOADS
+// (= ⌈HEADS_PER_WG · HEAD_DIM / WORKGROUP_SIZE⌉: query values per invocation); LANES_PER_TOKEN,
 // CHANNELS_PER_LANE (= HEAD_DIM / LANES_PER_TOKEN), GROUPS_PER_LANE (groups of 8 values),
 // CHUNK_WORDS, GROUPS_PER_CHUNK, CHUNKS_PER_LANE, LANE_VECS (vec4 of one head's lane values
 // = 2·GROUPS_PER_LANE), ACC_VECS (= HEADS_PER_WG·LANE_VECS), TOKENS_PER_STEP, STEP_SCORES
