@@ -2,7 +2,7 @@
 """Which half of the KV cache the INT4 perplexity loss comes from: the committed model's held-out
 perplexity (float64 numpy, the windows model/train.py scores) with K and V quantized separately.
 
-    python3 model/kv_ablation.py [RUN_DIR] [--windows N] [--json FILE]
+    python3 model/kv_ablation.py [RUN_DIR] [--windows N] [--variants A,B] [--bootstrap N] [--json FILE]
 
 Each variant stores K (after RoPE) and V as FP16 or as the project's token-wise INT4 (the numeric
 contract of tools/saw_int4_reference.py: per (token, kv head) asymmetric 4-bit, scale and min in f16),
@@ -55,17 +55,35 @@ VARIANTS = {
 }
 
 
-def perplexity(w, c, stream, windows, k_store, v_store):
-    nll, n = 0.0, 0
+def window_nlls(w, c, stream, windows, k_store, v_store):
+    """[windows] summed negative log-likelihood of each window's targets, and the target counts."""
+    nll, counts = [], []
     for start, length in windows:
         ids = stream[start:start + length]
         targets = np.asarray(stream[start + 1:start + length + 1])
         logits, _ = fn.forward(w, c, ids, kv_transform=lambda k, v: (k_store(k), v_store(v)))
         top = logits.max(axis=-1, keepdims=True)
         lse = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-        nll += float(np.sum(lse - logits[np.arange(length), targets]))
-        n += length
-    return float(np.exp(nll / n)), n
+        nll.append(float(np.sum(lse - logits[np.arange(length), targets])))
+        counts.append(length)
+    return np.asarray(nll), np.asarray(counts)
+
+
+def perplexity(w, c, stream, windows, k_store, v_store):
+    """(perplexity, targets) over the windows."""
+    nll, counts = window_nlls(w, c, stream, windows, k_store, v_store)
+    return float(np.exp(nll.sum() / counts.sum())), int(counts.sum())
+
+
+def paired_bootstrap(nll, base_nll, counts, resamples, seed=0):
+    """95 % interval of perplexity(variant) / perplexity(base) - 1 over windows resampled with replacement
+    (the same windows for both: a paired bootstrap; windows of one document are not independent, so
+    this is a lower bound on the uncertainty)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(counts), size=(resamples, len(counts)))
+    n = counts[idx].sum(axis=1)
+    ratio = np.exp((nll[idx].sum(axis=1) - base_nll[idx].sum(axis=1)) / n) - 1
+    return float(np.percentile(ratio, 2.5)), float(np.percentile(ratio, 97.5))
 
 
 def main():
@@ -74,6 +92,8 @@ def main():
     ap.add_argument('--windows', type=int, default=0, help='score only the first N windows (0: all)')
     ap.add_argument('--json', help='write the results here')
     ap.add_argument('--variants', help='comma-separated subset of: ' + '; '.join(VARIANTS))
+    ap.add_argument('--bootstrap', type=int, default=0, metavar='N',
+                    help='also a 95 %% interval of each change vs fp16 from N paired resamples of the windows')
     args = ap.parse_args()
     names = list(VARIANTS) if not args.variants else [v.strip() for v in args.variants.split(',')]
     unknown = [v for v in names if v not in VARIANTS]
@@ -81,6 +101,8 @@ def main():
         ap.error('unknown variant(s) %s; known: %s' % (unknown, list(VARIANTS)))
     if args.windows < 0:
         ap.error('--windows must be ≥ 0')
+    if args.bootstrap < 0 or (args.bootstrap and 'fp16' not in names):
+        ap.error('--bootstrap takes N ≥ 0 and needs the fp16 variant')
     with open(os.path.join(args.run_dir, 'reference.json'), encoding='utf-8') as f:
         ref = json.load(f)
     c = ref['config']
@@ -94,16 +116,27 @@ def main():
     if args.windows:
         windows = windows[:args.windows]
     results = {}
-    base = None
+    nlls = {}
+    if 'fp16' in names:
+        names = ['fp16'] + [v for v in names if v != 'fp16']  # the baseline first
     for name in names:
         t0 = time.time()
-        ppl, n = perplexity(w, c, stream, windows, *VARIANTS[name])
-        base = ppl if name == 'fp16' else base
-        rel = '' if base is None or name == 'fp16' else ' (%+.2f %% vs fp16)' % (100 * (ppl / base - 1))
-        print('%-32s %.4f%s  [%d targets, %.0f s]' % (name, ppl, rel, n, time.time() - t0), flush=True)
+        nlls[name], counts = window_nlls(w, c, stream, windows, *VARIANTS[name])
+        n = int(counts.sum())
+        ppl = float(np.exp(nlls[name].sum() / n))
         results[name] = {'perplexity': ppl}
+        rel = ''
+        if 'fp16' in results and name != 'fp16':
+            base = results['fp16']['perplexity']
+            rel = ' (%+.2f %% vs fp16' % (100 * (ppl / base - 1))
+            if args.bootstrap:
+                lo, hi = paired_bootstrap(nlls[name], nlls['fp16'], counts, args.bootstrap)
+                results[name]['changeVsFp16Interval95'] = [lo, hi]
+                rel += '; 95 %% interval %+.2f to %+.2f %%' % (100 * lo, 100 * hi)
+            rel += ')'
+        print('%-32s %.4f%s  [%d targets, %.0f s]' % (name, ppl, rel, n, time.time() - t0), flush=True)
     out = {'targets': n, 'windows': len(windows), 'referencePerplexity': ref['heldout']['perplexity'] if not args.windows else None,
-           'variants': results}
+           'bootstrapResamples': args.bootstrap, 'variants': results}
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump(out, f, indent=1)
