@@ -75,15 +75,24 @@ def perplexity(w, c, stream, windows, k_store, v_store):
     return float(np.exp(nll.sum() / counts.sum())), int(counts.sum())
 
 
-def paired_bootstrap(nll, base_nll, counts, resamples, seed=0):
-    """95 % interval of perplexity(variant) / perplexity(base) - 1 over windows resampled with replacement
-    (the same windows for both: a paired bootstrap; windows of one document are not independent, so
-    this is a lower bound on the uncertainty)."""
+def paired_bootstrap(nll, base_nll, counts, resamples, seed=0, groups=None):
+    """95 % interval of perplexity(variant) / perplexity(base) - 1 from `resamples` paired resamples
+    (the same units for both) drawn with replacement: windows, or with `groups` ([windows] unit index,
+    e.g. each window's document) whole groups of windows, which keeps windows of one document together."""
+    groups = np.arange(len(counts)) if groups is None else np.asarray(groups)
+    num_groups = int(groups.max()) + 1
+    diff = np.bincount(groups, weights=nll - base_nll, minlength=num_groups)
+    n = np.bincount(groups, weights=counts, minlength=num_groups)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(counts), size=(resamples, len(counts)))
-    n = counts[idx].sum(axis=1)
-    ratio = np.exp((nll[idx].sum(axis=1) - base_nll[idx].sum(axis=1)) / n) - 1
+    idx = rng.integers(0, num_groups, size=(resamples, num_groups))
+    ratio = np.exp(diff[idx].sum(axis=1) / n[idx].sum(axis=1)) - 1
     return float(np.percentile(ratio, 2.5)), float(np.percentile(ratio, 97.5))
+
+
+def window_documents(stream, windows, bos_id):
+    """[windows] index of the document (counted by <bos>) in which each window starts."""
+    doc_of_token = np.cumsum(np.asarray(stream) == bos_id) - 1
+    return np.asarray([doc_of_token[start] for start, _ in windows])
 
 
 def main():
@@ -93,7 +102,8 @@ def main():
     ap.add_argument('--json', help='write the results here')
     ap.add_argument('--variants', help='comma-separated subset of: ' + '; '.join(VARIANTS))
     ap.add_argument('--bootstrap', type=int, default=0, metavar='N',
-                    help='also a 95 %% interval of each change vs fp16 from N paired resamples of the windows')
+                    help='also 95 %% intervals of each change vs fp16 from N paired resamples of the windows, '
+                         'and of whole documents (windows of one document together)')
     args = ap.parse_args()
     names = list(VARIANTS) if not args.variants else [v.strip() for v in args.variants.split(',')]
     unknown = [v for v in names if v not in VARIANTS]
@@ -115,6 +125,7 @@ def main():
     windows = train.eval_windows(len(stream), ref['heldout']['window_tokens'])
     if args.windows:
         windows = windows[:args.windows]
+    documents = window_documents(stream, windows, tok.bos_id)
     results = {}
     nlls = {}
     if 'fp16' in names:
@@ -131,12 +142,13 @@ def main():
             rel = ' (%+.2f %% vs fp16' % (100 * (ppl / base - 1))
             if args.bootstrap:
                 lo, hi = paired_bootstrap(nlls[name], nlls['fp16'], counts, args.bootstrap)
-                results[name]['changeVsFp16Interval95'] = [lo, hi]
-                rel += '; 95 %% interval %+.2f to %+.2f %%' % (100 * lo, 100 * hi)
+                dlo, dhi = paired_bootstrap(nlls[name], nlls['fp16'], counts, args.bootstrap, groups=documents)
+                results[name]['changeVsFp16Interval95'] = {'windows': [lo, hi], 'documents': [dlo, dhi]}
+                rel += '; 95 %% interval %+.2f to %+.2f %% over windows, %+.2f to %+.2f %% over documents' % (100 * lo, 100 * hi, 100 * dlo, 100 * dhi)
             rel += ')'
         print('%-32s %.4f%s  [%d targets, %.0f s]' % (name, ppl, rel, n, time.time() - t0), flush=True)
     out = {'targets': n, 'windows': len(windows), 'referencePerplexity': ref['heldout']['perplexity'] if not args.windows else None,
-           'bootstrapResamples': args.bootstrap, 'variants': results}
+           'documents': int(documents.max()) + 1, 'bootstrapResamples': args.bootstrap, 'variants': results}
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump(out, f, indent=1)

@@ -322,6 +322,18 @@ class TrainScriptWithoutTorch(unittest.TestCase):
         self.assertLess(lo, observed)
         self.assertGreater(hi, observed)
         self.assertLess(hi - lo, 0.05)
+        # whole groups: a shift common to all is still exact, and grouping windows widens the interval
+        # when the change varies by group
+        groups = np.arange(40) // 8
+        lo, hi = kv_ablation.paired_bootstrap(base + 0.01 * counts, base, counts, 500, groups=groups)
+        self.assertAlmostEqual(lo, np.exp(0.01) - 1, places=12)
+        self.assertAlmostEqual(hi, np.exp(0.01) - 1, places=12)
+        by_group = base + counts * (0.01 + 0.03 * (groups % 2 - 0.5))
+        wlo, whi = kv_ablation.paired_bootstrap(by_group, base, counts, 4000)
+        glo, ghi = kv_ablation.paired_bootstrap(by_group, base, counts, 4000, groups=groups)
+        self.assertGreater(ghi - glo, whi - wlo)
+        stream = [7, 1, 2, 7, 3, 4, 5, 7, 6]  # three documents, <bos> = 7
+        self.assertEqual(list(kv_ablation.window_documents(stream, [(0, 2), (2, 2), (4, 2), (6, 2)], 7)), [0, 0, 1, 1])
 
 
 if __name__ == '__main__':
