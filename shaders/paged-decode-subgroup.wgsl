@@ -346,9 +346,9 @@ fn main(@builtin(local_invocation_index) lid: u32,
 // #if FUSED_STEP
   // only the workgroups whose split holds the new token encode it (a uniform branch: its barriers are
   // the whole workgroup's); the others never meet it in their token loop
-  new_token = context_len - 1u;
-  let holds_new_token = chunk_start <= context_len - 1u && context_len - 1u < chunk_start + params.tokens_per_split;
-  if (holds_new_token) {
+  let last_token = context_len - 1u;  // uniform, unlike a read of the private new_token
+  new_token = last_token;
+  if (chunk_start <= last_token && last_token < chunk_start + params.tokens_per_split) {
     encode_new_row(lid, new_raw, lane);
     if (wid.y % HEAD_GROUPS == 0u) {
       store_new_token(lid, seq, kv_head);

@@ -7,7 +7,7 @@ import { describeGpu, type AdapterSummary, type GpuContext, type OptionalFeature
 import { formatBytes } from '../kernels/gpu-buffers';
 import type { DecodeTuning } from '../kernels/decode-tuning';
 import { MODEL_PRESETS, type DecodeBenchRun, type PointResult, type ProbeResult, type TimingSummary } from './decode-step-bench';
-import type { TimingMethod } from './gpu-timer';
+import { STEADY_TOLERANCE, WALL_CLOCK_STEADY_TOLERANCE, type TimingMethod } from './gpu-timer';
 
 export const BENCH_REPORT_SCHEMA = 'webgpu-int4-kv/bench-report@1';
 
@@ -83,7 +83,8 @@ function unsteadyNotes(points: readonly PointResult[]): string[] {
       }
     }
   }
-  return redone.length ? [`measured again because the first sample set was not steady (its halves' medians differ by > 3 %, e.g. GPU clocks still ramping up): ${redone.join('; ')}`] : [];
+  const limits = `${100 * STEADY_TOLERANCE} %, ${100 * WALL_CLOCK_STEADY_TOLERANCE} % with the wall clock`;
+  return redone.length ? [`measured again because the first sample set was not steady (its halves' medians differ by > ${limits}; e.g. GPU clocks still ramping up): ${redone.join('; ')}`] : [];
 }
 
 /** The report as JSON text (2-space indent). */

@@ -17,9 +17,10 @@
  * sample lasts `targetSampleMs`, so coarse clocks (browsers quantize timestamps, often to 100 µs) and
  * submit latency stay a small fraction of each sample. Then warm-up samples run until `warmupMs` has
  * passed, then samples are collected for `measureMs` and at least `minSamples`. A set of samples whose
- * two halves' medians differ by more than STEADY_TOLERANCE (WALL_CLOCK_STEADY_TOLERANCE) (the GPU was not in one state throughout,
- * e.g. its clocks still ramping up after idling: docs/benchmarks.md, 2026-12-04)
- * is discarded and measured again, at most MAX_UNSTEADY_REPEATS times; the timing says how often.
+ * two halves' medians differ by more than STEADY_TOLERANCE (WALL_CLOCK_STEADY_TOLERANCE with the wall
+ * clock) was not taken in one state of the GPU (e.g. its clocks still ramping up after idling:
+ * docs/benchmarks.md, 2026-12-04); it is discarded and measured again, at most MAX_UNSTEADY_REPEATS
+ * times, and the timing lists the discarded sets' medians.
  *
  * Repeating work back to back inside one pass keeps its inputs hot in the GPU's caches when they are
  * small: an attention over a few MiB of KV is then timed at L2 rather than DRAM speed.
