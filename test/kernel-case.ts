@@ -25,6 +25,8 @@ export interface KernelCase {
   tuning?: Partial<DecodeTuning>;
   /** Put NaN into K of this (token, kv head), token counted over all sequences. */
   poison?: { token: number; kvHead: number };
+  /** Every word of both pools set to two f16 NaNs before the sequences are written (what unused page slots may hold). */
+  nanPools?: boolean;
   /** Force a decode kernel (default: the automatic choice). */
   kernel?: DecodeKernelKind;
   /**
@@ -66,6 +68,9 @@ export async function runKernelCase(ctx: GpuContext, c: KernelCase): Promise<Ker
   const pagesNeeded = c.contextLens.reduce((n, len) => n + Math.ceil(len / pageSize), 0);
   const cache = await PagedKvCache.create(ctx, { ...c.config, numPages: pagesNeeded + 3, pageShuffleSeed: c.seed });
   const seqIds = c.contextLens.map(() => cache.createSequence());
+  if (c.nanPools) {
+    for (const buffer of [...cache.kPool, ...cache.vPool]) cache.ctx.device.queue.writeBuffer(buffer, 0, new Uint32Array(buffer.size / 4).fill(0x7e007e00));
+  }
   // Prefill in two appends per sequence batch (a prefix, then the rest) to exercise appends at offsets;
   // with decodeStep the last token of each sequence is left to the step.
   const stepTokens = c.decodeStep ? 1 : 0;

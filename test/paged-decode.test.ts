@@ -250,6 +250,20 @@ describe('paged decode attention vs float64 references', () => {
     clean.cache.destroy();
     dirty.cache.destroy();
   });
+  it('words no live token owns (NaN in every unused slot of every page) never reach an output', async () => {
+    const ctx = await subgroupTestGpu();
+    for (const [method, decodeStep] of [['fp16', undefined], ['fp16', 'fused'], ['int4', undefined], ['int4-hadamard', 'fused']] as const) {
+      // short sequences beside a long one: most token slots of their first steps lie past their context
+      const base: KernelCase = { config: { method, headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 8 }, contextLens: [3, 45, 9, 1], seed: 22, decodeStep };
+      const clean = await runKernelCase(ctx, base);
+      const dirty = await runKernelCase(ctx, { ...base, nanPools: true });
+      expect(clean.cache.planAttention(clean.seqIds).kernel).toBe('subgroup');
+      expect(clean.out.every(Number.isFinite)).toBe(true);
+      expect(Array.from(dirty.out), `${method} ${decodeStep ?? 'attention'}`).toEqual(Array.from(clean.out));
+      clean.cache.destroy();
+      dirty.cache.destroy();
+    }
+  });
 });
 
 describe('int8 query (the -q8 methods) vs float64 references with the same int8 query', () => {
