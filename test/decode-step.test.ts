@@ -30,6 +30,8 @@ const GRID: KernelCase[] = [
   { config: { method: 'fp16', headDim: 160, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: [65, 16], seed: 9, numSplits: 2 },
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 32, numKvHeads: 1, pageSize: 16, hadamardBlock: 64 }, contextLens: [50], seed: 10 },
   { config: { method: 'int4', headDim: 128, numQueryHeads: 4, numKvHeads: 1, pageSize: 16 }, contextLens: Array.from({ length: 64 }, (_, i) => 1 + ((i * 5) % 37)), seed: 11 },
+  // the queries in workgroup memory (DecodeTuning.queryInWorkgroup)
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16, hadamardBlock: 128 }, contextLens: [1, 100], seed: 12, numSplits: 3, tuning: { queryInWorkgroup: 1 } },
 ];
 
 function label(c: KernelCase): string {

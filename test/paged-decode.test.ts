@@ -21,7 +21,7 @@ interface Case extends KernelCase {
 function label(c: Case): string {
   const k = c.config;
   const t = c.tuning;
-  const tuning = t ? ` lanes=${t.lanesPerToken ?? 'auto'} step=${t.tokensPerStep ?? '-'} wg=${t.workgroupSize ?? '-'} heads/wg≤${t.maxHeadsPerWorkgroup ?? '-'}` : '';
+  const tuning = t ? ` lanes=${t.lanesPerToken ?? 'auto'} step=${t.tokensPerStep ?? '-'} wg=${t.workgroupSize ?? '-'} heads/wg≤${t.maxHeadsPerWorkgroup ?? '-'}${t.queryInWorkgroup ? ' q in workgroup memory' : ''}` : '';
   return `${k.method}${k.method === 'int4-hadamard' ? `-B${k.hadamardBlock ?? defaultHadamardBlock(k.headDim)}${k.rotateV ? '-KV' : ''}${k.hadamardSignSeed !== undefined ? '-signs' : ''}` : ''} D=${k.headDim} Hq/Hkv=${k.numQueryHeads}/${k.numKvHeads} P=${k.pageSize} lens=${c.contextLens.length > 6 ? `${c.contextLens.length} seqs` : c.contextLens.join(',')} splits=${c.numSplits ?? 'auto'} ${c.subgroups ? 'subgroups' : 'workgroup-reduce'}${tuning}`;
 }
 
@@ -72,6 +72,10 @@ const GRID: Case[] = [
   { config: { method: 'int4-hadamard', headDim: 64, numQueryHeads: 4, numKvHeads: 1, pageSize: 8, hadamardBlock: 32 }, contextLens: [3, 4, 8, 9], seed: 46, subgroups: true, tuning: { lanesPerToken: 4, tokensPerStep: 8, workgroupSize: 64, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0 } },
   // the large-grid INT4 configuration (autoWorkgroupSize): 64 invocations, the GQA group of 4 per workgroup
   { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 200, 515], seed: 49, subgroups: true, tuning: { workgroupSize: 64, splitHeadsBelowWorkgroups: 0 } },
+  // the queries in workgroup memory instead of registers (DecodeTuning.queryInWorkgroup)
+  { config: { method: 'int4-hadamard', headDim: 128, numQueryHeads: 32, numKvHeads: 8, pageSize: 16 }, contextLens: [1, 200, 515], seed: 50, subgroups: true, tuning: { workgroupSize: 64, splitHeadsBelowWorkgroups: 0, queryInWorkgroup: 1 } },
+  { config: { method: 'fp16', headDim: 64, numQueryHeads: 8, numKvHeads: 2, pageSize: 12 }, contextLens: [5, 40, 100], seed: 51, subgroups: true, numSplits: 2, tuning: { lanesPerToken: 2, tokensPerStep: 8, workgroupSize: 256, maxHeadsPerWorkgroup: 4, splitHeadsBelowWorkgroups: 0, queryInWorkgroup: 1 } },
+  { config: { method: 'int4', headDim: 256, numQueryHeads: 4, numKvHeads: 1, pageSize: 32 }, contextLens: [64, 1000], seed: 52, subgroups: true, tuning: { lanesPerToken: 2, queryInWorkgroup: 1 } },
   // head_dims that are multiples of 32 but not powers of two (Phi-3: 96): the write kernel takes fewer
   // rows per workgroup, the subgroup kernel fewer lanes per token, the workgroup kernel spare
   // invocations; the default Hadamard block is the largest power of two ≤ 128 dividing D

@@ -66,6 +66,11 @@ export interface DecodeTuning {
    * dividing the subgroup size; 0 = automatic (the subgroup size, or the tile's tokens if fewer).
    */
   matrixTokenLanes: number;
+  /**
+   * Subgroup kernel, f32 query: 1 keeps the scaled queries in workgroup memory and reads them in the
+   * token loop (fewer registers per invocation, so more workgroups per SM); 0 holds them in registers.
+   */
+  queryInWorkgroup: number;
 }
 
 /**
@@ -90,6 +95,7 @@ export const DEFAULT_DECODE_TUNING: DecodeTuning = {
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   matrixTokenLanes: 0,
+  queryInWorkgroup: 0,
   targetWorkgroups: 2048,
   minTokensPerSplit: 128,
 };
@@ -114,6 +120,7 @@ export const DEFAULT_SUBGROUP_DECODE_TUNING: DecodeTuning = {
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   matrixTokenLanes: 0,
+  queryInWorkgroup: 0,
   targetWorkgroups: 256,
   minTokensPerSplit: 384,
 };
@@ -132,6 +139,7 @@ export const DEFAULT_MATRIX_DECODE_TUNING: DecodeTuning = {
   tileTokens: 0,
   matrixSubgroups: DEFAULT_MATRIX_SUBGROUPS,
   matrixTokenLanes: 0,
+  queryInWorkgroup: 0,
   targetWorkgroups: 1024,
   minTokensPerSplit: 256,
 };
@@ -159,6 +167,7 @@ export function resolveTuning(tuning: Partial<DecodeTuning> = {}, kind: DecodeKe
   if (![0, 8, 16, 32, 64].includes(t.tileTokens)) throw new Error(`tileTokens must be 0 (automatic), 8, 16, 32 or 64, got ${t.tileTokens}`);
   if (![0, 1, 2, 4, 8].includes(t.matrixSubgroups)) throw new Error(`matrixSubgroups must be 0 (the serial matrix kernel), 1, 2, 4 or 8, got ${t.matrixSubgroups}`);
   if (![0, 1, 2, 4, 8, 16, 32, 64, 128].includes(t.matrixTokenLanes)) throw new Error(`matrixTokenLanes must be 0 (automatic) or a power of two up to 128, got ${t.matrixTokenLanes}`);
+  if (t.queryInWorkgroup !== 0 && t.queryInWorkgroup !== 1) throw new Error(`queryInWorkgroup must be 0 (queries in registers) or 1 (in workgroup memory), got ${t.queryInWorkgroup}`);
   return t;
 }
 

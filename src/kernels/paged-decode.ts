@@ -269,6 +269,9 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     ACC_VECS: 2 * groupsPerLane * shared.HEADS_PER_WG,
     TOKENS_PER_STEP: tokensPerStep,
     QUERY_INT8: shape.queryInt8 ? 1 : 0,
+    QUERY_SHARED: tuning.queryInWorkgroup && !shape.queryInt8 ? 1 : 0,
+    Q_SHARED_STRIDE: 2 * groupsPerLane + 1,
+    Q_SHARED_HEAD: lanes * (2 * groupsPerLane + 1),
     POOL_SPLIT: (shape.pool?.numBuffers ?? 1) > 1 ? 1 : 0,
     STEP_SCORES: tokensPerStep * shared.HEADS_PER_WG,
     STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
@@ -284,7 +287,9 @@ function subgroupDecodeWorkgroupBytes(c: ReturnType<typeof subgroupDecodeConstan
   const floats = c.ROT_VECTORS * c.HEAD_DIM + 1 + 1 + 2 + c.MAX_SUBGROUPS * c.HEADS_PER_WG + c.MERGE_ROWS * c.HEAD_DIM + 2 * c.MERGE_ROWS + 2 * c.HEADS_PER_WG + 2 * c.HEADS_PER_WG;
   // the fused step: new rows' words and scale/min words, per-lane minima and maxima
   const fused = c.FUSED_STEP ? 2 * c.ROW_WORDS + 2 + 4 * c.NEW_ROW_LANES : 0;
-  return (floats + fused) * 4;
+  // queries kept in workgroup memory: [head, lane, Q_SHARED_STRIDE] vec4
+  const queries = c.QUERY_SHARED ? 4 * c.HEADS_PER_WG * c.Q_SHARED_HEAD : 0;
+  return (floats + fused + queries) * 4;
 }
 
 /**
@@ -406,7 +411,7 @@ function subgroupDecodeKernel(shape: DecodeShape): DecodeKernel {
   const format = DECODE_FORMATS[shape.layout.method] as keyof typeof LANE_FORMATS;
   const pool = shape.pool ?? ONE_BUFFER;
   const name = `paged-decode-subgroup-${format}${constants.QUERY_INT8 ? '-q8' : ''}${constants.FUSED_STEP ? '-fused' : ''}${constants.MERGE_IN_DISPATCH ? `-merged${constants.SPLIT_MERGE_BLOCK}` : ''}`;
-  const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}`].join('/') + poolKey(pool);
+  const key = [...sharedDecodeKey(name, constants), `l${constants.LANES_PER_TOKEN}t${constants.TOKENS_PER_STEP}${constants.QUERY_SHARED ? 'qw' : ''}`].join('/') + poolKey(pool);
   // the fused step encodes new tokens with the cache write's code (lib/quantize-lane.wgsl, f16.wgsl)
   const fusedSources = !constants.FUSED_STEP ? [] : constants.QUANTIZED
     ? [`const MAX_CODE: f32 = ${quantFormat(shape.layout.method, shape.layout.headDim)!.maxCode}.0;`, WGSL_LIBRARIES.f16, WGSL_LIBRARIES.quantCode, WGSL_LIBRARIES.quantizeLane]
