@@ -69,6 +69,8 @@ export interface DecodeTuning {
   /**
    * Subgroup kernel, f32 query: 1 keeps the scaled queries in workgroup memory and reads them in the
    * token loop (fewer registers per invocation, so more workgroups per SM); 0 holds them in registers.
+   * Off by default: not yet timed on a GPU (the 64-invocation rule, autoWorkgroupSize, shows that
+   * register-heavy INT4 workgroups are bound by how many fit an SM, which this would change).
    */
   queryInWorkgroup: number;
 }
