@@ -151,6 +151,7 @@ describe('paged decode attention vs float64 references', () => {
     expect(() => resolveTuning({ workgroupSize: 96 }, 'subgroup')).toThrow(/one of 64, 128, 256 for the subgroup kernel/);
     expect(() => resolveTuning({ tileTokens: 24 }, 'matrix')).toThrow(/tileTokens must be 0 \(automatic\), 8, 16, 32 or 64/);
     expect(() => resolveTuning({ matrixTokenLanes: 12 }, 'matrix')).toThrow(/matrixTokenLanes must be 0 \(automatic\) or a power of two/);
+    expect(() => resolveTuning({ queryInWorkgroup: 2 }, 'subgroup')).toThrow(/queryInWorkgroup must be 0 \(queries in registers\) or 1/);
     const ctx = await subgroupTestGpu();
     const cache = await PagedKvCache.create(ctx, { method: 'int4', headDim: 128, numQueryHeads: 8, numKvHeads: 2, numPages: 2 });
     const seq = cache.createSequence();
