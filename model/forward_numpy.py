@@ -53,8 +53,8 @@ def rope(x, cos, sin):
 def forward(w, c, ids, kv_dtype=None, kv_transform=None):
     """(logits [T, V], [(q [Hq, T, D], k [Hkv, T, D], v [Hkv, T, D]) per layer]) for token ids [T];
     with kv_dtype (e.g. np.float16) K after RoPE and V are rounded to it before attention (an FP16 KV cache);
-    with kv_transform, (k, v) = kv_transform(k, v) ([Hkv, T, D] each) before attention instead (a quantized
-    KV cache: model/kv_ablation.py). The returned K/V are the attention's."""
+    with kv_transform, (k, v) = kv_transform(k, v, layer) ([Hkv, T, D] each) before attention instead (a
+    quantized KV cache: model/kv_ablation.py). The returned K/V are the attention's."""
     t = len(ids)
     hq, hkv, d = c['n_heads'], c['n_kv_heads'], c['head_dim']
     cos, sin = rope_tables(t, d, c['rope_theta'])
@@ -69,7 +69,7 @@ def forward(w, c, ids, kv_dtype=None, kv_transform=None):
         v = (n @ w[p + 'self_attn.v_proj.weight'].T).reshape(t, hkv, d).transpose(1, 0, 2)
         q, k = rope(q, cos, sin), rope(k, cos, sin)
         if kv_transform is not None:
-            k, v = kv_transform(k, v)
+            k, v = kv_transform(k, v, i)
         elif kv_dtype is not None:
             k = k.astype(kv_dtype).astype(np.float64)
             v = v.astype(kv_dtype).astype(np.float64)

@@ -305,6 +305,35 @@ class TrainScriptWithoutTorch(unittest.TestCase):
         rows = np.random.default_rng(1).normal(size=(1, 5, 128))
         self.assertLess(np.max(np.abs(kv_ablation.int4(128)(rows) - rows)), 0.5)  # rotated back
 
+    def test_kv_ablation_layers_key_stats_and_centring(self):
+        # one layer's variant touches that layer only; the key statistics are those of a ~10 % INT4 error
+        # whose logit noise is far below the logits' spread; a common offset in the keys costs token-wise
+        # INT4 accuracy, which centring takes back (the mean keys come from the train split)
+        import forward_numpy
+        import kv_ablation
+        x = np.random.default_rng(2).normal(size=(1, 6, 128))
+        store = kv_ablation.in_layer(kv_ablation.int4(128), 2)
+        np.testing.assert_array_equal(store(x, 1), kv_ablation.fp16(x))
+        np.testing.assert_array_equal(store(x, 2), kv_ablation.int4(128)(x))
+        ref = json.load(open(os.path.join(HERE, 'run', 'reference.json'), encoding='utf-8'))
+        c = ref['config']
+        w = forward_numpy.load_weights(os.path.join(HERE, 'run'), ref['weights']['files'])
+        stream = train.token_stream(tokmod.load(), train.read_docs('heldout')[1])
+        windows = train.eval_windows(len(stream), ref['heldout']['window_tokens'])[:1]
+        stats = kv_ablation.key_stats(w, c, stream, windows)
+        self.assertEqual(sorted(stats), list(range(c['n_layers'])))
+        for layer, st in stats.items():
+            self.assertTrue(0.05 < st['keyError'] < 0.15, (layer, st))
+            self.assertLess(st['keyErrorCentred'], st['keyError'])
+            self.assertLess(st['logitNoise'], 0.2 * st['logitSpread'])
+            self.assertTrue(0.0 < st['meanKey'] < 1.0)
+        mu = kv_ablation.mean_keys(w, c, tokmod.load(), windows=1)
+        self.assertEqual(sorted(mu), list(range(c['n_layers'])))
+        self.assertEqual(mu[0].shape, (c['n_kv_heads'], 1, c['head_dim']))
+        offset = x + 4.0 * np.random.default_rng(3).normal(size=(1, 1, 128))
+        centred = kv_ablation.int4(128)(offset - offset.mean(axis=1, keepdims=True)) + offset.mean(axis=1, keepdims=True)
+        self.assertLess(np.linalg.norm(centred - offset), 0.5 * np.linalg.norm(kv_ablation.int4(128)(offset) - offset))
+
     def test_kv_ablation_paired_bootstrap(self):
         # the interval of a perplexity change over resampled windows: none for the same NLLs, exactly the
         # change when every window's mean NLL moves by the same amount, and it holds the observed change
