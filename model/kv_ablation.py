@@ -168,6 +168,21 @@ def key_stats(w, c, stream, windows, block=128):
     return out
 
 
+def parse_variants(text):
+    """Variant names from a comma-separated list, where a name may itself hold a comma ('K int4, V fp16'):
+    the longest run of pieces that is a known name, piece by piece. Returns (names, first unknown piece)."""
+    known = [*VARIANTS, CENTRED]
+    pieces = [p.strip() for p in text.split(',')]
+    names, i = [], 0
+    while i < len(pieces):
+        match = next((j for j in range(len(pieces), i, -1) if ', '.join(pieces[i:j]) in known), None)
+        if match is None:
+            return names, pieces[i]
+        names.append(', '.join(pieces[i:match]))
+        i = match
+    return names, None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('run_dir', nargs='?', default=os.path.join(HERE, 'run'))
@@ -180,10 +195,9 @@ def main():
     ap.add_argument('--key-stats', type=int, default=0, metavar='N',
                     help='instead: per layer, what INT4 + Hadamard-128 does to the keys and the logits over the first N windows')
     args = ap.parse_args()
-    names = list(VARIANTS) if not args.variants else [v.strip() for v in args.variants.split(',')]
-    unknown = [v for v in names if v not in VARIANTS and v != CENTRED]
-    if unknown:
-        ap.error('unknown variant(s) %s; known: %s' % (unknown, list(VARIANTS)))
+    names, unknown = (list(VARIANTS), None) if not args.variants else parse_variants(args.variants)
+    if unknown is not None:
+        ap.error('unknown variant %r; known: %s' % (unknown, [*VARIANTS, CENTRED]))
     if args.windows < 0:
         ap.error('--windows must be ≥ 0')
     if args.bootstrap < 0 or (args.bootstrap and 'fp16' not in names):

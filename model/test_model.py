@@ -334,6 +334,13 @@ class TrainScriptWithoutTorch(unittest.TestCase):
         centred = kv_ablation.int4(128)(offset - offset.mean(axis=1, keepdims=True)) + offset.mean(axis=1, keepdims=True)
         self.assertLess(np.linalg.norm(centred - offset), 0.5 * np.linalg.norm(kv_ablation.int4(128)(offset) - offset))
 
+    def test_kv_ablation_variant_list(self):
+        # names that hold a comma are found whole, beside ones that do not; an unknown piece is named
+        import kv_ablation
+        self.assertEqual(kv_ablation.parse_variants('fp16,K int4, V fp16,int4'), (['fp16', 'K int4, V fp16', 'int4'], None))
+        self.assertEqual(kv_ablation.parse_variants('K fp16, V int4-hadamard B=128'), (['K fp16, V int4-hadamard B=128'], None))
+        self.assertEqual(kv_ablation.parse_variants('fp16,nope'), (['fp16'], 'nope'))
+
     def test_kv_ablation_paired_bootstrap(self):
         # the interval of a perplexity change over resampled windows: none for the same NLLs, exactly the
         # change when every window's mean NLL moves by the same amount, and it holds the observed change
