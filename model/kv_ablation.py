@@ -84,8 +84,8 @@ def mean_keys(w, c, tok, windows=CENTRE_WINDOWS):
     return {layer: total / len(spans) for layer, total in sums.items()}
 
 
-def centred_stores(w, c, tok):
-    mu = mean_keys(w, c, tok)
+def centred_stores(mu):
+    """(K, V) stores of the centred variant for mean keys `mu` ({layer: [Hkv, 1, D]}, mean_keys)."""
     quant_k, quant_v = int4(128), int4()
     return (lambda k, layer: quant_k(k - mu[layer]) + mu[layer]), (lambda v, layer: quant_v(v))
 
@@ -141,6 +141,8 @@ def key_stats(w, c, stream, windows, block=128):
     sums = {}
     for start, length in windows:
         _, kvs = fn.forward(w, c, stream[start:start + length])
+        mask = np.tril(np.ones((length, length), dtype=bool))  # query t attends to keys s ≤ t
+        keys_seen = mask.sum(axis=1)
         for layer, (q, k, _) in enumerate(kvs):
             err = quant(k) - k
             mu = k.mean(axis=1, keepdims=True)
@@ -148,13 +150,11 @@ def key_stats(w, c, stream, windows, block=128):
             rep = q.shape[0] // k.shape[0]
             kk, ee = np.repeat(k, rep, axis=0), np.repeat(err, rep, axis=0)
             d = q.shape[-1]
-            mask = np.tril(np.ones((length, length), dtype=bool))
             rows = [q @ kk.transpose(0, 2, 1) / np.sqrt(d), q @ ee.transpose(0, 2, 1) / np.sqrt(d)]
             spreads = []
             for m in rows:  # per query row t (keys s ≤ t): variance over the row, from row 1 on
                 x = np.where(mask, m, 0.0)
-                n = mask.sum(axis=1)
-                var = (x ** 2).sum(axis=-1) / n - (x.sum(axis=-1) / n) ** 2
+                var = (x ** 2).sum(axis=-1) / keys_seen - (x.sum(axis=-1) / keys_seen) ** 2
                 spreads.append(float(np.mean(np.maximum(var[:, 1:], 0.0))))
             acc = sums.setdefault(layer, np.zeros(6))
             acc += [np.sum(err ** 2), np.sum(k ** 2), spreads[0], spreads[1],
@@ -230,7 +230,7 @@ def main():
         names = ['fp16'] + [v for v in names if v != 'fp16']  # the baseline first
     for name in names:
         t0 = time.time()
-        stores = centred_stores(w, c, tok) if name == CENTRED else VARIANTS[name]
+        stores = centred_stores(mean_keys(w, c, tok)) if name == CENTRED else VARIANTS[name]
         nlls[name], counts = window_nlls(w, c, stream, windows, *stores)
         n = int(counts.sum())
         ppl = float(np.exp(nlls[name].sum() / n))

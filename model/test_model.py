@@ -331,8 +331,9 @@ class TrainScriptWithoutTorch(unittest.TestCase):
         self.assertEqual(sorted(mu), list(range(c['n_layers'])))
         self.assertEqual(mu[0].shape, (c['n_kv_heads'], 1, c['head_dim']))
         offset = x + 4.0 * np.random.default_rng(3).normal(size=(1, 1, 128))
-        centred = kv_ablation.int4(128)(offset - offset.mean(axis=1, keepdims=True)) + offset.mean(axis=1, keepdims=True)
-        self.assertLess(np.linalg.norm(centred - offset), 0.5 * np.linalg.norm(kv_ablation.int4(128)(offset) - offset))
+        k_store, v_store = kv_ablation.centred_stores({0: offset.mean(axis=1, keepdims=True)})
+        self.assertLess(np.linalg.norm(k_store(offset, 0) - offset), 0.5 * np.linalg.norm(kv_ablation.int4(128)(offset) - offset))
+        np.testing.assert_array_equal(v_store(offset, 0), kv_ablation.int4()(offset))  # V as the method stores it
 
     def test_kv_ablation_variant_list(self):
         # names that hold a comma are found whole, beside ones that do not; an unknown piece is named

@@ -246,6 +246,8 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
   let tokensPerStep = tuning.tokensPerStep || AUTO_TOKENS_PER_STEP;
   while (layout.pageSize % tokensPerStep !== 0) tokensPerStep /= 2;
   const fused = Boolean(shape.fusedStep);
+  // queries in workgroup memory: one vec4 of padding per lane's row (distinct banks for a token's lanes)
+  const querySharedStride = 2 * groupsPerLane + 1;
   // the fused step's new K/V rows that rotate share rot_buf (and the query's rotation pass)
   const newRotRows = fused ? (shape.rotateQ ? 1 : 0) + (shape.rotateOut ? 1 : 0) : 0;
   return {
@@ -270,8 +272,8 @@ export function subgroupDecodeConstants(shape: DecodeShape) {
     TOKENS_PER_STEP: tokensPerStep,
     QUERY_INT8: shape.queryInt8 ? 1 : 0,
     QUERY_SHARED: tuning.queryInWorkgroup && !shape.queryInt8 ? 1 : 0,
-    Q_SHARED_STRIDE: 2 * groupsPerLane + 1,
-    Q_SHARED_HEAD: lanes * (2 * groupsPerLane + 1),
+    Q_SHARED_STRIDE: querySharedStride,
+    Q_SHARED_HEAD: lanes * querySharedStride,
     POOL_SPLIT: (shape.pool?.numBuffers ?? 1) > 1 ? 1 : 0,
     STEP_SCORES: tokensPerStep * shared.HEADS_PER_WG,
     STEP_CHUNKS: (tokensPerStep * groupsPerLane) / groupsPerChunk,
